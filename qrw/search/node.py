@@ -1,0 +1,391 @@
+"""A real single-node OpenSearch on loopback, provisioned without Docker.
+
+Why this exists: the machines this project is developed and tested on have no Docker engine, but
+integration tests must run against a real OpenSearch, never a mock. Maven Central publishes the
+runnable ``org.opensearch.distribution.integ-test-zip:opensearch`` distribution (core OpenSearch,
+no plugins, no bundled JDK); we fetch it once with Maven, verify its checksum, unpack it outside the
+checkout and run it on the machine's JDK as an unprivileged system user (OpenSearch refuses root).
+
+Layout on disk (all outside the checkout):
+
+* download cache: ``$QRW_CACHE_DIR/opensearch/<version>/opensearch-<version>.zip``
+  (default ``~/.cache/qrw``), keyed by version, so it is fetched once per machine;
+* unpacked install: ``$QRW_RUNTIME_DIR/opensearch-<version>/`` (default ``/var/tmp/qrw``);
+* one folder per node: ``$QRW_RUNTIME_DIR/nodes/<name>/`` with ``config/``, ``data/``, ``logs/``,
+  ``opensearch.pid`` and ``node.json`` (port, url, version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from qrw.errors import NodeError
+
+# The pinned distribution. 2.19.x runs on the OpenJDK 17 that Debian bookworm ships; 3.x would need
+# JDK 21. The checksum was computed on the artifact Maven Central served; Maven's own .sha1 is also
+# checked (``--strict-checksums``) while downloading.
+DEFAULT_VERSION = "2.19.4"
+KNOWN_SHA512 = {
+    "2.19.4": "f647ffad1263d5cef32657abe14533cf83e297b7dda42b0c27fa7250aa1de223"
+    "67876a4b4bbc76205d84dabeea5f70c8c34d93753e751441a469f09b5e24a8a2",
+}
+MAVEN_COORDINATES = "org.opensearch.distribution.integ-test-zip:opensearch:{version}:zip"
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy"
+SERVICE_USER = "qrw-opensearch"
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw"))
+
+
+def _default_runtime_dir() -> Path:
+    return Path(os.environ.get("QRW_RUNTIME_DIR", "/var/tmp/qrw"))
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeConfig:
+    """Where and how one local node runs. Every field has its default here and nowhere else."""
+
+    name: str = "default"
+    """Node folder name under ``runtime_dir/nodes``; tests use their own name so they never touch a user's node."""
+    version: str = DEFAULT_VERSION
+    """OpenSearch version of the integ-test-zip distribution."""
+    port: int = 9200
+    """HTTP port on 127.0.0.1."""
+    transport_port: int | None = None
+    """Transport port; by default ``port + 100``."""
+    heap: str = "512m"
+    """JVM heap (Xms = Xmx). At most 1g: CI machines have 2 cores and share memory with training."""
+    cache_dir: Path = dataclasses.field(default_factory=_default_cache_dir)
+    """Download cache, keyed by version."""
+    runtime_dir: Path = dataclasses.field(default_factory=_default_runtime_dir)
+    """Unpacked distribution and node folders; must be outside /root so the service user can read it."""
+    start_timeout_s: float = 180.0
+    """How long to wait for the cluster to turn yellow."""
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.port <= 65535):
+            raise NodeError(f"port {self.port} is out of range 1..65535")
+        if not self.heap[:-1].isdigit() or self.heap[-1] not in "mg":
+            raise NodeError(f"heap {self.heap!r} must look like '512m' or '1g'")
+        heap_mb = int(self.heap[:-1]) * (1024 if self.heap[-1] == "g" else 1)
+        if heap_mb > 1024:
+            raise NodeError(f"heap {self.heap} is above the 1g limit of this project's machines")
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def node_dir(self) -> Path:
+        return self.runtime_dir / "nodes" / self.name
+
+    @property
+    def install_dir(self) -> Path:
+        return self.runtime_dir / f"opensearch-{self.version}"
+
+    @property
+    def zip_path(self) -> Path:
+        return self.cache_dir / "opensearch" / self.version / f"opensearch-{self.version}.zip"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetch and unpack
+# ---------------------------------------------------------------------------------------------
+
+
+def _sha512(path: Path) -> str:
+    digest = hashlib.sha512()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(cfg: NodeConfig, path: Path) -> None:
+    expected = KNOWN_SHA512.get(cfg.version)
+    if expected is None:
+        # Not pinned here: Maven already enforced the .sha1 published beside the artifact.
+        return
+    actual = _sha512(path)
+    if actual != expected:
+        raise NodeError(
+            f"checksum mismatch for {path}: sha512 {actual[:16]}… != pinned {expected[:16]}…",
+            hint=f"delete {path} and run again to re-download",
+        )
+
+
+def fetch_distribution(cfg: NodeConfig) -> Path:
+    """Return the cached, checksum-verified zip, downloading it with Maven on first use."""
+    if cfg.zip_path.exists():
+        _verify(cfg, cfg.zip_path)
+        return cfg.zip_path
+    if shutil.which("mvn") is None:
+        raise NodeError("Maven ('mvn') is needed to fetch OpenSearch from Maven Central", hint="apt-get install maven")
+    cfg.zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cfg.zip_path.parent) as tmp:
+        command = [
+            "mvn", "-B", "-q", "--strict-checksums",
+            f"-Dmaven.repo.local={cfg.cache_dir / 'm2'}",
+            MAVEN_DEPENDENCY_PLUGIN,
+            f"-Dartifact={MAVEN_COORDINATES.format(version=cfg.version)}",
+            f"-DoutputDirectory={tmp}",
+        ]
+        print(f"fetching OpenSearch {cfg.version} from Maven Central (once per machine)…", flush=True)
+        result = subprocess.run(command, capture_output=True, text=True)
+        downloaded = Path(tmp) / f"opensearch-{cfg.version}.zip"
+        if result.returncode != 0 or not downloaded.exists():
+            raise NodeError(
+                f"Maven could not fetch {MAVEN_COORDINATES.format(version=cfg.version)}:\n"
+                + (result.stdout + result.stderr)[-2000:]
+            )
+        _verify(cfg, downloaded)
+        downloaded.replace(cfg.zip_path)
+    # The artifact now lives in our cache; Maven's copy is not needed twice.
+    shutil.rmtree(cfg.cache_dir / "m2" / "org" / "opensearch", ignore_errors=True)
+    return cfg.zip_path
+
+
+def _service_account() -> tuple[int, int] | None:
+    """(uid, gid) of the unprivileged user to run as, creating it when we are root; None if not root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        result = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise NodeError(f"could not create system user {SERVICE_USER}: {result.stderr.strip()}")
+        entry = pwd.getpwnam(SERVICE_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _chown_tree(path: Path, account: tuple[int, int] | None) -> None:
+    if account is None:
+        return
+    uid, gid = account
+    for root, dirs, files in os.walk(path):
+        os.chown(root, uid, gid)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+
+
+def install(cfg: NodeConfig) -> Path:
+    """Unpack the distribution once into ``cfg.install_dir`` (idempotent)."""
+    marker = cfg.install_dir / ".qrw-installed"
+    if marker.exists():
+        return cfg.install_dir
+    archive = fetch_distribution(cfg)
+    cfg.runtime_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(cfg.runtime_dir, 0o755)
+    staging = Path(tempfile.mkdtemp(dir=cfg.runtime_dir, prefix=".unpack-"))
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            bundle.extractall(staging)
+        (top,) = [p for p in staging.iterdir() if p.is_dir()]
+        for script in (top / "bin").iterdir():
+            script.chmod(0o755)
+        shutil.rmtree(cfg.install_dir, ignore_errors=True)
+        top.replace(cfg.install_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    marker.write_text(cfg.version)
+    return cfg.install_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Start, wait, stop
+# ---------------------------------------------------------------------------------------------
+
+
+def _java_home() -> str:
+    for variable in ("OPENSEARCH_JAVA_HOME", "JAVA_HOME"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    java = shutil.which("java")
+    if java is None:
+        raise NodeError(
+            "no Java runtime found: OpenSearch 2.19 needs JDK 11, 17 or 21",
+            hint="apt-get install openjdk-17-jre-headless, or set OPENSEARCH_JAVA_HOME",
+        )
+    return str(Path(java).resolve().parent.parent)
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_port() -> int:
+    """A currently free TCP port on loopback whose +100 neighbour (transport) is free too."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + 100 <= 65535 and not _port_in_use(port + 100):
+            return port
+    raise NodeError("could not find a free port pair on 127.0.0.1")
+
+
+def cluster_health(url: str, timeout: float = 2.0) -> dict | None:
+    """The cluster health JSON, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=timeout) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _read_pid(cfg: NodeConfig) -> int | None:
+    pid_file = cfg.node_dir / "opensearch.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def _log_tail(cfg: NodeConfig, lines: int = 30) -> str:
+    logs = sorted((cfg.node_dir / "logs").glob("*.log"), key=lambda p: p.stat().st_mtime)
+    logs += [cfg.node_dir / "logs" / "console.out"] if (cfg.node_dir / "logs" / "console.out").exists() else []
+    if not logs:
+        return "(no log written)"
+    return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:])
+
+
+def start(cfg: NodeConfig) -> str:
+    """Start the node (idempotent: a running node is reused) and wait for yellow health; return its URL."""
+    if _read_pid(cfg) is not None and cluster_health(cfg.http_url) is not None:
+        return cfg.http_url
+    if _port_in_use(cfg.port):
+        raise NodeError(
+            f"port {cfg.port} on 127.0.0.1 is taken by another process",
+            hint="stop it, or pass --port with a free port",
+        )
+    home = install(cfg)
+    account = _service_account()
+    node_dir = cfg.node_dir
+    conf_dir = node_dir / "config"
+    if not conf_dir.exists():
+        node_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(home / "config", conf_dir)
+    for sub in ("data", "logs"):
+        (node_dir / sub).mkdir(parents=True, exist_ok=True)
+    (node_dir / "opensearch.pid").unlink(missing_ok=True)
+    _chown_tree(home, account)
+    _chown_tree(node_dir, account)
+    for parent in (cfg.runtime_dir, cfg.runtime_dir / "nodes"):
+        os.chmod(parent, 0o755)
+
+    transport = cfg.transport_port or cfg.port + 100
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "OPENSEARCH_JAVA_HOME": _java_home(),
+        "OPENSEARCH_PATH_CONF": str(conf_dir),
+        "OPENSEARCH_JAVA_OPTS": f"-Xms{cfg.heap} -Xmx{cfg.heap}",
+        "HOME": str(node_dir),
+    }
+    command = [
+        str(home / "bin" / "opensearch"), "-d", "-p", str(node_dir / "opensearch.pid"),
+        "-Ediscovery.type=single-node",
+        "-Enetwork.host=127.0.0.1",
+        f"-Ehttp.port={cfg.port}",
+        f"-Etransport.port={transport}",
+        f"-Epath.data={node_dir / 'data'}",
+        f"-Epath.logs={node_dir / 'logs'}",
+        f"-Ecluster.name=qrw-{cfg.name}",
+        "-Ecluster.routing.allocation.disk.threshold_enabled=false",
+        "-Eaction.destructive_requires_name=false",
+    ]
+    if account is not None:
+        command = ["runuser", "-u", SERVICE_USER, "--", *command]
+    # The daemon inherits our stdout/stderr: pipes would keep subprocess.run waiting for the
+    # daemon's exit, so its start-up output goes to a file instead.
+    console = node_dir / "logs" / "console.out"
+    with console.open("w") as sink:
+        result = subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=node_dir)
+    if result.returncode != 0:
+        raise NodeError(
+            f"OpenSearch did not start (exit {result.returncode}):\n{console.read_text(errors='replace')[-2000:]}",
+            hint=f"logs are in {node_dir / 'logs'}",
+        )
+    deadline = time.monotonic() + cfg.start_timeout_s
+    while time.monotonic() < deadline:
+        health = cluster_health(cfg.http_url)
+        if health and health.get("status") in ("yellow", "green"):
+            (node_dir / "node.json").write_text(
+                json.dumps({"url": cfg.http_url, "port": cfg.port, "version": cfg.version, "name": cfg.name})
+            )
+            return cfg.http_url
+        if _read_pid(cfg) is None and time.monotonic() > deadline - cfg.start_timeout_s + 15:
+            raise NodeError(
+                f"OpenSearch exited during start-up. Last log lines:\n{_log_tail(cfg)}",
+                hint=f"logs are in {node_dir / 'logs'}",
+            )
+        time.sleep(1.0)
+    raise NodeError(
+        f"OpenSearch did not become healthy within {cfg.start_timeout_s:.0f}s. Last log lines:\n{_log_tail(cfg)}",
+        hint=f"logs are in {node_dir / 'logs'}",
+    )
+
+
+def stop(cfg: NodeConfig, timeout_s: float = 60.0) -> bool:
+    """Stop the node from its pid file; True if a running node was stopped."""
+    pid = _read_pid(cfg)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _read_pid(cfg) is None:
+            break
+        time.sleep(0.5)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(1.0)
+    (cfg.node_dir / "opensearch.pid").unlink(missing_ok=True)
+    return True
+
+
+def status(cfg: NodeConfig) -> dict:
+    """A small report: is the process alive, does the HTTP port answer, and with what health."""
+    pid = _read_pid(cfg)
+    health = cluster_health(cfg.http_url) if pid is not None else None
+    return {
+        "name": cfg.name,
+        "url": cfg.http_url,
+        "version": cfg.version,
+        "pid": pid,
+        "running": pid is not None,
+        "health": health.get("status") if health else None,
+        "node_dir": str(cfg.node_dir),
+    }
+
+
+def destroy(cfg: NodeConfig) -> None:
+    """Stop the node and delete its folder (data and logs). Used by the test session teardown."""
+    stop(cfg)
+    shutil.rmtree(cfg.node_dir, ignore_errors=True)

@@ -1,0 +1,60 @@
+"""Shared fixtures: one real OpenSearch node per test session, the real catalog indexed once.
+
+The node runs on a free loopback port in its own folder (name ``test-<pid>``), so a user's own
+node on 9200 is never touched; it is stopped and deleted when the session ends.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from qrw.search import node as os_node
+from qrw.search.catalog import default_data_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = default_data_dir()
+    assert (path / "products").is_dir(), f"Icecat data not found at {path}; set QRW_DATA_DIR"
+    return path
+
+
+@pytest.fixture(scope="session")
+def judgments_path(data_dir: Path) -> Path:
+    return data_dir / "judgments" / "judgments.csv"
+
+
+@pytest.fixture(scope="session")
+def opensearch_node():
+    """A started node (NodeConfig); the URL is ``node.http_url``."""
+    cfg = os_node.NodeConfig(name=f"test-{os.getpid()}", port=os_node.free_port())
+    os_node.start(cfg)
+    yield cfg
+    os_node.destroy(cfg)
+
+
+@pytest.fixture(scope="session")
+def opensearch_url(opensearch_node) -> str:
+    return opensearch_node.http_url
+
+
+@pytest.fixture(scope="session")
+def catalog(data_dir):
+    from qrw.search.catalog import load_catalog
+
+    return load_catalog(data_dir)
+
+
+@pytest.fixture(scope="session")
+def indexed_catalog(opensearch_url, catalog) -> str:
+    """The full catalog indexed under the alias ``products`` on the session node; returns the alias."""
+    from qrw.search.connect import open_client
+    from qrw.search.index import index_catalog
+
+    index_catalog(open_client(opensearch_url), catalog, "products", progress=False, url=opensearch_url)
+    return "products"
