@@ -1,4 +1,4 @@
-"""``qrw eval``: score a query builder on a judgments file against a live index."""
+"""``qrw eval``: score systems on a judgments file against a live index, side by side."""
 
 from __future__ import annotations
 
@@ -12,29 +12,74 @@ from qrw.settings import EvalSettings, load_settings
 
 @click.command("eval")
 @click.option("--judgments", type=click.Path(path_type=Path), required=True, help="CSV with query,docid,rating (0-3)")
+@click.option("--systems", default="original", show_default=True,
+              help="comma list of original, prf, ungated[:MODEL], gated[:MODEL]")
+@click.option("--model", "models", multiple=True,
+              help="rewriter (exported folder or checkpoint) for ungated/gated; repeat to compare several "
+                   "[default: the sandbox's default rewriter]")
+@click.option("--plugin-config", type=click.Path(path_type=Path), default=None, help="plugin YAML (gate thresholds, guards)")
+@click.option("--num-rewrites", type=int, default=4, show_default=True)
 @click.option("--url", default=None, help="OpenSearch base URL [default: http://127.0.0.1:9200]")
 @click.option("--index", default=None, help="index or alias [default: products]")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="write the full report here")
+@click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None, help="write PNG plots here")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML with an 'eval' section")
-@click.option("--quiet", is_flag=True, help="print only the mean row")
-def eval_command(judgments: Path, url: str | None, index: str | None, json_out: Path | None,
+@click.option("--quiet", is_flag=True, help="print only the mean rows")
+def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_config: Path | None, num_rewrites: int,
+                 url: str | None, index: str | None, json_out: Path | None, plots_dir: Path | None,
                  config_file: Path | None, quiet: bool) -> None:
-    """nDCG@10, condensed nDCG@10, recall@100, precision@10 and judged@10 per query and on average."""
-    from qrw.eval.harness import evaluate_run, format_table
+    """nDCG@10, condensed nDCG@10, recall@100, precision@10, judged@10 (and, with several systems,
+    harm/win rate, increment, rewrite relevance, latency and significance against original)."""
     from qrw.eval.judgments import load_judgments
-    from qrw.eval.runs import BaselineQueryBuilder, produce_run
     from qrw.search.connect import open_client
 
     settings = load_settings(EvalSettings, config_file, "eval", {"search.url": url, "search.index": index})
     qrels = load_judgments(judgments)
     client = open_client(settings.search.url)
-    run = produce_run(client, settings.search.index, list(qrels), BaselineQueryBuilder(),
-                      depth=settings.depth, batch_size=settings.batch_size, url=settings.search.url)
-    report = evaluate_run(run, qrels)
-    report["system"] = "original"
-    report["index"] = settings.search.index
-    click.echo(format_table(report, per_query=not quiet))
+    names = [name.strip() for name in systems.split(",") if name.strip()]
+    if names == ["original"]:
+        report = _single(client, settings, qrels, quiet)
+    else:
+        report = _compare(client, settings, qrels, names, models, plugin_config, num_rewrites, plots_dir)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2))
         click.echo(f"wrote {json_out}")
+
+
+def _single(client, settings: EvalSettings, qrels, quiet: bool) -> dict:
+    from qrw.eval.harness import evaluate_run, format_table
+    from qrw.eval.runs import BaselineQueryBuilder, produce_run
+
+    run = produce_run(client, settings.search.index, list(qrels), BaselineQueryBuilder(),
+                      depth=settings.depth, batch_size=settings.batch_size, url=settings.search.url)
+    report = evaluate_run(run, qrels)
+    report.update({"system": "original", "index": settings.search.index})
+    click.echo(format_table(report, per_query=not quiet))
+    return report
+
+
+def _compare(client, settings: EvalSettings, qrels, names, models, plugin_config, num_rewrites, plots_dir) -> dict:
+    from qrw.eval.compare import SystemSpec, compare_systems, format_comparison
+    from qrw.plugin.config import load_config
+
+    default_model = None
+    if not models and any(n.split(":")[0] in ("ungated", "gated") and ":" not in n for n in names):
+        from qrw.sandbox.rewriter import default_rewriter_dir
+
+        default_model = str(default_rewriter_dir())
+    specs = []
+    for name in names:
+        if name in ("ungated", "gated") and models:
+            specs += [SystemSpec.parse(f"{name}:{model}", None) for model in models]
+        else:
+            specs.append(SystemSpec.parse(name, default_model))
+    result = compare_systems(client, settings.search.index, qrels, specs, plugin_config=load_config(plugin_config),
+                             num_rewrites=num_rewrites, depth=settings.depth, url=settings.search.url)
+    click.echo(format_comparison(result))
+    if plots_dir is not None:
+        from qrw.eval.plots import plot_deltas, plot_latency_cdf
+
+        for path in (plot_deltas(result, plots_dir / "ndcg_deltas.png"), plot_latency_cdf(result, plots_dir / "latency_cdf.png")):
+            click.echo(f"wrote {path}")
+    return result

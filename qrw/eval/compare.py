@@ -1,0 +1,300 @@
+"""Side-by-side comparison of retrieval systems on one index and one judgments file.
+
+Systems:
+
+* ``original``: the baseline ``multi_match`` (``qrw.eval.runs.BaselineQueryBuilder``);
+* ``prf``: pseudo-relevance feedback from the top 10 titles (``qrw.eval.prf``), a classic expansion;
+* ``ungated[:MODEL]``: every rewrite of the model OR-merged at full weight;
+* ``gated[:MODEL]``: the plugin's gate policy decides full weight, down-weight or drop per rewrite.
+
+For a model, rewrites and tags are produced once per query and shared by ``ungated`` and ``gated``,
+so the two differ only by the gate. Every clause carries a ``_name``; the hits' ``matched_queries``
+give the *increment*: relevant documents (grade >= 2) in the top 100 that no original clause matched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from opensearchpy import OpenSearch
+from tqdm import tqdm
+
+from qrw.errors import ConfigError, SearchBackendError
+from qrw.eval.judgments import Qrels
+from qrw.eval.metrics import RELEVANT_GRADE, mean_metrics, query_metrics
+from qrw.eval.runs import BaselineQueryBuilder, client_missing_index
+from qrw.eval.stats import bootstrap_ci, harm_rate, percentile, randomization_test, win_rate
+from qrw.search.connect import translate_errors
+
+ORIGINAL_CLAUSE = "qrw:original"  # = qrw.plugin.merge.ORIGINAL_NAME; prf names its original clause alike
+KNOWN_KINDS = ("original", "prf", "ungated", "gated")
+
+
+@dataclasses.dataclass(frozen=True)
+class SystemSpec:
+    """One system of the comparison, parsed from ``kind`` or ``kind:model_dir``."""
+
+    kind: str
+    model: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.model is None:
+            return self.kind
+        return f"{self.kind}:{Path(self.model).name}"
+
+    @classmethod
+    def parse(cls, text: str, default_model: str | None) -> SystemSpec:
+        kind, _, model = text.strip().partition(":")
+        if kind not in KNOWN_KINDS:
+            raise ConfigError(f"unknown system {kind!r}; choose from {', '.join(KNOWN_KINDS)}")
+        if kind in ("original", "prf"):
+            if model:
+                raise ConfigError(f"system {kind!r} takes no model")
+            return cls(kind)
+        model = model or default_model
+        if not model:
+            raise ConfigError(f"system {kind!r} needs a model: pass --model DIR or write {kind}:DIR")
+        return cls(kind, model)
+
+
+@dataclasses.dataclass
+class RewriteOutcome:
+    """What the rewriter produced for one query: rewrites with their tag probabilities, and the time it took."""
+
+    rewrites: list[str]
+    tag_probabilities: list[dict[str, float]]
+    latency_ms: float
+
+
+@dataclasses.dataclass
+class Hits:
+    ranked: list[str]
+    matched: dict[str, list[str]]
+
+
+def produce_rewrites(model, queries: Sequence[str], num_rewrites: int, progress: bool = True) -> dict[str, RewriteOutcome]:
+    """Run the model on every query one at a time (as serving does), timing generation plus tagging."""
+    outcomes: dict[str, RewriteOutcome] = {}
+    for query in tqdm(queries, desc=f"rewriting ({getattr(model, 'name', 'model')})", unit="q", disable=not progress):
+        started = time.perf_counter()
+        rewrites = model.generate([query], num_rewrites)[0]
+        probabilities = model.tag([(query, rewrite) for rewrite in rewrites]) if rewrites else []
+        outcomes[query] = RewriteOutcome(rewrites, probabilities, (time.perf_counter() - started) * 1000.0)
+    return outcomes
+
+
+def _search_all(client: OpenSearch, index: str, bodies: Mapping[str, dict], depth: int, batch_size: int = 20) -> dict[str, Hits]:
+    results: dict[str, Hits] = {}
+    queries = list(bodies)
+    for start in range(0, len(queries), batch_size):
+        batch = queries[start : start + batch_size]
+        lines: list[dict] = []
+        for query in batch:
+            body = dict(bodies[query])
+            body.update({"size": depth, "_source": False})
+            lines.extend([{"index": index}, body])
+        for query, response in zip(batch, client.msearch(body=lines)["responses"]):
+            if "error" in response:
+                raise SearchBackendError(f"search for {query!r} failed: {response['error']}")
+            hits = sorted(response["hits"]["hits"], key=lambda h: (-(h.get("_score") or 0.0), h["_id"]))
+            matched = {}
+            for hit in hits:
+                names = hit.get("matched_queries") or []
+                matched[hit["_id"]] = list(names) if not isinstance(names, dict) else list(names)
+            results[query] = Hits([hit["_id"] for hit in hits], matched)
+    return results
+
+
+def _increment(hits: Hits, judged: Mapping[str, int]) -> int:
+    """Relevant documents in the top 100 found only through rewrite clauses."""
+    count = 0
+    for doc in hits.ranked[:100]:
+        names = hits.matched.get(doc, [])
+        if judged.get(doc, 0) >= RELEVANT_GRADE and names and not any(n.startswith(ORIGINAL_CLAUSE) for n in names):
+            count += 1
+    return count
+
+
+def rewrite_relevance(
+    client: OpenSearch, index: str, outcomes: Mapping[str, RewriteOutcome], qrels: Qrels, kept: Mapping[str, list[bool]] | None = None
+) -> float | None:
+    """Share of rewrites whose own top 10 has a mean judged grade >= 2 for the original query.
+
+    Unjudged hits count as grade 0 (the conservative reading). With ``kept``, only rewrites the gate
+    kept are counted. None when there is no rewrite at all.
+    """
+    pairs = [
+        (query, rewrite)
+        for query, outcome in outcomes.items()
+        for i, rewrite in enumerate(outcome.rewrites)
+        if kept is None or kept[query][i]
+    ]
+    if not pairs:
+        return None
+    builder = BaselineQueryBuilder()
+    bodies = {f"{i}": builder.build(rewrite) for i, (_, rewrite) in enumerate(pairs)}
+    hits = _search_all(client, index, bodies, depth=10)
+    good = 0
+    for i, (query, _) in enumerate(pairs):
+        grades = [qrels[query].get(doc, 0) for doc in hits[f"{i}"].ranked[:10]]
+        if grades and sum(grades) / 10 >= RELEVANT_GRADE:
+            good += 1
+    return good / len(pairs)
+
+
+def system_report(per_query_rows: list[dict], baseline_ndcg: Mapping[str, float] | None) -> dict:
+    """Means, harm/win rates and significance against ``original`` for one system."""
+    report: dict = dict(mean_metrics(per_query_rows))
+    if baseline_ndcg is not None:
+        system = [row["ndcg@10"] for row in per_query_rows]
+        baseline = [baseline_ndcg[row["query"]] for row in per_query_rows]
+        report["harm_rate"] = harm_rate(system, baseline)
+        report["win_rate"] = win_rate(system, baseline)
+        report["p_value_vs_original"] = randomization_test(system, baseline)
+        low, high = bootstrap_ci(system, baseline)
+        report["ndcg@10_delta_ci95"] = [low, high]
+        report["ndcg@10_ratio_vs_original"] = (
+            report["ndcg@10"] / (sum(baseline) / len(baseline)) if sum(baseline) else None
+        )
+    return report
+
+
+def format_comparison(result: Mapping) -> str:
+    names = list(result["systems"])
+    columns = ["ndcg@10", "condensed_ndcg@10", "recall@100", "precision@10", "judged@10",
+               "harm_rate", "win_rate", "increment", "rewrite_relevance_rate", "p50_ms", "p"]
+    width = max(12, max(len(n) for n in names) + 2)
+    lines = [f"{'system':<{width}}" + "".join(f"{c[:10]:>11}" for c in columns)]
+    for name in names:
+        s = result["systems"][name]
+        values = [s.get(c) for c in columns[:-2]] + [s["latency_ms"]["p50"], s.get("p_value_vs_original")]
+        cells = "".join(f"{'-':>11}" if v is None else f"{v:>11.4f}" if isinstance(v, float) else f"{v:>11}" for v in values)
+        lines.append(f"{name:<{width}}{cells}")
+    return "\n".join(lines)
+
+
+def check_index(client: OpenSearch, index: str, url: str) -> None:
+    with translate_errors(url, index=index):
+        if not client.indices.exists(index=index):
+            raise client_missing_index(index, url)
+
+
+def per_query_rows(hits_by_query: Mapping[str, Hits], qrels: Qrels) -> list[dict]:
+    rows = []
+    for query, judged in qrels.items():
+        hits = hits_by_query.get(query, Hits([], {}))
+        row = {"query": query, **query_metrics(hits.ranked, judged), "increment": _increment(hits, judged)}
+        rows.append(row)
+    return rows
+
+
+def load_rewrite_model(path: str):
+    """An exported ONNX folder (has ``manifest.json``) through the torch-free runtime, else a PyTorch
+    checkpoint folder through the trainer (used to compare training stages before export)."""
+    folder = Path(path)
+    if (folder / "manifest.json").is_file():
+        from qrw.plugin.runtime import load_model
+
+        return load_model(folder)
+    if (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file():
+        from qrw.trainer.torch_model import TorchRewriteModel
+
+        return TorchRewriteModel.from_pretrained(folder)
+    raise ConfigError(f"model not found: {folder} is neither an exported model (manifest.json) nor a checkpoint")
+
+
+def gated_rewrites(query: str, outcome: RewriteOutcome, plugin_config, brands) -> tuple[list, list[bool]]:
+    """The plugin's serving policy on shared model output: guards first, then the gate."""
+    from qrw.plugin.gate import decide
+    from qrw.plugin.guards import check
+    from qrw.plugin.merge import WeightedRewrite
+
+    reasons = check(query, outcome.rewrites, plugin_config.guards, brands)
+    weighted, kept = [], []
+    for rewrite, probabilities, reason in zip(outcome.rewrites, outcome.tag_probabilities, reasons):
+        decision = decide(probabilities, plugin_config.gate)
+        weight = 0.0 if reason is not None else decision.weight
+        weighted.append(WeightedRewrite(rewrite, weight))
+        kept.append(weight > 0)
+    return weighted, kept
+
+
+def compare_systems(
+    client: OpenSearch,
+    index: str,
+    qrels: Qrels,
+    specs: Sequence[SystemSpec],
+    *,
+    plugin_config=None,
+    num_rewrites: int = 4,
+    depth: int = 100,
+    url: str = "",
+    progress: bool = True,
+) -> dict:
+    """Run every system on the same index and judgments; the JSON shape documented in the README."""
+    from qrw.eval.prf import PrfQueryBuilder
+    from qrw.plugin.config import PluginConfig
+    from qrw.plugin.guards import load_brands
+    from qrw.plugin.merge import WeightedRewrite, merge_rewrites
+
+    check_index(client, index, url)
+    plugin_config = plugin_config or PluginConfig()
+    brands = load_brands(plugin_config.guards)
+    queries = list(qrels)
+    baseline = BaselineQueryBuilder()
+    outcomes_by_model: dict[str, dict[str, RewriteOutcome]] = {}
+    systems: dict[str, dict] = {}
+    baseline_ndcg: dict[str, float] | None = None
+    ordered = sorted(specs, key=lambda spec: spec.kind != "original")  # original first: the reference
+    if not any(spec.kind == "original" for spec in ordered):
+        ordered.insert(0, SystemSpec("original"))
+    for spec in ordered:
+        latencies: list[float] = []
+        relevance = None
+        with translate_errors(url, index=index):
+            if spec.kind == "original":
+                bodies = {q: baseline.build(q) for q in queries}
+            elif spec.kind == "prf":
+                prf = PrfQueryBuilder(client, index)
+                bodies = {}
+                for q in queries:
+                    started = time.perf_counter()
+                    bodies[q] = prf.build(q)
+                    latencies.append((time.perf_counter() - started) * 1000.0)
+            else:
+                if spec.model not in outcomes_by_model:
+                    model = load_rewrite_model(spec.model)
+                    outcomes_by_model[spec.model] = produce_rewrites(model, queries, num_rewrites, progress)
+                outcomes = outcomes_by_model[spec.model]
+                latencies = [outcomes[q].latency_ms for q in queries]
+                bodies, kept = {}, {}
+                for q in queries:
+                    if spec.kind == "ungated":
+                        weighted = [WeightedRewrite(r, 1.0) for r in outcomes[q].rewrites]
+                        kept[q] = [True] * len(weighted)
+                    else:
+                        weighted, kept[q] = gated_rewrites(q, outcomes[q], plugin_config, brands)
+                    bodies[q] = merge_rewrites(baseline.build(q), weighted)
+                relevance = rewrite_relevance(client, index, outcomes, qrels, kept)
+            hits = _search_all(client, index, bodies, depth)
+        rows = per_query_rows(hits, qrels)
+        report = system_report(rows, baseline_ndcg if spec.kind != "original" else None)
+        if spec.kind == "original":
+            baseline_ndcg = {row["query"]: row["ndcg@10"] for row in rows}
+            report.update({"harm_rate": 0.0, "win_rate": 0.0})
+        report["increment"] = sum(row["increment"] for row in rows)
+        report["rewrite_relevance_rate"] = relevance
+        report["latency_ms"] = {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
+        report["latency_samples_ms"] = latencies
+        if spec.kind in ("ungated", "gated"):
+            outcomes = outcomes_by_model[spec.model]
+            for row in rows:
+                row["rewrites"] = outcomes[row["query"]].rewrites
+        report["per_query"] = rows
+        systems[spec.name] = report
+    return {"queries": len(queries), "index": index, "systems": systems}
+
