@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import click
 
+from qrw.errors import NodeError
 from qrw.search import node as os_node
 from qrw.search.connect import DEFAULT_INDEX
 
 
 def start_search(port: int) -> tuple[os_node.NodeConfig, str]:
     cfg = os_node.NodeConfig(name="default", port=port)
-    click.echo(f"[1/3] starting OpenSearch {cfg.version} on 127.0.0.1:{port} …")
+    click.echo(f"[1/6] starting OpenSearch {cfg.version} on 127.0.0.1:{port} …")
     return cfg, os_node.start(cfg)
 
 
@@ -21,7 +25,7 @@ def index_catalog_step(url: str, data_dir: Path | None) -> None:
     from qrw.search.connect import open_client
     from qrw.search.index import index_catalog
 
-    click.echo("[2/3] indexing the Icecat catalog …")
+    click.echo("[2/6] indexing the Icecat catalog …")
     result = index_catalog(open_client(url), load_catalog(data_dir), DEFAULT_INDEX, url=url)
     click.echo(f"      {result['action']}: {result['alias']} -> {result['index']} ({result['documents']} documents)")
 
@@ -34,22 +38,93 @@ def baseline_step(url: str, data_dir: Path | None) -> dict:
     from qrw.search.connect import open_client
 
     judgments = (data_dir or default_data_dir()) / "judgments" / "judgments.csv"
-    click.echo(f"[3/3] baseline evaluation on {judgments} …")
+    click.echo(f"[3/6] baseline evaluation on {judgments} …")
     qrels = load_judgments(judgments)
     report = evaluate_run(produce_run(open_client(url), DEFAULT_INDEX, list(qrels), BaselineQueryBuilder(), url=url), qrels)
     click.echo(format_table(report, per_query=False))
     return report
 
 
+def rewriter_step() -> Path | None:
+    from qrw.errors import QrwError
+    from qrw.sandbox.rewriter import ensure_default_rewriter
+
+    click.echo("[4/6] obtaining the default rewriter …")
+    try:
+        folder = ensure_default_rewriter()
+    except QrwError as exc:
+        click.echo(f"      WARNING: {exc}\n      the proxy will serve original queries only.", err=True)
+        return None
+    click.echo(f"      {folder}")
+    return folder
+
+
+def start_proxy(upstream: str, model: Path | None, port: int) -> subprocess.Popen:
+    """The proxy in its own process (its own event loop and model threads), waited for until it answers."""
+    command = [sys.executable, "-m", "qrw.cli", "proxy", "--upstream", upstream, "--port", str(port), "--log-level", "info"]
+    if model is not None:
+        command += ["--model", str(model)]
+    click.echo(f"[5/6] starting the rewriting proxy on 127.0.0.1:{port} …")
+    process = subprocess.Popen(command, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise NodeError(f"the proxy exited with code {process.returncode} during start-up")
+        if os_node.cluster_health(f"http://127.0.0.1:{port}") is not None:
+            return process
+        time.sleep(0.5)
+    process.terminate()
+    raise NodeError("the proxy did not answer within 180 s")
+
+
+def stop_process(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @click.command("sandbox")
 @click.option("--port", type=int, default=9200, show_default=True, help="OpenSearch HTTP port")
+@click.option("--proxy-port", type=int, default=9201, show_default=True)
+@click.option("--page-port", type=int, default=8080, show_default=True)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None, help="Icecat data folder")
-def sandbox(port: int, data_dir: Path | None) -> None:
-    """Real OpenSearch + the catalog indexed + the baseline evaluation."""
-    _, url = start_search(port)
-    index_catalog_step(url, data_dir)
-    baseline_step(url, data_dir)
-    click.echo(f"OpenSearch stays up at {url}; stop it with `.venv/bin/qrw opensearch stop`.")
+@click.option("--keep-opensearch", is_flag=True, help="leave OpenSearch running after Ctrl-C")
+def sandbox(port: int, proxy_port: int, page_port: int, data_dir: Path | None, keep_opensearch: bool) -> None:
+    """Real OpenSearch + catalog + baseline evaluation + default rewriter + proxy + comparison page.
+
+    Runs until Ctrl-C, then stops everything it started.
+    """
+    from qrw.sandbox.page import PageSettings, load_page_judgments, serve_page
+    from qrw.search.catalog import default_data_dir
+
+    node_cfg, url = start_search(port)
+    proxy = None
+    try:
+        index_catalog_step(url, data_dir)
+        baseline_step(url, data_dir)
+        model = rewriter_step()
+        proxy = start_proxy(url, model, proxy_port)
+        judgments = (data_dir or default_data_dir()) / "judgments" / "judgments.csv"
+        settings = PageSettings(url, f"http://127.0.0.1:{proxy_port}", DEFAULT_INDEX, load_page_judgments(judgments))
+        click.echo(
+            "[6/6] ready:\n"
+            f"      comparison page  http://127.0.0.1:{page_port}/\n"
+            f"      rewriting proxy  http://127.0.0.1:{proxy_port}/  (OpenSearch REST API; header X-QRW-Explain: true)\n"
+            f"      OpenSearch       {url}/\n"
+            "      Ctrl-C stops everything."
+        )
+        serve_page(settings, "127.0.0.1", page_port)
+    finally:
+        click.echo("stopping …")
+        stop_process(proxy)
+        if not keep_opensearch:
+            os_node.stop(node_cfg)
+        click.echo("stopped.")
 
 
 @click.command("page")

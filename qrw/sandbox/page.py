@@ -109,7 +109,11 @@ def _explain_html(explain: dict | None) -> str:
             f"<td>{html.escape(action)}</td><td>{weight_text}</td>"
             f"<td>{html.escape(str(item.get('source', '')))}</td></tr>"
         )
-    notes = "".join(f'<p class="meta">{html.escape(str(n))}</p>' for n in explain.get("notes", []) or [])
+    model = explain.get("model") or {}
+    notes = "".join(
+        f'<p class="meta">{html.escape(str(n))}</p>'
+        for n in (explain.get("reason"), model.get("error") and f"model: {model['error']}") if n
+    )
     table = (
         '<table class="rw"><tr><th>rewrite</th><th>tag</th><th>p</th><th>action</th><th>weight</th><th>from</th></tr>'
         + "".join(rows)
@@ -172,7 +176,7 @@ def build_app(settings: PageSettings) -> Starlette:
                 raise RuntimeError(data.get("error", data))
             explain = data.get("qrw") or {}
             timings = explain.get("timings_ms") or {}
-            rewrite_ms = timings.get("rewrite")
+            rewrite_ms = timings.get("total")
             rewrite_text = "n/a" if rewrite_ms is None else f"{float(rewrite_ms):.0f} ms"
             right = (f'<div class="meta">through the qrw proxy · {data["hits"]["total"]["value"]} hits · '
                      f"rewrite {rewrite_text} · total {took:.0f} ms</div>"
