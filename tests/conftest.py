@@ -58,3 +58,21 @@ def indexed_catalog(opensearch_url, catalog) -> str:
 
     index_catalog(open_client(opensearch_url), catalog, "products", progress=False, url=opensearch_url)
     return "products"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, catalog) -> Path:
+    """A tiny random Qwen2 + BPE trained on catalog titles (``qrw.trainer.tiny``), built once per session."""
+    from qrw.trainer.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts=[p.title for p in catalog[:3000]])
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The tiny model exported fp32 for CPU through the real ``qrw-export`` entry point (in process)."""
+    from qrw.export.cli import main
+
+    out = tmp_path_factory.mktemp("export") / "tiny-fp32"
+    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--target", "cpu", "--quiet"]) == 0
+    return out

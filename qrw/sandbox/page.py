@@ -9,6 +9,7 @@ action, and on each hit the rewrite(s) that found it (from ``matched_queries``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import time
@@ -139,6 +140,7 @@ async def _timed_post(client: httpx.AsyncClient, url: str, body: dict, headers: 
 def build_app(settings: PageSettings) -> Starlette:
     """The page as an ASGI app; one shared httpx client opened in the lifespan."""
 
+    @contextlib.asynccontextmanager
     async def lifespan(app):
         async with httpx.AsyncClient(timeout=settings.timeout_s) as client:
             app.state.http = client
