@@ -37,20 +37,25 @@ class EvalSettings(Strict):
     batch_size: int = Field(20, ge=1, le=500, description="queries per msearch request")
 
 
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML mapping from ``path`` (an empty file is an empty mapping); every config file goes through here."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
 def load_settings(model: type[Model], config_file: str | Path | None, section: str, overrides: dict) -> Model:
     """Build ``model`` from defaults, then ``section`` of ``config_file``, then non-None ``overrides``."""
     data: dict = {}
     if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
-        data = dict(loaded.get(section) or {})
+        data = dict(read_yaml_mapping(config_file).get(section) or {})
     for dotted, value in overrides.items():
         if value is None:
             continue

@@ -103,19 +103,10 @@ def _parse_scalar(text: str) -> Any:
 
 
 def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping from ``path`` (an empty file is an empty mapping)."""
-    import yaml
+    """A YAML mapping from ``path`` (shared reader: ``qrw.settings.read_yaml_mapping``)."""
+    from qrw.settings import read_yaml_mapping
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
-    return data
+    return read_yaml_mapping(path)
 
 
 def build_config(cls: type[C], *layers: Mapping[str, Any] | None) -> C:
