@@ -1,0 +1,138 @@
+"""Serving configuration: frozen pydantic models, validated once at start, loaded from one YAML file.
+
+Why frozen and strict: the proxy and the drop-in client read these values on every request from many
+threads; nothing may change them after start, and a typo in a key (``treshold``) must fail at load,
+naming the key, instead of silently keeping a default.
+
+File layout (every section optional, every field has its default here and nowhere else)::
+
+    gate:    {full_min: 0.5, keep_min: 0.5, full_weight: 1.0, down_weight: 0.3}
+    chain:   {num_rewrites: 3, max_query_chars: 200, deadline_ms: 150, ...}
+    guards:  {brands: [hp, canon], brands_file: brands.txt, ...}
+    cache:   {max_entries: 10000, ttl_s: 3600, precompute_file: queries.txt}
+    proxy:   {rewrite_indices: ["products*"], max_body_bytes: 1048576, ...}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from qrw.errors import ConfigError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gate: (tag probabilities) -> full weight, down-weight, drop
+# ---------------------------------------------------------------------------------------------
+
+
+class GateConfig(_Frozen):
+    """Thresholds of the gate policy (see ``gate.decide``). ``qrw calibrate`` writes this section."""
+
+    full_min: float = Field(0.5, ge=0.0, le=1.01, description="P(exact) at or above which a rewrite is OR-merged at full_weight (1.01 = never)")
+    keep_min: float = Field(0.5, ge=0.0, le=1.01, description="P(exact)+P(substitute) at or above which a rewrite is kept down-weighted (1.01 = never)")
+    full_weight: float = Field(1.0, gt=0.0, le=10.0, description="boost of a full-weight rewrite clause")
+    down_weight: float = Field(0.3, gt=0.0, lt=1.0, description="boost of a down-weighted rewrite clause (below 1)")
+
+    @model_validator(mode="after")
+    def _check(self) -> GateConfig:
+        if self.down_weight >= self.full_weight:
+            raise ValueError(
+                f"down_weight {self.down_weight} must be below full_weight {self.full_weight}; lower down_weight"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Chain: model rewriter, guards, deadline
+# ---------------------------------------------------------------------------------------------
+
+
+class GuardConfig(_Frozen):
+    """Which guards run, and the brand vocabulary the brand guard checks."""
+
+    keep_brand: bool = Field(True, description="drop a rewrite that loses a brand named in the query")
+    keep_numbers: bool = Field(True, description="drop a rewrite that loses a number (with its unit) of the query")
+    keep_negations: bool = Field(True, description="drop a rewrite that loses a negation (-x, without x, no x, not x)")
+    drop_copies: bool = Field(True, description="drop rewrites equal to the query or to an earlier rewrite (case, punctuation and spacing ignored)")
+    max_rewrite_words: int = Field(12, ge=1, le=64, description="drop longer rewrites")
+    brands: tuple[str, ...] = Field((), description="brand names (case-insensitive), e.g. the catalog's suppliers")
+    brands_file: Path | None = Field(None, description="a file with one brand per line, added to `brands`")
+
+
+class ChainConfig(_Frozen):
+    """How the model is asked and how long a request may wait for it."""
+
+    num_rewrites: int = Field(3, ge=1, le=16, description="rewrites generated per query")
+    max_query_chars: int = Field(200, ge=1, le=10_000, description="longer query texts are not rewritten (sent unchanged)")
+    deadline_ms: float = Field(150.0, gt=0.0, le=60_000.0, description="budget for the model per request; past it the fallback ladder answers")
+    model_workers: int = Field(1, ge=1, le=64, description="threads running model calls")
+    max_pending: int = Field(32, ge=1, le=10_000, description="model calls waiting or running; beyond this, requests fall back at once")
+    explain_level: Literal["ids", "details"] = Field("details", description="detail of the explain log when a request asks for it")
+
+
+class CacheConfig(_Frozen):
+    """The LRU cache of model outputs (rewrites and tag probabilities) per normalised query."""
+
+    max_entries: int = Field(10_000, ge=0, le=10_000_000, description="0 disables the cache")
+    ttl_s: float = Field(3600.0, gt=0.0, description="entries older than this are refreshed; they stay usable as a fallback")
+    precompute_file: Path | None = Field(None, description="queries (one a line) whose rewrites are computed at start")
+
+
+class ProxyConfig(_Frozen):
+    """The REST proxy's limits and which indices it rewrites."""
+
+    rewrite_indices: tuple[str, ...] = Field(("*",), description="fnmatch patterns; a search is rewritten only if every index it names matches; a search on all indices (no index, _all or *) only if '*' or '_all' is listed")
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=104_857_600, description="larger _search/_msearch bodies are refused with 413")
+    upstream_timeout_s: float = Field(30.0, gt=0.0, le=600.0, description="read timeout towards OpenSearch")
+    max_connections: int = Field(256, ge=1, le=10_000, description="pooled connections to OpenSearch")
+    explain_header: bool = Field(True, description="honour the X-QRW-Explain request header and ext.qrw.explain")
+
+
+class PluginConfig(_Frozen):
+    """Everything the serving side reads, one section per part."""
+
+    gate: GateConfig = GateConfig()
+    chain: ChainConfig = ChainConfig()
+    guards: GuardConfig = GuardConfig()
+    cache: CacheConfig = CacheConfig()
+    proxy: ProxyConfig = ProxyConfig()
+
+
+def load_config(path: str | Path | None = None, **overrides: dict) -> PluginConfig:
+    """Defaults, then the YAML file (unknown keys fail), then per-section ``overrides``."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections (gate, chain, guards, cache, proxy)")
+        data = loaded
+    for section, values in overrides.items():
+        data.setdefault(section, {})
+        data[section] = {**(data[section] or {}), **values}
+    try:
+        return PluginConfig.model_validate(data)
+    except ValidationError as exc:
+        where = f" in {path}" if path is not None else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid plugin config{where}: {problems}") from exc
+
+
+def dump_gate(gate: GateConfig) -> str:
+    """The ``gate`` section as YAML, as ``qrw calibrate`` writes it."""
+    return yaml.safe_dump({"gate": gate.model_dump()}, sort_keys=False)

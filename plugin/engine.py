@@ -1,0 +1,202 @@
+"""The rewriting engine: one object, built at start, that both drop-ins (client and proxy) call.
+
+It owns the chain (model -> guards -> gate -> rules), the cache and the model pool, and turns a
+search body into the rewritten body plus an explain report. It never raises for a rewriting problem:
+whatever goes wrong, the caller gets a body to send (at worst the original, minus ``ext.qrw``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from qrw.plugin.cache import TTLCache
+from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RulesFactory
+from qrw.plugin.config import PluginConfig
+from qrw.plugin.merge import WeightedRewrite, find_text_query, merge_rewrites, rewrite_name, strip_ext
+from qrw.plugin.model import RewriteModel
+from qrw.plugin.prompt import normalize_text
+from qrw.plugin.rules import RuleSet
+
+log = logging.getLogger("qrw.plugin")
+
+TRUE_STRINGS = ("1", "true", "yes", "on")
+
+
+def truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in TRUE_STRINGS
+    return bool(value)
+
+
+def load_model(model_dir: str | Path | None) -> RewriteModel | None:
+    """Load an exported ONNX folder through ``qrw.plugin.runtime``; on any problem log and return None.
+
+    A ``.jsonl`` file is read as a ``TableRewriteModel`` (precomputed rewrites and tags).
+
+    None means "serve the original query": a missing folder, a broken export or a runtime that cannot
+    be imported must never stop the proxy from answering searches.
+    """
+    if model_dir is None:
+        return None
+    path = Path(model_dir)
+    if path.is_file() and path.suffix == ".jsonl":
+        from qrw.plugin.table import TableRewriteModel
+
+        try:
+            return TableRewriteModel.from_file(path)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cannot read the rewrite table %s (%s): serving original queries (no rewrites)", path, exc)
+            return None
+    if not path.is_dir():
+        log.warning("model folder %s does not exist: serving original queries (no rewrites)", path)
+        return None
+    try:
+        from qrw.plugin import runtime  # noqa: PLC0415 - lazy: onnxruntime is heavy and optional
+    except Exception as exc:  # noqa: BLE001
+        log.warning("cannot import qrw.plugin.runtime (%s: %s): serving original queries (no rewrites)", type(exc).__name__, exc)
+        return None
+    try:
+        for name in ("load_model", "load"):
+            loader = getattr(runtime, name, None)
+            if callable(loader):
+                return loader(path)
+        for name in ("OnnxRewriteModel", "RuntimeModel", "OnnxModel"):
+            cls = getattr(runtime, name, None)
+            if cls is not None:
+                return cls.from_dir(path) if hasattr(cls, "from_dir") else cls(path)
+        log.warning("qrw.plugin.runtime has no load_model(); serving original queries (no rewrites)")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("cannot load the model from %s (%s: %s): serving original queries (no rewrites)", path, type(exc).__name__, exc)
+    return None
+
+
+class RewriteEngine:
+    def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None) -> None:
+        self.config = config or PluginConfig()
+        self.cache: TTLCache = TTLCache(self.config.cache.max_entries, self.config.cache.ttl_s)
+        self.source = ModelSource(model, self.config.chain, self.cache)
+        self.rules = rules or RuleSet()
+        self.chain = Chain([
+            ModelRewriterFactory(self.source),
+            GuardsFactory(self.config.guards),
+            GateFactory(self.config.gate),
+            RulesFactory(self.rules),
+        ])
+        if self.config.cache.precompute_file is not None:
+            self.precompute_file(self.config.cache.precompute_file)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def precompute_file(self, path: str | Path) -> int:
+        path = Path(path)
+        if not path.is_file():
+            log.warning("precompute file %s not found; skipped", path)
+            return 0
+        queries = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        done = self.source.precompute(queries)
+        log.info("precomputed rewrites for %d of %d queries", done, len(queries))
+        return done
+
+    def close(self) -> None:
+        self.source.close()
+
+    @property
+    def model_name(self) -> str:
+        return self.source.name
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def enabled_for(self, index: str | None) -> bool:
+        """Whether searches on ``index`` (comma-separated names, or None for all) are rewritten."""
+        names = [n.strip() for n in (index or "").split(",") if n.strip()] or ["_all"]
+        patterns = self.config.proxy.rewrite_indices
+        return all(
+            ("*" in patterns or "_all" in patterns) if n in ("_all", "*") else any(fnmatch.fnmatchcase(n, p) for p in patterns)
+            for n in names
+        )
+
+    def rewritable_text(self, body: Any) -> str | None:
+        if not isinstance(body, Mapping):
+            return None
+        found = find_text_query(body)
+        if found is None:
+            return None
+        text = normalize_text(found.text)
+        if not text or len(text) > self.config.chain.max_query_chars:
+            return None
+        return text
+
+    def needs_model(self, body: Any) -> bool:
+        """True when rewriting ``body`` may wait for the model (no fresh cache entry): run it off the event loop."""
+        text = self.rewritable_text(body)
+        return text is not None and self.source.model is not None and not self.source.is_fresh(text)
+
+    # -- rewriting ---------------------------------------------------------------------------
+
+    def rewrite_query(self, query: str, *, explain: bool = False, deadline_ms: float | None = None) -> ChainResult:
+        budget = (deadline_ms if deadline_ms is not None else self.config.chain.deadline_ms) / 1000.0
+        level = self.config.chain.explain_level if explain else "off"
+        return self.chain.run(query, time.monotonic() + budget, Explain(level))
+
+    def rewrite_body(self, body: Any, *, index: str | None = None, explain: bool = False) -> tuple[Any, dict | None]:
+        """(body to send, explain report or None). Never raises for a rewriting problem."""
+        started = time.perf_counter()
+        if not isinstance(body, Mapping):
+            return body, ({"rewritten": False, "reason": "no JSON object body"} if explain else None)
+        try:
+            body, options = strip_ext(body)
+            explain = explain or truthy(options.get("explain", False))
+            if not self.enabled_for(index):
+                return body, self._report(None, started, "rewriting is not enabled for this index") if explain else None
+            text = self.rewritable_text(body)
+            if text is None:
+                reason = "no text query, an empty one, or one longer than max_query_chars"
+                return body, self._report(None, started, reason) if explain else None
+            deadline_ms = options.get("deadline_ms")
+            deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
+            result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
+            kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
+            new_body = merge_rewrites(body, kept)
+            return new_body, self._report(result, started) if explain else None
+        except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response
+            log.exception("rewriting failed; sending the original query")
+            fallback = strip_ext(body)[0] if isinstance(body, Mapping) else body
+            return fallback, ({"rewritten": False, "error": f"{type(exc).__name__}: {exc}"} if explain else None)
+
+    def _report(self, result: ChainResult | None, started: float, reason: str | None = None) -> dict:
+        total = (time.perf_counter() - started) * 1000.0
+        if result is None:
+            return {"rewritten": False, "reason": reason, "timings_ms": {"total": round(total, 3)}}
+        kept_index = {id(c): i for i, c in enumerate(result.kept)}
+        rewrites = []
+        for candidate in result.candidates:
+            row = candidate.as_dict()
+            if id(candidate) in kept_index:
+                row["name"] = rewrite_name(kept_index[id(candidate)])
+            rewrites.append(row)
+        context = result.context
+        return {
+            "rewritten": bool(result.kept),
+            "query": result.query,
+            "model": {"name": self.model_name, "origin": context.model_origin, "error": context.model_error},
+            "rewrites": rewrites,
+            "log": context.explain.as_dict(),
+            "timings_ms": {"model": round(context.model_ms, 3), "chain": round(result.ms, 3), "total": round(total, 3)},
+        }
+
+    def rewrite_msearch(self, pairs: Sequence[tuple[dict, Any]], *, index: str | None = None, explain: bool = False) -> tuple[list[tuple[dict, Any]], list[dict | None]]:
+        """Rewrite each (header, body) pair of an msearch; the header's index overrides ``index``."""
+        out, reports = [], []
+        for header, body in pairs:
+            target = header.get("index", index) if isinstance(header, Mapping) else index
+            if isinstance(target, list):
+                target = ",".join(str(t) for t in target)
+            new_body, report = self.rewrite_body(body, index=target, explain=explain)
+            out.append((header, new_body))
+            reports.append(report)
+        return out, reports

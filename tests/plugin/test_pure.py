@@ -1,0 +1,255 @@
+"""Pure parts of the plugin: config validation, gate policy, query merge, rules parsing, guards, cache."""
+
+import copy
+import json
+
+import pytest
+
+from qrw.errors import ConfigError
+from qrw.plugin import guards
+from qrw.plugin.cache import TTLCache
+from qrw.plugin.config import GateConfig, GuardConfig, PluginConfig, load_config
+from qrw.plugin.errors import RuleSyntaxError, error_body, to_response, UpstreamUnavailable
+from qrw.plugin.gate import decide, top_tag
+from qrw.plugin.merge import ORIGINAL_NAME, WeightedRewrite, find_text_query, merge_rewrites, strip_ext
+from qrw.plugin.rules import parse_rules
+
+# -- config ------------------------------------------------------------------------------------
+
+
+def test_config_defaults_are_valid_and_frozen():
+    config = PluginConfig()
+    with pytest.raises(Exception):
+        config.gate.full_min = 0.1  # type: ignore[misc]
+
+
+def test_config_rejects_unknown_keys_and_bad_combinations(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("gate:\n  treshold: 0.4\n")
+    with pytest.raises(ConfigError, match="treshold"):
+        load_config(path)
+    path.write_text("gate:\n  down_weight: 0.9\n  full_weight: 0.5\n")
+    with pytest.raises(ConfigError, match="down_weight"):
+        load_config(path)
+    path.write_text("chain: [1, 2]\n")
+    with pytest.raises(ConfigError):
+        load_config(path)
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("gate:\n  full_min: 0.7\nproxy:\n  rewrite_indices: [products*]\n")
+    config = load_config(path, chain={"deadline_ms": 50})
+    assert config.gate.full_min == 0.7 and config.proxy.rewrite_indices == ("products*",)
+    assert config.chain.deadline_ms == 50
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_error_bodies_look_like_opensearch():
+    status, body = to_response(UpstreamUnavailable("connection refused"))
+    assert status == 502 and body["status"] == 502
+    assert body["error"]["type"] == "upstream_unavailable_exception" and body["error"]["reason"] == "connection refused"
+    assert to_response(RuntimeError("x"))[0] == 500
+    assert error_body(400, "parse_exception", "bad")["error"]["root_cause"][0]["type"] == "parse_exception"
+
+
+# -- gate --------------------------------------------------------------------------------------
+
+GATE = GateConfig(full_min=0.5, keep_min=0.5, full_weight=1.0, down_weight=0.3)
+
+
+@pytest.mark.parametrize(
+    "probs, action, weight",
+    [
+        ({"exact": 0.9, "substitute": 0.1}, "full", 1.0),
+        ({"exact": 0.5, "weak": 0.5}, "full", 1.0),  # at the threshold: kept
+        ({"exact": 0.3, "substitute": 0.3, "weak": 0.4}, "down", 0.3),  # neither wins alone, relevant mass does
+        ({"substitute": 0.49, "weak": 0.51}, "drop", 0.0),
+        ({"irrelevant": 1.0}, "drop", 0.0),
+        ({}, "drop", 0.0),
+    ],
+)
+def test_gate_policy(probs, action, weight):
+    decision = decide(probs, GATE)
+    assert (decision.action, decision.weight) == (action, weight)
+    assert decision.reason
+
+
+def test_gate_never_threshold_and_tie_break():
+    never = GateConfig(full_min=1.01, keep_min=1.01)
+    assert decide({"exact": 1.0}, never).action == "drop"
+    assert top_tag({"exact": 0.5, "substitute": 0.5}) == ("exact", 0.5)
+
+
+# -- merge -------------------------------------------------------------------------------------
+
+FIELDS = ["title^3", "name^2", "supplier^2", "short_description", "attributes"]
+
+
+def rich_body():
+    return {
+        "query": {"bool": {
+            "must": [{"multi_match": {"query": "hp toner", "fields": FIELDS, "operator": "and"}}],
+            "filter": [{"range": {"price": {"lte": 100}}}, {"match": {"supplier": "hp toner"}}],
+            "must_not": [{"match": {"title": "hp toner"}}],
+        }},
+        "sort": [{"price": "asc"}], "aggs": {"by_brand": {"terms": {"field": "supplier.raw"}}},
+        "from": 10, "size": 5, "highlight": {"fields": {"title": {}}}, "_source": ["title"],
+        "track_total_hits": True,
+    }
+
+
+def test_merge_rewrites_only_the_scoring_text_clause():
+    body = rich_body()
+    before = copy.deepcopy(body)
+    merged = merge_rewrites(body, [WeightedRewrite("hewlett packard toner", 1.0), WeightedRewrite("hp cartridge", 0.3)])
+    assert body == before  # the input is never mutated
+    for key in ("sort", "aggs", "from", "size", "highlight", "_source", "track_total_hits"):
+        assert merged[key] == body[key]
+    assert merged["query"]["bool"]["filter"] == body["query"]["bool"]["filter"]
+    assert merged["query"]["bool"]["must_not"] == body["query"]["bool"]["must_not"]
+    wrapper = merged["query"]["bool"]["must"][0]["bool"]
+    assert wrapper["minimum_should_match"] == 1
+    original, first, second = wrapper["should"]
+    assert original == {"multi_match": {"query": "hp toner", "fields": FIELDS, "operator": "and", "_name": ORIGINAL_NAME}}
+    assert first["multi_match"] == {"query": "hewlett packard toner", "fields": FIELDS, "operator": "and", "boost": 1.0, "_name": "qrw:rewrite:0"}
+    assert second["multi_match"]["boost"] == 0.3 and second["multi_match"]["_name"] == "qrw:rewrite:1"
+    json.dumps(merged)  # plain JSON
+
+
+def test_merge_match_forms_and_callers_boost_and_name():
+    short = merge_rewrites({"query": {"match": {"title": "laptop"}}}, [WeightedRewrite("notebook", 1.0)])
+    assert short["query"]["bool"]["should"][0] == {"match": {"title": {"query": "laptop", "_name": ORIGINAL_NAME}}}
+    assert short["query"]["bool"]["should"][1] == {"match": {"title": {"query": "notebook", "boost": 1.0, "_name": "qrw:rewrite:0"}}}
+    long = merge_rewrites({"query": {"match": {"title": {"query": "laptop", "boost": 2, "_name": "mine", "fuzziness": 1}}}},
+                          [WeightedRewrite("notebook", 0.5)])
+    outer = long["query"]["bool"]
+    assert outer["boost"] == 2 and outer["_name"] == "mine"
+    assert outer["should"][1]["match"]["title"] == {"fuzziness": 1, "query": "notebook", "boost": 0.5, "_name": "qrw:rewrite:0"}
+
+
+def test_merge_query_string_rewrites_become_multi_match():
+    body = {"query": {"query_string": {"query": "title:(hp AND toner)", "fields": ["title", "name"], "default_operator": "AND"}}}
+    merged = merge_rewrites(body, [WeightedRewrite("x OR *:* title:y", 1.0)])
+    original, rewrite = merged["query"]["bool"]["should"]
+    assert original["query_string"]["query"] == "title:(hp AND toner)"
+    assert rewrite == {"multi_match": {"query": "x OR *:* title:y", "fields": ["title", "name"], "operator": "and", "boost": 1.0, "_name": "qrw:rewrite:0"}}
+    simple = merge_rewrites({"query": {"simple_query_string": {"query": "a -b"}}}, [WeightedRewrite("c", 1.0)])
+    assert simple["query"]["bool"]["should"][1] == {"multi_match": {"query": "c", "boost": 1.0, "_name": "qrw:rewrite:0"}}
+
+
+def test_merge_all_clauses_with_the_same_text_and_nested_scorers():
+    body = {"query": {"function_score": {"query": {"bool": {"should": [
+        {"match": {"title": "ssd 1tb"}}, {"match": {"name": "ssd 1tb"}}, {"match": {"name": "other"}}]}}, "boost_mode": "sum"}}}
+    found = find_text_query(body)
+    assert found.text == "ssd 1tb" and found.path == ("query", "function_score", "query", "bool", "should", 0)
+    merged = merge_rewrites(body, [WeightedRewrite("solid state drive 1tb", 1.0)])
+    should = merged["query"]["function_score"]["query"]["bool"]["should"]
+    assert "bool" in should[0] and "bool" in should[1] and should[2] == {"match": {"name": "other"}}
+    assert merged["query"]["function_score"]["boost_mode"] == "sum"
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"size": 0}, {"query": {"match_all": {}}}, {"query": {"match": {"title": ""}}},
+    {"query": {"match": {"title": 42}}}, {"query": {"bool": {"filter": [{"match": {"title": "x"}}]}}},
+    {"query": {"constant_score": {"filter": {"match": {"title": "x"}}}}},
+])
+def test_merge_leaves_bodies_without_scoring_text_alone(body):
+    assert merge_rewrites(body, [WeightedRewrite("y", 1.0)]) == body
+
+
+def test_merge_drops_zero_weight_and_strip_ext():
+    body = {"query": {"match": {"title": "a"}}, "ext": {"qrw": {"explain": True}, "other": {"k": 1}}}
+    stripped, options = strip_ext(body)
+    assert options == {"explain": True} and stripped["ext"] == {"other": {"k": 1}} and "qrw" in body["ext"]
+    only, _ = strip_ext({"ext": {"qrw": True}, "size": 1})
+    assert only == {"size": 1}
+    assert merge_rewrites(stripped, [WeightedRewrite("b", 0.0)]) == stripped
+
+
+# -- rules -------------------------------------------------------------------------------------
+
+RULES = """\
+# merchandiser rules
+Laptop =>
+    PIN: notebook
+    PIN: notebook computer ^0.4   # a comment
+    BLOCK: laptop bag
+/^hp (\\w+)$/ =>
+    PIN: hewlett packard \\1
+* =>
+    BLOCK: /\\bcheap\\b/
+"""
+
+
+def test_rules_parse_and_apply():
+    rules = parse_rules(RULES.splitlines(), "r.txt")
+    applied = rules.for_query("  LAPTOP ")
+    assert applied.pins == (("notebook", 1.0, "r.txt:3"), ("notebook computer", 0.4, "r.txt:4"))
+    assert [b.blocks("Laptop  Bag") for b in applied.blocks] == [True, False]
+    assert applied.blocks[1].blocks("cheap laptop")
+    assert rules.for_query("hp toner").pins == (("hewlett packard toner", 1.0, "r.txt:7"),)
+    assert rules.for_query("canon").pins == ()
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("    PIN: x\n", 1, "before any input"),
+    ("q =>\n    PUSH: x\n", 2, "unknown instruction"),
+    ("q =>\n    PIN: x ^11\n", 2, "weight"),
+    ("/[a/ =>\n    PIN: x\n", 1, "regular expression"),
+    ("q =>\nr =>\n    PIN: y\n", 1, "no PIN or BLOCK"),
+    ("q\n", 1, "=>"),
+    ("/^a$/ =>\n    PIN: x \\2\n", 2, "group"),
+])
+def test_rules_errors_name_the_line(text, line, message):
+    with pytest.raises(RuleSyntaxError) as info:
+        parse_rules(text.splitlines(), "r.txt")
+    assert f"r.txt:{line}:" in str(info.value) and message in str(info.value)
+    assert "PIN: rewrite" in str(info.value)  # the valid syntax is in the message
+
+
+# -- guards ------------------------------------------------------------------------------------
+
+
+def test_guard_helpers():
+    assert guards.numbers('samsung 16GB ram 27" monitor 3') == {("16", "gb"), ("27", "inch"), ("3", None)}
+    assert guards.numbers("xerox 006R90321") == set()  # a model code is not a number
+    assert guards.numbers("1,50 m cable") == {("1.5", "m")}
+    assert guards.negations("mouse -wireless without cable") == {"wireless", "cable"}
+    assert guards.copy_key("  HP-Toner!! ") == "hp toner"
+
+
+def test_guards_check():
+    config = GuardConfig()
+    brands = guards.load_brands(GuardConfig(brands=("HP", "Canon", "Western Digital")))
+    query = "hp toner 2 pack without chip"
+    rewrites = ["HP toner!", "canon toner 2 pack without chip", "hp cartridge pack without chip",
+                "hp cartridge 2 pack without chip", "hp cartridge 2 pack with chip", "HP cartridge 2 pack without chip", " "]
+    assert guards.check(query, rewrites, config, brands) == [
+        "loses 2pack", "loses brand 'hp'", "loses 2pack", None,
+        "loses negation of 'chip'", "duplicates an earlier rewrite", "empty",
+    ]
+    assert guards.check("hp toner", ["HP  Toner"], config, brands) == ["copies the query"]
+    assert guards.check("wd 2tb", ["western digital 2 tb"], config, brands) == [None]
+    assert guards.check("ssd 2tb", ["ssd 2gb"], config, brands) == ["loses 2tb"]
+    off = GuardConfig(keep_brand=False, keep_numbers=False, keep_negations=False, drop_copies=False)
+    assert guards.check(query, rewrites[:5], off, brands) == [None] * 5
+
+
+# -- cache -------------------------------------------------------------------------------------
+
+
+def test_cache_lru_ttl_and_stale():
+    now = [0.0]
+    cache = TTLCache(max_entries=2, ttl_s=10, clock=lambda: now[0])
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a").fresh  # a is now most recent
+    cache.put("c", 3)  # evicts b
+    assert cache.get("b") is None and cache.get("c").value == 3
+    now[0] = 11
+    hit = cache.get("a")
+    assert hit.value == 1 and not hit.fresh  # expired entries stay usable as a fallback
+    assert TTLCache(0, 1).get("a") is None
