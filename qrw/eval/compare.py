@@ -201,9 +201,9 @@ def load_rewrite_model(path: str):
 
         return load_model(folder)
     if (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file():
-        from qrw.trainer.torch_model import TorchRewriteModel
+        from qrw.trainer.model import TorchRewriteModel
 
-        return TorchRewriteModel.from_pretrained(folder)
+        return TorchRewriteModel(folder, strategy="beam")
     raise ConfigError(f"model not found: {folder} is neither an exported model (manifest.json) nor a checkpoint")
 
 
