@@ -24,10 +24,12 @@ from qrw.settings import EvalSettings, load_settings
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="write the full report here")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None, help="write PNG plots here")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML with an 'eval' section")
+@click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
+              help="split.json from `qrw train data`: evaluate only its validation queries (never trained on)")
 @click.option("--quiet", is_flag=True, help="print only the mean rows")
 def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_config: Path | None, num_rewrites: int,
                  url: str | None, index: str | None, json_out: Path | None, plots_dir: Path | None,
-                 config_file: Path | None, quiet: bool) -> None:
+                 config_file: Path | None, split_file: Path | None, quiet: bool) -> None:
     """nDCG@10, condensed nDCG@10, recall@100, precision@10, judged@10 (and, with several systems,
     harm/win rate, increment, rewrite relevance, latency and significance against original)."""
     from qrw.eval.judgments import load_judgments
@@ -35,6 +37,8 @@ def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_
 
     settings = load_settings(EvalSettings, config_file, "eval", {"search.url": url, "search.index": index})
     qrels = load_judgments(judgments)
+    if split_file is not None:
+        qrels = _validation_only(qrels, split_file)
     client = open_client(settings.search.url)
     names = [name.strip() for name in systems.split(",") if name.strip()]
     if names == ["original"]:
@@ -83,3 +87,17 @@ def _compare(client, settings: EvalSettings, qrels, names, models, plugin_config
         for path in (plot_deltas(result, plots_dir / "ndcg_deltas.png"), plot_latency_cdf(result, plots_dir / "latency_cdf.png")):
             click.echo(f"wrote {path}")
     return result
+
+
+def _validation_only(qrels: dict, split_file: Path) -> dict:
+    """Keep the judged queries that the split holds out for validation."""
+    from qrw.errors import InputDataError
+
+    try:
+        valid = {q.strip().casefold() for q in json.loads(split_file.read_text())["valid_queries"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputDataError(f"{split_file}: not a split file with 'valid_queries' ({exc})") from exc
+    kept = {query: judged for query, judged in qrels.items() if query.strip().casefold() in valid}
+    if not kept:
+        raise InputDataError(f"none of the judged queries is a validation query of {split_file}")
+    return kept

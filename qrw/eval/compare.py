@@ -193,9 +193,13 @@ def per_query_rows(hits_by_query: Mapping[str, Hits], qrels: Qrels) -> list[dict
 
 
 def load_rewrite_model(path: str):
-    """An exported ONNX folder (has ``manifest.json``) through the torch-free runtime, else a PyTorch
+    """A rewrite table (``.jsonl``), an exported ONNX folder (has ``manifest.json``) through the torch-free runtime, else a PyTorch
     checkpoint folder through the trainer (used to compare training stages before export)."""
     folder = Path(path)
+    if folder.is_file() and folder.suffix == ".jsonl":
+        from qrw.plugin.table import TableRewriteModel
+
+        return TableRewriteModel.from_file(folder)
     if (folder / "manifest.json").is_file():
         from qrw.plugin.runtime import load_model
 

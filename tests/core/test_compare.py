@@ -1,0 +1,57 @@
+"""`qrw eval --systems` against the real node, with a rewrite table in the model's place."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+TABLE = [
+    # "laptop": the catalog says "notebook"; one good rewrite, one drifted one the gate must drop
+    {"query": "laptop", "rewrites": [{"text": "notebook", "tag": "exact"}, {"text": "toner cartridge", "tag": "irrelevant"}]},
+    {"query": "usb stick", "rewrites": [{"text": "usb flash drive", "tag": "exact"}]},
+]
+
+
+@pytest.fixture()
+def small_judgments(tmp_path, judgments_path):
+    lines = judgments_path.read_text().splitlines()
+    keep = [lines[0]] + [line for line in lines[1:] if line.split(",")[0] in ("laptop", "usb stick")]
+    path = tmp_path / "j.csv"
+    path.write_text("\n".join(keep) + "\n")
+    return path
+
+
+def test_compare_systems_json_and_plots(tmp_path, opensearch_url, indexed_catalog, small_judgments):
+    table = tmp_path / "rewrites.jsonl"
+    table.write_text("\n".join(json.dumps(row) for row in TABLE) + "\n")
+    out = tmp_path / "cmp.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "qrw.cli", "eval", "--judgments", str(small_judgments), "--url", opensearch_url,
+         "--systems", "original,prf,ungated,gated", "--model", str(table), "--json", str(out),
+         "--plots", str(tmp_path / "plots")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["queries"] == 2
+    systems = report["systems"]
+    assert set(systems) == {"original", "prf", "ungated:rewrites.jsonl", "gated:rewrites.jsonl"}
+    for system in systems.values():
+        for key in ("ndcg@10", "condensed_ndcg@10", "recall@100", "precision@10", "judged@10", "harm_rate",
+                    "win_rate", "increment", "rewrite_relevance_rate", "latency_ms", "per_query"):
+            assert key in system
+        assert set(system["latency_ms"]) == {"p50", "p95"}
+    ungated, gated = systems["ungated:rewrites.jsonl"], systems["gated:rewrites.jsonl"]
+    # the gate dropped the irrelevant rewrite: fewer rewrites counted in its relevance rate
+    assert gated["rewrite_relevance_rate"] >= ungated["rewrite_relevance_rate"]
+    assert "p_value_vs_original" in gated and len(gated["ndcg@10_delta_ci95"]) == 2
+    assert (tmp_path / "plots" / "ndcg_deltas.png").stat().st_size > 5000
+    assert (tmp_path / "plots" / "latency_cdf.png").stat().st_size > 5000
+
+
+def test_unknown_system_is_a_clear_error(small_judgments, opensearch_url):
+    result = subprocess.run(
+        [sys.executable, "-m", "qrw.cli", "eval", "--judgments", str(small_judgments), "--url", opensearch_url,
+         "--systems", "original,magic"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "unknown system 'magic'" in result.stderr and "Traceback" not in result.stderr
