@@ -1,0 +1,126 @@
+"""qrw-export on the tiny model: export, fusions, precision variants, parity, manifest, config, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnxruntime
+import pytest
+
+from qrw.errors import ConfigError
+from qrw.export.cli import main
+from qrw.export.config import ExportConfig, load_config
+from qrw.plugin.prompt import PROMPT_VERSION, TAGS
+from qrw.plugin.runtime_manifest import file_sha256, model_files, read_manifest
+
+
+def test_fp32_export_passes_parity_and_writes_a_full_manifest(tiny_export: Path, tiny_checkpoint: Path):
+    manifest = read_manifest(tiny_export, verify_hash=True)
+    assert manifest.prompt_version == PROMPT_VERSION
+    assert manifest.target == "cpu" and manifest.precision == "fp32" and manifest.opset == 18
+    assert manifest.ort_version == onnxruntime.__version__
+    assert [(t.name, t.token) for t in manifest.tags] == [(t.name, t.token) for t in TAGS]
+    assert len({t.id for t in manifest.tags}) == 4
+    assert manifest.model_hash == file_sha256(model_files(tiny_export))
+    assert manifest.logits == "last" and "last-position-logits" in manifest.optimizations
+    assert manifest.fused_ops.get("SkipSimplifiedLayerNormalization", 0) > 0  # fusions ran
+    parity = manifest.parity
+    assert parity["run"] and parity["passed"], parity
+    assert parity["greedy_agreement"] == 1.0
+    assert parity["tag_agreement"] == 1.0
+    assert parity["tokenization_agreement"] == 1.0
+    assert parity["max_logit_diff"] < 1e-3
+    assert manifest.num_layers == 2 and manifest.num_kv_heads == 2 and manifest.head_dim == 16
+    assert {"model.onnx", "tokenizer.json", "manifest.json"} <= {p.name for p in tiny_export.iterdir()}
+    assert not tiny_export.with_name(tiny_export.name + ".partial").exists()
+
+
+def test_int8_cpu_export_quantises_and_passes_its_tolerances(tiny_checkpoint: Path, tmp_path: Path):
+    out = tmp_path / "int8"
+    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--int8", "--quiet"]) == 0
+    manifest = read_manifest(out)
+    assert manifest.precision == "int8"
+    assert manifest.fused_ops.get("MatMulInteger", 0) >= 12  # q,k,v,o,gate,up x 2 layers (down_proj kept fp32)
+    assert "int8-dynamic-per-channel-matmul-except-down-proj" in manifest.optimizations
+    assert manifest.parity["passed"]
+    assert manifest.parity["tolerances"]["max_logit_diff"] is None  # reported, not enforced for int8
+
+
+def test_cuda_fp16_export_path_builds_and_is_marked_as_validated_on_cpu(tiny_checkpoint: Path, tmp_path: Path):
+    """The CUDA/fp16 graph is built and checked here on CPU; running it on a GPU is NOT tested here."""
+    out = tmp_path / "fp16"
+    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--target", "cuda", "--fp16", "--quiet"]) == 0
+    manifest = read_manifest(out)
+    assert (manifest.target, manifest.precision) == ("cuda", "fp16")
+    assert manifest.parity["passed"]
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert "validated on CPU" in manifest.parity["note"]
+
+
+def test_lora_adapter_is_merged_before_export(tiny_checkpoint: Path, tmp_path: Path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    with torch.no_grad():  # make the adapter change the outputs, so a missed merge would fail parity
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == str(tiny_checkpoint)
+    out = tmp_path / "merged"
+    assert main(["--model", str(adapter), "--out", str(out), "--quiet"]) == 0
+    manifest = read_manifest(out)
+    assert manifest.base_model == str(tiny_checkpoint)
+    assert manifest.parity["passed"] and manifest.parity["greedy_agreement"] == 1.0
+
+
+def test_failed_parity_fails_the_export_with_a_clear_message(tiny_checkpoint: Path, tmp_path: Path, capsys):
+    config = tmp_path / "strict.yaml"
+    config.write_text("export:\n  max_logit_diff: 1.0e-12\n")
+    out = tmp_path / "strict"
+    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--config", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "parity check failed" in err and "max |logit diff|" in err
+    assert not out.exists()  # only OUT.partial is left, for inspection
+    assert out.with_name("strict.partial").is_dir()
+
+
+def test_existing_output_folder_is_not_overwritten_silently(tiny_export: Path, capsys):
+    assert main(["--model", "whatever", "--out", str(tiny_export), "--quiet", "--no-parity"]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_config_defaults_yaml_and_flags(tmp_path: Path):
+    assert ExportConfig().precision == "fp32" and ExportConfig().opset == 18
+    assert ExportConfig(int8=True).min_tag_agreement == 0.85
+    config = tmp_path / "c.yaml"
+    config.write_text("opset: 17\ntarget: cpu\nint8: true\n")
+    cfg = load_config(config, {"opset": 18, "target": None})
+    assert (cfg.opset, cfg.target, cfg.precision) == (18, "cpu", "int8")
+    config.write_text("opsett: 17\n")
+    with pytest.raises(ConfigError, match="unknown keys"):
+        load_config(config)
+    with pytest.raises(ConfigError, match="needs --target cuda"):
+        ExportConfig(fp16=True)
+    with pytest.raises(ConfigError, match="needs --target cpu"):
+        ExportConfig(target="cuda", int8=True)
+
+
+def test_cli_help_and_missing_model(tmp_path: Path):
+    result = subprocess.run([sys.executable, "-m", "qrw.export.cli", "--help"], capture_output=True, text=True, check=True)
+    for flag in ("--model", "--out", "--target", "--fp16", "--int8", "--opset", "--config"):
+        assert flag in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "qrw.export.cli", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "Error: model not found" in result.stderr

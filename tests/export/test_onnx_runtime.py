@@ -1,0 +1,222 @@
+"""The torch-free runtime on the exported tiny model: equality with PyTorch, strategies, threads,
+manifest checks, and the promise that importing it never loads torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qrw.plugin.model import RewriteModel
+from qrw.plugin.prompt import TAGS, rewrite_prompt, tag_prompt
+from qrw.plugin.runtime import GenerationConfig, load_model, select_providers
+from qrw.plugin.runtime_manifest import ModelFolderError
+
+QUERIES = ["laptop", "hp toner 305a", "usb c cable", "samsung monitor 27", "wireless mouse logitech", "sd card", "a"]
+
+
+def _torch_generate(tiny_torch, prompts, eos_ids, pad_id, **kwargs) -> list[list[int]]:
+    import torch
+    from transformers import GenerationConfig as HFGenerationConfig
+
+    tokenizer, model = tiny_torch
+    enc = tokenizer(prompts, padding=True, return_tensors="pt")
+    config = HFGenerationConfig(max_new_tokens=12, do_sample=False, eos_token_id=list(eos_ids), pad_token_id=pad_id, **kwargs)
+    with torch.inference_mode():
+        out = model.generate(**enc, generation_config=config)
+    rows = []
+    for row in out[:, enc.input_ids.shape[1] :].tolist():
+        rows.append(row[: next((i for i, t in enumerate(row) if t in eos_ids), len(row))])
+    return rows
+
+
+def test_runtime_greedy_text_equals_pytorch(tiny_runtime, tiny_torch):
+    prompts = [rewrite_prompt(q) for q in QUERIES]
+    spec = tiny_runtime.spec
+    expected_ids = _torch_generate(tiny_torch, prompts, spec.eos_token_ids, spec.pad_token_id, num_beams=1)
+    got = tiny_runtime.generate_texts(prompts, 1, GenerationConfig(strategy="greedy", max_new_tokens=12))
+    tokenizer = tiny_torch[0]
+    expected = [tokenizer.decode(ids, skip_special_tokens=True) for ids in expected_ids]
+    assert [g[0] for g in got] == expected
+    assert any(text for text in expected)  # the comparison is not vacuous
+
+
+def test_runtime_beam_search_equals_pytorch(tiny_runtime, tiny_torch):
+    prompts = [rewrite_prompt(q) for q in QUERIES]
+    spec = tiny_runtime.spec
+    expected = _torch_generate(tiny_torch, prompts, spec.eos_token_ids, spec.pad_token_id, num_beams=4, num_return_sequences=4)
+    got = tiny_runtime.generate_ids(prompts, 4, GenerationConfig(strategy="beam", max_new_tokens=12))
+    assert [seq for per_prompt in got for seq in per_prompt] == expected
+
+
+def test_tag_probabilities_equal_pytorch(tiny_runtime, tiny_torch):
+    import torch
+
+    pairs = [(q, r) for q in QUERIES for r in ("notebook", q)]
+    got = tiny_runtime.tag(pairs)
+    tokenizer, model = tiny_torch
+    enc = tokenizer([tag_prompt(q, r) for q, r in pairs], padding=True, return_tensors="pt")
+    position_ids = (enc.attention_mask.cumsum(-1) - 1).masked_fill(enc.attention_mask == 0, 1)
+    with torch.inference_mode():
+        logits = model(**enc, position_ids=position_ids).logits[:, -1, list(tiny_runtime.spec.tag_ids)]
+    expected = torch.softmax(logits, -1).numpy()
+    assert [list(d) for d in got] == [[t.name for t in TAGS]] * len(pairs)
+    np.testing.assert_allclose([[d[t.name] for t in TAGS] for d in got], expected, atol=1e-5)
+    assert all(abs(sum(d.values()) - 1) < 1e-5 for d in got)
+
+
+def test_generate_returns_parsed_unique_rewrites_per_query(tiny_runtime):
+    assert isinstance(tiny_runtime, RewriteModel)
+    result = tiny_runtime.generate(QUERIES, 4)
+    assert len(result) == len(QUERIES)
+    for rewrites in result:
+        assert 1 <= len(rewrites) <= 4
+        assert len({r.lower() for r in rewrites}) == len(rewrites)
+        assert all(r and "\n" not in r and len(r.split()) <= 12 for r in rewrites)
+    assert tiny_runtime.generate([], 4) == [] and tiny_runtime.tag([]) == []
+
+
+def test_sampling_gives_n_per_query_and_is_reproducible_with_a_seed(tiny_runtime):
+    config = GenerationConfig(strategy="sample", seed=7, max_new_tokens=6)
+    first = tiny_runtime.generate_ids([rewrite_prompt(q) for q in QUERIES[:3]], 5, config)
+    again = tiny_runtime.generate_ids([rewrite_prompt(q) for q in QUERIES[:3]], 5, config)
+    assert first == again
+    assert [len(per) for per in first] == [5, 5, 5]
+    assert all(len(seq) <= 6 for per in first for seq in per)
+    assert len({tuple(s) for per in first for s in per}) > 3  # samples differ
+
+
+def test_io_binding_path_gives_the_same_results(tiny_export, tiny_runtime):
+    bound = load_model(tiny_export, io_binding=True)
+    assert bound.io_binding
+    prompts = [rewrite_prompt(q) for q in QUERIES]
+    for strategy in ("greedy", "beam"):
+        config = GenerationConfig(strategy=strategy)
+        assert bound.generate_ids(prompts, 3, config) == tiny_runtime.generate_ids(prompts, 3, config)
+    np.testing.assert_allclose(bound.tag_probs([tag_prompt("a", "b")]), tiny_runtime.tag_probs([tag_prompt("a", "b")]), atol=1e-6)
+
+
+def test_one_model_is_safe_to_share_between_threads(tiny_runtime):
+    expected_rewrites = {q: tiny_runtime.generate([q], 3)[0] for q in QUERIES}
+    expected_tags = {q: tiny_runtime.tag([(q, "laptop")])[0] for q in QUERIES}
+
+    def work(i: int):
+        q = QUERIES[i % len(QUERIES)]
+        return q, tiny_runtime.generate([q], 3)[0], tiny_runtime.tag([(q, "laptop")])[0]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for q, rewrites, tags in pool.map(work, range(36)):
+            assert rewrites == expected_rewrites[q]
+            assert tags == pytest.approx(expected_tags[q], abs=1e-6)
+
+
+def test_batches_larger_than_batch_size_are_split(tiny_export, tiny_runtime):
+    small = load_model(tiny_export, batch_size=2, warmup=False)
+    prompts = [rewrite_prompt(q) for q in QUERIES]
+    config = GenerationConfig(strategy="beam")
+    assert small.generate_ids(prompts, 3, config) == tiny_runtime.generate_ids(prompts, 3, config)
+
+
+# -- the folder contract ----------------------------------------------------------------------
+
+
+@pytest.fixture()
+def folder_copy(tiny_export, tmp_path) -> Path:
+    return Path(shutil.copytree(tiny_export, tmp_path / "copy"))
+
+
+def _edit_manifest(folder: Path, **changes) -> None:
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda f: shutil.rmtree(f), "model folder not found"),
+        (lambda f: (f / "manifest.json").unlink(), "manifest.json is missing"),
+        (lambda f: (f / "manifest.json").write_text("{not json"), "is corrupt (not valid JSON"),
+        (lambda f: _edit_manifest(f, prompt_version="qrw-prompt-0"), "exported for prompt template 'qrw-prompt-0'"),
+        (lambda f: _edit_manifest(f, format_version=99), "format_version 99"),
+        (lambda f: _edit_manifest(f, pad_token_id=None, tags=None) or _drop_key(f, "tags"), "lacks the fields ['tags']"),
+        (lambda f: (f / "model.onnx").unlink(), "model.onnx is missing"),
+        (lambda f: (f / "tokenizer.json").unlink(), "tokenizer.json is missing"),
+        (lambda f: _truncate(f / "model.onnx"), "is corrupt"),
+        (lambda f: _garble_same_size(f / "model.onnx"), "cannot open"),
+        (lambda f: _swap_tag_id(f), "encodes tag"),
+    ],
+    ids=["no-folder", "no-manifest", "bad-json", "prompt-version", "format-version", "missing-field", "no-model", "no-tokenizer", "truncated", "garbled", "tag-ids"],
+)
+def test_broken_folders_fail_with_a_clear_error(folder_copy, breakage, message):
+    breakage(folder_copy)
+    with pytest.raises(ModelFolderError, match=None) as info:
+        load_model(folder_copy, warmup=False)
+    assert message in str(info.value)
+
+
+def _drop_key(folder: Path, key: str) -> None:
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    data.pop(key)
+    path.write_text(json.dumps(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def _garble_same_size(path: Path) -> None:
+    path.write_bytes(b"\x00garbage" * (path.stat().st_size // 8) + b"\x00" * (path.stat().st_size % 8))
+
+
+def _swap_tag_id(folder: Path) -> None:
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    data["tags"][0]["id"], data["tags"][1]["id"] = data["tags"][1]["id"], data["tags"][0]["id"]
+    path.write_text(json.dumps(data))
+
+
+def test_verify_hash_catches_a_changed_model(folder_copy):
+    data = bytearray((folder_copy / "model.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (folder_copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match="model_hash"):
+        load_model(folder_copy, verify_hash=True, warmup=False)
+
+
+def test_provider_choice_follows_manifest_and_installation(caplog):
+    import onnxruntime
+
+    assert select_providers("cpu") == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with caplog.at_level(logging.WARNING, logger="qrw.plugin.runtime"):
+            assert select_providers("cuda") == ["CPUExecutionProvider"]
+        assert "not available" in caplog.text
+        with pytest.raises(ModelFolderError, match="not available"):
+            select_providers("cpu", "CUDAExecutionProvider")
+
+
+def test_runtime_never_imports_torch_or_transformers(tiny_export):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from qrw.plugin.runtime import load_model
+        model = load_model({str(tiny_export)!r})
+        model.generate(["laptop"], 2)
+        model.tag([("laptop", "notebook")])
+        heavy = sorted(m for m in ("torch", "transformers", "optimum") if m in sys.modules)
+        print("HEAVY=" + ",".join(heavy))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "HEAVY=\n" in result.stdout, result.stdout
