@@ -33,8 +33,10 @@ class PrfQueryBuilder:
 
     def expansion(self, query: str) -> list[str]:
         body = BaselineQueryBuilder().build(query)
-        body.update({"size": self.feedback_docs, "_source": ["title"]})
+        # Fetch more than needed and break score ties by id, so the feedback set is deterministic.
+        body.update({"size": self.feedback_docs * 5, "_source": ["title"]})
         hits = self.client.search(index=self.index, body=body)["hits"]["hits"]
+        hits = sorted(hits, key=lambda hit: (-(hit.get("_score") or 0.0), hit["_id"]))[: self.feedback_docs]
         query_terms = set(_TOKEN.findall(query.lower()))
         counts: Counter[str] = Counter()
         for rank, hit in enumerate(hits):
@@ -42,7 +44,8 @@ class PrfQueryBuilder:
             for term in set(_TOKEN.findall(str(hit.get("_source", {}).get("title", "")).lower())):
                 if term not in query_terms and term not in STOP_WORDS and len(term) > 1 and not term.isdigit():
                     counts[term] += weight
-        return [term for term, _ in counts.most_common(self.expansion_terms)]
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))  # ties by term: no hash order
+        return [term for term, _ in ranked[: self.expansion_terms]]
 
     def build(self, query: str) -> dict:
         original = BaselineQueryBuilder().build(query)["query"]
