@@ -59,9 +59,17 @@ def rewriter_step() -> Path | None:
     return folder
 
 
-def start_proxy(upstream: str, model: Path | None, port: int) -> subprocess.Popen:
+# The sandbox is for looking at rewrites: a fp32 SmolLM2 on 2 cores needs 0.5-2 s for a cold query,
+# so the serving default (150 ms, then the fallback ladder) would mostly show the original query.
+SANDBOX_PLUGIN_CONFIG = "chain:\n  deadline_ms: 5000\n"
+
+
+def start_proxy(upstream: str, model: Path | None, port: int, work_dir: Path) -> subprocess.Popen:
     """The proxy in its own process (its own event loop and model threads), waited for until it answers."""
-    command = [sys.executable, "-m", "qrw.cli", "proxy", "--upstream", upstream, "--port", str(port), "--log-level", "info"]
+    config = work_dir / "sandbox-plugin.yaml"
+    config.write_text(SANDBOX_PLUGIN_CONFIG)
+    command = [sys.executable, "-m", "qrw.cli", "proxy", "--upstream", upstream, "--port", str(port),
+               "--log-level", "info", "--config", str(config)]
     if model is not None:
         command += ["--model", str(model)]
     click.echo(f"[5/6] starting the rewriting proxy on 127.0.0.1:{port} …")
@@ -108,7 +116,7 @@ def sandbox(port: int, proxy_port: int, page_port: int, data_dir: Path | None, k
         index_catalog_step(url, data_dir)
         baseline_step(url, data_dir)
         model = rewriter_step()
-        proxy = start_proxy(url, model, proxy_port)
+        proxy = start_proxy(url, model, proxy_port, node_cfg.node_dir)
         judgments = (data_dir or default_data_dir()) / "judgments" / "judgments.csv"
         settings = PageSettings(url, f"http://127.0.0.1:{proxy_port}", DEFAULT_INDEX, load_page_judgments(judgments))
         click.echo(
