@@ -29,7 +29,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from qrw.errors import ConfigError
 
@@ -104,17 +103,12 @@ def load_config(config_file: str | Path | None = None, overrides: dict[str, Any]
     """Defaults, then the YAML file (flat, or under ``export:``), then non-None ``overrides``."""
     data: dict[str, Any] = {}
     if config_file is not None:
+        from qrw.settings import read_yaml_mapping
+
         path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if isinstance(loaded, dict) and isinstance(loaded.get("export"), dict):
+        loaded = read_yaml_mapping(path)
+        if isinstance(loaded.get("export"), dict):
             loaded = loaded["export"]
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping (optionally under 'export:')")
         unknown = sorted(set(loaded) - set(FIELD_NAMES))
         if unknown:
             raise ConfigError(f"config file {path}: unknown keys {unknown}", hint=f"valid keys: {', '.join(FIELD_NAMES)}")
