@@ -19,7 +19,6 @@ import sys
 
 import click
 
-from qrw.errors import QrwError
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,20 +56,10 @@ def export_command(config_file, quiet, **flags) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        export_command.main(args=argv, prog_name="qrw-export", standalone_mode=False)
-    except QrwError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        return 130
-    return 0
+    """Entry point of ``qrw-export`` (errors handled as for ``qrw``)."""
+    from qrw.cli import run_command
 
+    return run_command(export_command, argv, "qrw-export")
 
 if __name__ == "__main__":
     sys.exit(main())

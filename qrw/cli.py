@@ -8,7 +8,6 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 
 import click
@@ -53,16 +52,17 @@ def cli() -> None:
     """Relevance-gated LLM query rewriting for OpenSearch."""
 
 
-def echo_json(payload: object) -> None:
-    click.echo(json.dumps(payload, indent=2, sort_keys=True))
+def run_command(command: click.Command, argv: list[str] | None, prog_name: str) -> int:
+    """Run a click command, turning expected errors into one ``Error:`` line and exit code 2.
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turning expected errors into one line on stderr and exit code 2."""
+    Shared by every console script (``qrw``, ``qrw-export``) so they fail the same way.
+    """
     try:
-        cli.main(args=argv, prog_name="qrw", standalone_mode=False)
+        result = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except QrwError as exc:
         click.echo(f"Error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
@@ -72,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    return 0
+    return result if isinstance(result, int) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``qrw``."""
+    return run_command(cli, argv, "qrw")
 
 
 if __name__ == "__main__":
