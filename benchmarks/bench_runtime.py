@@ -7,12 +7,18 @@ Workload (what one search request costs the rewriter):
 * batched: ``--batch-size`` queries in one call (4 rewrites each, then tagging all pairs);
   throughput in queries per second.
 
-Systems: ``torch`` (transformers eager fp32 ``generate`` + one forward for tags, logits of the last
-position only), ``ort-fp32`` (plain export), ``ort-fp32-opt`` (fused graph), ``ort-int8`` (fused +
-dynamic int8, CPU), and ``ort-fp16`` (CUDA) only when a GPU and onnxruntime-gpu are present; where
-they are not, the output says that fp16/CUDA was NOT run. Systems are interleaved run by run (A B C
-D A B C D ...), so drift in machine speed hits all of them alike; ratios are of medians from this
-one run. Thread count is the same for every system (``--threads``).
+Systems, ``--device cpu`` (default): ``torch`` (transformers eager fp32 ``generate`` + one forward
+for tags, logits of the last position only), ``ort-fp32`` (plain export), ``ort-fp32-opt`` (fused
+graph), ``ort-int8`` (fused + int8, CPU). ``--device cuda`` (needs a GPU, torch with CUDA and
+onnxruntime-gpu): ``torch-cuda-fp32`` and ``torch-cuda-fp16`` (eager on the GPU) against
+``ort-cuda-fp32`` and ``ort-cuda-fp16`` (CUDA execution provider, IO binding); the ratio column is
+against ``torch-cuda-fp32``. Without a GPU the CPU run says that fp16/CUDA was NOT run. Systems are
+interleaved run by run (A B C D A B C D ...), so drift in machine speed hits all of them alike;
+ratios are of medians from this one run. Thread count is the same for every system (``--threads``).
+
+``--model`` may be a peft LoRA adapter folder (``models/default-rewriter``): it is merged into its
+base once (cached in ``--models-dir``) and the merged checkpoint is both the PyTorch reference and
+the export source.
 
 ``--agreement`` also tags judged pairs (``tag_prompt(query, product title)`` for every row of
 ``judgments.csv`` joined to the catalog) with PyTorch fp32 and with each ONNX variant, and reports
@@ -42,8 +48,10 @@ VARIANTS = {  # name -> ExportConfig overrides
     "ort-fp32": {"optimize": False},
     "ort-fp32-opt": {},
     "ort-int8": {"int8": True},
-    "ort-fp16": {"target": "cuda", "fp16": True},
+    "ort-cuda-fp32": {"target": "cuda"},
+    "ort-cuda-fp16": {"target": "cuda", "fp16": True},
 }
+DEVICE_VARIANTS = {"cpu": ["ort-fp32", "ort-fp32-opt", "ort-int8"], "cuda": ["ort-cuda-fp32", "ort-cuda-fp16"]}
 NUM_REWRITES = 4
 MAX_NEW_TOKENS = 12
 
@@ -90,19 +98,19 @@ def judged_pairs() -> list[tuple[str, str]]:
 
 
 class TorchSystem:
-    """PyTorch eager fp32: the same work as the runtime, through transformers."""
+    """PyTorch eager (fp32 on CPU; fp32 or fp16 on CUDA): the same work as the runtime, through transformers."""
 
-    name = "torch"
-
-    def __init__(self, checkpoint: Path, threads: int, tag_ids, eos_ids, pad_id) -> None:
+    def __init__(self, checkpoint: Path, threads: int, tag_ids, eos_ids, pad_id, *, device: str = "cpu", dtype: str = "float32") -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
         torch.set_num_threads(threads)
         self.torch = torch
+        self.device = device
+        self.name = "torch" if device == "cpu" else f"torch-{device}-{'fp16' if dtype == 'float16' else 'fp32'}"
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=getattr(torch, dtype)).to(device).eval()
         self.tag_ids = list(tag_ids)
         self.config = GenerationConfig(
             max_new_tokens=MAX_NEW_TOKENS, num_beams=NUM_REWRITES, num_return_sequences=NUM_REWRITES,
@@ -111,18 +119,18 @@ class TorchSystem:
         self.tokens = []
 
     def tag_probs(self, prompts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(prompts, padding=True, return_tensors="pt")
+        enc = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.device)
         position_ids = (enc.attention_mask.cumsum(-1) - 1).masked_fill(enc.attention_mask == 0, 1)
         with self.torch.inference_mode():
             logits = self.model(**enc, position_ids=position_ids, logits_to_keep=1).logits[:, -1, self.tag_ids]
-        return self.torch.softmax(logits.float(), -1).numpy()
+        return self.torch.softmax(logits.float(), -1).cpu().numpy()
 
     def request(self, queries: list[str]) -> None:
         from qrw.plugin.prompt import parse_rewrite, rewrite_prompt, tag_prompt
 
-        enc = self.tokenizer([rewrite_prompt(q) for q in queries], padding=True, return_tensors="pt")
+        enc = self.tokenizer([rewrite_prompt(q) for q in queries], padding=True, return_tensors="pt").to(self.device)
         with self.torch.inference_mode():
-            out = self.model.generate(**enc, generation_config=self.config)
+            out = self.model.generate(**enc, generation_config=self.config).cpu()
         texts = self.tokenizer.batch_decode(out[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
         stop = set(self.config.eos_token_id) | {self.config.pad_token_id}
         lengths = [next((i for i, t in enumerate(row) if t in stop), len(row)) for row in out[:, enc.input_ids.shape[1] :].tolist()]
@@ -137,6 +145,8 @@ class TorchSystem:
                     pairs.append(tag_prompt(q, rewrite))
         if pairs:
             self.tag_probs(pairs)
+        if self.device != "cpu":
+            self.torch.cuda.synchronize()
 
 
 class OrtSystem:
@@ -168,6 +178,22 @@ class OrtSystem:
             self.model.tag(pairs)
 
 
+def merged_checkpoint(model: str, models_dir: Path) -> str:
+    """A LoRA adapter folder merged into its base once (cached); anything else unchanged."""
+    from qrw.export.graph import is_adapter, merge_adapter
+    from qrw.plugin.runtime_manifest import file_sha256
+
+    source = Path(model).expanduser()
+    if not (source.is_dir() and is_adapter(source)):
+        return model
+    weights = sorted(source.glob("adapter_model.*"))
+    merged = models_dir / f"merged-{source.name}-{file_sha256(weights)[:12]}"
+    if not (merged / "config.json").is_file():
+        print(f"merging adapter {source} -> {merged}", flush=True)
+        merge_adapter(source, merged)
+    return str(merged)
+
+
 def ensure_exports(model: str, models_dir: Path, variants: list[str]) -> dict[str, Path]:
     from qrw.export.config import load_config
     from qrw.export.pipeline import run_export
@@ -194,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-runs", type=int, default=5, help="batched runs per system")
     parser.add_argument("--batch-size", type=int, default=16, help="queries per batched call")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every system")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu: torch vs ORT fp32/int8; cuda: torch vs ORT on the GPU (fp32, fp16)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--agreement", action="store_true", help="tag agreement with PyTorch fp32 on judged pairs")
     parser.add_argument("--agreement-every", type=int, default=1, help="use every k-th judged pair (1 = all)")
@@ -210,20 +237,33 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    variants = ["ort-fp32", "ort-fp32-opt", "ort-int8"] + (["ort-fp16"] if has_cuda else [])
-    folders = ensure_exports(args.model, args.models_dir.expanduser(), variants)
-    manifest = read_manifest(folders["ort-fp32"])
-    checkpoint = resolve_base_model(args.model)
+    if args.device == "cuda" and not has_cuda:
+        parser.error("--device cuda needs onnxruntime-gpu and a CUDA GPU (CUDAExecutionProvider is not available)")
+    variants = DEVICE_VARIANTS[args.device]
+    models_dir = args.models_dir.expanduser()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    source = merged_checkpoint(args.model, models_dir)
+    folders = ensure_exports(source, models_dir, variants)
+    manifest = read_manifest(folders[variants[0]])
+    checkpoint = resolve_base_model(source)
 
     info = machine()
     print("== machine ==")
     for key, value in info.items():
         print(f"  {key}: {value}")
     print(f"  model: {args.model} ({checkpoint}), base_model in manifest: {manifest.base_model}")
-    if not has_cuda:
-        print("  ort-fp16 (CUDA): NOT RUN - no CUDA GPU / onnxruntime-gpu in this environment")
+    if args.device == "cpu":
+        print("  ort-cuda-fp16 (CUDA): NOT RUN in this benchmark - run it with --device cuda on a GPU machine")
+    else:
+        import torch
 
-    systems = [TorchSystem(checkpoint, args.threads, manifest.tag_ids.values(), manifest.eos_token_ids, manifest.pad_token_id)]
+        print(f"  gpu: {torch.cuda.get_device_name(0)}, torch cuda {torch.version.cuda}")
+
+    ids = (manifest.tag_ids.values(), manifest.eos_token_ids, manifest.pad_token_id)
+    if args.device == "cpu":
+        systems = [TorchSystem(checkpoint, args.threads, *ids)]
+    else:
+        systems = [TorchSystem(checkpoint, args.threads, *ids, device="cuda", dtype=d) for d in ("float32", "float16")]
     systems += [OrtSystem(name, folders[name], args.threads) for name in variants]
 
     from qrw.eval.judgments import load_judgments
@@ -257,10 +297,11 @@ def main(argv: list[str] | None = None) -> int:
             batched[system.name].append(time.perf_counter() - started)
 
     results = {"machine": info, "runs": args.runs, "batch_runs": args.batch_runs, "batch_size": args.batch_size, "threads": args.threads, "systems": {}}
-    base_p50 = statistics.median(single["torch"])
-    base_qps = args.batch_size / statistics.median(batched["torch"])
+    base = systems[0].name
+    base_p50 = statistics.median(single[base])
+    base_qps = args.batch_size / statistics.median(batched[base])
     print(f"\n== one query: {NUM_REWRITES} rewrites (beam {NUM_REWRITES}) of <= {MAX_NEW_TOKENS} new tokens + tagging them; {args.runs} interleaved runs each, {args.threads} threads ==")
-    print(f"  {'system':14s} {'p50 ms':>8s} {'p95 ms':>8s} {'speed-up (p50)':>15s} {'batch q/s':>10s} {'x torch':>8s} {'tokens/rewrite':>15s}")
+    print(f"  {'system':16s} {'p50 ms':>8s} {'p95 ms':>8s} {'speed-up (p50)':>15s} {'batch q/s':>10s} {'x ' + base:>16s} {'tokens/rewrite':>15s}")
     for system in systems:
         p50, p95 = statistics.median(single[system.name]) * 1e3, percentile(single[system.name], 95) * 1e3
         qps = args.batch_size / statistics.median(batched[system.name])
@@ -270,13 +311,13 @@ def main(argv: list[str] | None = None) -> int:
             "mean_tokens_per_rewrite": float(np.mean(system.tokens)) if system.tokens else None,
         }
         results["systems"][system.name] = row
-        print(f"  {system.name:14s} {p50:8.1f} {p95:8.1f} {row['speedup_p50']:14.2f}x {qps:10.2f} {row['throughput_ratio']:7.2f}x {row['mean_tokens_per_rewrite'] or 0:15.1f}")
+        print(f"  {system.name:16s} {p50:8.1f} {p95:8.1f} {row['speedup_p50']:14.2f}x {qps:10.2f} {row['throughput_ratio']:15.2f}x {row['mean_tokens_per_rewrite'] or 0:15.1f}")
     print(f"  (batched: {args.batch_size} queries per call, median of {args.batch_runs} interleaved runs)")
 
     if args.agreement:
         pairs = judged_pairs()[:: args.agreement_every]
         prompts = [tag_prompt(q, title) for q, title in pairs]
-        print(f"\n== tag agreement with PyTorch fp32 on {len(prompts)} judged (query, product title) pairs ==")
+        print(f"\n== tag agreement with {systems[0].name} on {len(prompts)} judged (query, product title) pairs ==")
         reference = np.concatenate([systems[0].tag_probs(prompts[i : i + 32]) for i in range(0, len(prompts), 32)])
         results["agreement"] = {"pairs": len(prompts)}
         argmax = {}
@@ -288,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             agree = float(np.mean(probs.argmax(1) == reference.argmax(1)))
             diff = float(np.abs(probs - reference).max())
             results["agreement"][system.name] = {"argmax_agreement": agree, "max_prob_diff": diff}
-            print(f"  {system.name:14s} argmax agreement {agree:.2%}   max |p diff| {diff:.3f}")
+            print(f"  {system.name:16s} argmax agreement {agree:.2%}   max |p diff| {diff:.3f}")
         if "ort-int8" in argmax:
             vs_ort = float(np.mean(argmax["ort-int8"] == argmax["ort-fp32-opt"]))
             results["agreement"]["int8_vs_ort_fp32_opt"] = vs_ort

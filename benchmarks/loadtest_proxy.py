@@ -4,9 +4,12 @@ What it does (every piece is started by this script and stopped at the end):
 
 1. starts its own OpenSearch node (``qrw.search.node``, a free loopback port, folder ``loadtest-<pid>``)
    and indexes the Icecat catalog under the alias ``products``;
-2. writes a rewrite table for the judged queries (``TableRewriteModel``: the ONNX model's place;
-   each query gets a full-weight, a down-weighted and a dropped rewrite) and starts ``qrw proxy`` as a
-   separate process in front of the node;
+2. picks the rewriter the proxy serves (``--model``): by default the tiny model (``qrw.trainer.tiny``:
+   a random 2-layer Qwen2 with a BPE trained on catalog titles) exported to ONNX by the real
+   ``qrw-export`` (fp32, CPU), so every rewrite comes from the torch-free ONNX runtime; or any
+   exported folder (``--model DIR``); or ``--model table``, a precomputed table per judged query (a
+   full-weight, a down-weighted and a dropped rewrite), which isolates the proxy from the model.
+   Then starts ``qrw proxy`` as a separate process in front of the node;
 3. phase ``steady``: C concurrent clients (one keep-alive connection each) send R requests each
    through the proxy: 80% ``_search`` (rewritten), 10% ``_msearch`` (2 searches), 10% ``_count``
    (pass-through). Every response is checked: status 200 and the expected JSON shape. Must show:
@@ -19,7 +22,8 @@ What it does (every piece is started by this script and stopped at the end):
 
 Usage::
 
-    .venv/bin/python benchmarks/loadtest_proxy.py                    # 50 clients x 2,000 requests, both phases
+    .venv/bin/python benchmarks/loadtest_proxy.py                    # 50 clients x 2,000 requests, both phases, tiny ONNX model
+    .venv/bin/python benchmarks/loadtest_proxy.py --model ~/.cache/qrw/models/default-rewriter-...   # an exported folder
     .venv/bin/python benchmarks/loadtest_proxy.py --clients 5 --requests 100 --json-out figures.json
 """
 
@@ -76,6 +80,31 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def export_tiny_model(workdir: Path) -> Path:
+    """Build the tiny test model (random weights, BPE on catalog titles) and export it with ``qrw-export``."""
+    from qrw.export.cli import main as export_main
+    from qrw.search.catalog import load_catalog
+    from qrw.trainer.tiny import build_tiny_model
+
+    checkpoint = build_tiny_model(workdir / "tiny", texts=[p.title for p in load_catalog()[:3000]])
+    out = workdir / "tiny-onnx"
+    if export_main(["--model", str(checkpoint), "--out", str(out), "--target", "cpu", "--quiet"]) != 0:
+        raise RuntimeError("qrw-export failed on the tiny model")
+    return out
+
+
+def resolve_model(spec: str, workdir: Path, queries: list[str]) -> tuple[Path, str]:
+    """``--model`` to (what the proxy loads, a description for the report)."""
+    if spec == "tiny":
+        return export_tiny_model(workdir), "tiny Qwen2 (2 layers, random weights) exported to ONNX fp32 by qrw-export"
+    if spec == "table":
+        return write_table(queries, workdir / "rewrites.jsonl"), "precomputed rewrite table (TableRewriteModel), no model"
+    folder = Path(spec).expanduser()
+    if not (folder / "manifest.json").is_file():
+        raise SystemExit(f"--model {spec}: not an exported model folder (no manifest.json); use tiny, table or a qrw-export output")
+    return folder, f"exported ONNX folder {folder}"
 
 
 @contextlib.contextmanager
@@ -309,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default="steady,restart")
     parser.add_argument("--restart-after", type=float, default=None, help="seconds into the restart phase (default: a third of the steady phase's wall time)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="tiny", help="tiny (default: the tiny model exported to ONNX), table, or an exported model folder")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
     if not (1 <= args.clients <= 200 and 1 <= args.requests <= 10_000):
@@ -318,8 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"machine": machine(), "phases": {}}
     ok = True
     with tempfile.TemporaryDirectory() as tmp, opensearch_node("loadtest") as cfg:
-        table = write_table(queries, Path(tmp) / "rewrites.jsonl")
-        with proxy_process(cfg.http_url, table) as (url, process):
+        model, report["model"] = resolve_model(args.model, Path(tmp), queries)
+        print(f"model: {report['model']}", flush=True)
+        with proxy_process(cfg.http_url, model) as (url, process):
             steady_wall = None
             for phase in phases:
                 restart = None
@@ -338,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result, indent=2), flush=True)
             report["proxy_stats"] = httpx.get(f"{url}/_qrw/stats").json()
     report["passed"] = ok
-    print(json.dumps({"machine": report["machine"], "passed": ok, "proxy_stats": report.get("proxy_stats")}, indent=2))
+    print(json.dumps({"machine": report["machine"], "model": report["model"], "passed": ok, "proxy_stats": report.get("proxy_stats")}, indent=2))
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2))
     return 0 if ok else 1

@@ -59,6 +59,7 @@ class ExportConfig:
     optimize: bool = dataclasses.field(default=True, metadata={"help": "run ONNX Runtime's transformer fusions (layer norm, rotary, activations)"})
     opset: int = dataclasses.field(default=18, metadata={"help": "ONNX opset of the export"})
     last_logits_only: bool = dataclasses.field(default=True, metadata={"help": "cut the LM head to the last position (the runtime never needs more)"})
+    top_k_outputs: bool = dataclasses.field(default=True, metadata={"help": "add in-graph top-16 log-prob outputs, so beam and greedy decoding never copy full-vocabulary logits to the host"})
 
     # -- parity check ------------------------------------------------------------------------------
     parity: bool = dataclasses.field(default=True, metadata={"help": "validate against PyTorch (fails the export past the tolerances)"})

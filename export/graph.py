@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from qrw.errors import ConfigError
+from qrw.plugin.runtime_manifest import TOP_OUTPUTS
 
 log = logging.getLogger("qrw.export")
 
@@ -137,6 +138,50 @@ def cut_lm_head_to_last_position(src: Path, dst: Path) -> bool:
             dim.Clear()
             dim.dim_value = 1
     onnx.checker.check_model(model) if model.ByteSize() < LARGE_MODEL_BYTES else None
+    save_model(model, dst)
+    return True
+
+
+TOP_K = 16
+"""Width of the in-graph candidate list: beam search (2 x beams candidates per row) and greedy read
+these instead of the full vocabulary, so beams up to 8 never touch the (rows x vocab) logits."""
+
+
+def add_top_k_outputs(src: Path, dst: Path, k: int = TOP_K) -> bool:
+    """Add ``top_logprobs`` (fp32) / ``top_ids`` (B, 1, k): the k most probable next tokens and
+    their log-probabilities, computed from ``logits`` inside the graph (the last export step, after
+    quantisation or fp16 conversion, which would otherwise rewrite these nodes too).
+
+    Why: a decoding step otherwise ships (rows x vocab) logits to the host and normalises and ranks
+    them in numpy: for SmolLM2 (vocab 49,152) at batch 16 x 4 beams that host work was most of a
+    beam step on an H100 (profiled) and a large part on CPU. ``logits`` stays an output (tagging
+    and sampling read it). Returns False (graph unchanged) if there is no ``logits`` output.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    if not any(o.name == "logits" for o in graph.output) or any(o.name in TOP_OUTPUTS for o in graph.output):
+        save_model(model, dst)
+        return False
+    k_name = "qrw_top_k"
+    graph.initializer.append(helper.make_tensor(k_name, TensorProto.INT64, [1], [k]))
+    graph.node.extend(
+        [  # in fp32 whatever the model's precision: log-probs are summed over steps by beam search
+            helper.make_node("Cast", ["logits"], ["qrw_logits_fp32"], to=TensorProto.FLOAT, name="qrw_logits_fp32"),
+            helper.make_node("LogSoftmax", ["qrw_logits_fp32"], ["qrw_logprobs"], axis=-1, name="qrw_log_softmax"),
+            helper.make_node("TopK", ["qrw_logprobs", k_name], list(TOP_OUTPUTS), axis=-1, largest=1, sorted=1, name="qrw_top_k"),
+        ]
+    )
+    logits = next(o for o in graph.output if o.name == "logits")
+    dims = [d.dim_param or d.dim_value for d in logits.type.tensor_type.shape.dim]
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info(TOP_OUTPUTS[0], TensorProto.FLOAT, [dims[0], dims[1], k]),
+            helper.make_tensor_value_info(TOP_OUTPUTS[1], TensorProto.INT64, [dims[0], dims[1], k]),
+        ]
+    )
     save_model(model, dst)
     return True
 

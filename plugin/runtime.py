@@ -35,7 +35,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from qrw.plugin.prompt import TAGS, parse_rewrite, rewrite_prompt, tag_prompt
-from qrw.plugin.runtime_manifest import MODEL_NAME, TOKENIZER_NAME, Manifest, ModelFolderError, read_manifest
+from qrw.plugin.runtime_manifest import MODEL_NAME, TOKENIZER_NAME, TOP_OUTPUTS, Manifest, ModelFolderError, read_manifest
 
 log = logging.getLogger("qrw.plugin.runtime")
 
@@ -109,6 +109,16 @@ def select_providers(target: str, requested: str | None = None) -> list[str]:
     return [CPU]
 
 
+CUDA_OPTIONS = {"use_tf32": "0"}
+"""The CUDA EP multiplies fp32 matrices in TF32 by default (10-bit mantissa): an fp32 export then
+differs from PyTorch fp32 by ~0.04 in the logits (measured on an H100) and fails its parity check.
+fp32 here means fp32; fp16 models are unaffected (their GEMMs are fp16 either way)."""
+
+
+def _with_options(provider: str) -> str | tuple[str, dict[str, str]]:
+    return (provider, dict(CUDA_OPTIONS)) if provider == CUDA else provider
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     x = x - x.max(axis=-1, keepdims=True)
     np.exp(x, out=x)
@@ -151,10 +161,12 @@ class OnnxRewriteModel:
         self._past_names = sorted((n for n in inputs if n.startswith("past_key_values.")), key=_layer_order)
         if not self._past_names:
             raise ModelFolderError("the ONNX model has no past_key_values inputs: export with task text-generation-with-past")
-        self._output_names = ["logits"] + [n.replace("past_key_values", "present") for n in self._past_names]
-        outputs = {o.name for o in session.get_outputs()}
-        if missing := [n for n in self._output_names if n not in outputs]:
+        self._present_names = [n.replace("past_key_values", "present") for n in self._past_names]
+        outputs = {o.name: o for o in session.get_outputs()}
+        if missing := [n for n in ["logits", *self._present_names] if n not in outputs]:
             raise ModelFolderError(f"the ONNX model lacks outputs {missing[:4]}")
+        # in-graph top-k (qrw-export adds it): decoding then never copies (rows x vocab) logits out
+        self.top_k = int(outputs[TOP_OUTPUTS[0]].shape[-1]) if all(n in outputs for n in TOP_OUTPUTS) else 0
         shape = inputs[self._past_names[0]].shape  # [batch, kv_heads, past_len, head_dim]
         self._kv_heads, self._head_dim = int(shape[1]), int(shape[3])
         self._kv_dtype = np.float16 if inputs[self._past_names[0]].type == "tensor(float16)" else np.float32
@@ -184,7 +196,7 @@ class OnnxRewriteModel:
         providers = select_providers(spec.target, provider)
         started = time.perf_counter()
         try:
-            session = ort.InferenceSession(str(model_path), options, providers=providers)
+            session = ort.InferenceSession(str(model_path), options, providers=[_with_options(p) for p in providers])
             tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:  # onnxruntime raises its own untyped errors for broken files
             raise ModelFolderError(f"cannot open {model_path} / {tokenizer_path}: {type(exc).__name__}: {exc}", hint="the folder is corrupt; re-export it") from exc
@@ -287,17 +299,28 @@ class OnnxRewriteModel:
 
     def _step(self, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[np.ndarray, list]:
         """One forward pass; returns the last position's logits (B, V) and the new KV cache."""
+        heads, past = self._run(("logits",), ids, mask, pos, past)
+        return heads[0], past
+
+    def _step_top(self, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[np.ndarray, np.ndarray, list]:
+        """One forward pass reading only the in-graph top-k: (log-probs (B, k) float32, token ids (B, k), KV cache)."""
+        (logprobs, ids_out), past = self._run(TOP_OUTPUTS, ids, mask, pos, past)
+        return logprobs.astype(np.float32, copy=False), ids_out, past
+
+    def _run(self, heads: tuple[str, ...], ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[list[np.ndarray], list]:
+        """Run the graph fetching ``heads`` (last position, as numpy) and the new KV cache."""
         if self.io_binding:
-            return self._step_bound(ids, mask, pos, past)
+            return self._run_bound(heads, ids, mask, pos, past)
         feeds = {"input_ids": ids, "attention_mask": mask}
         if self._has_position_ids:
             feeds["position_ids"] = pos
         feeds.update(zip(self._past_names, past))
-        outputs = self.session.run(self._output_names, feeds)
-        return outputs[0][:, -1, :], outputs[1:]
+        outputs = self.session.run([*heads, *self._present_names], feeds)
+        return [o[:, -1, :] for o in outputs[: len(heads)]], outputs[len(heads) :]
 
-    def _step_bound(self, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[np.ndarray, list]:
-        """IO-bound step: the KV cache stays as OrtValues on the session's device between steps."""
+    def _run_bound(self, heads: tuple[str, ...], ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[list[np.ndarray], list]:
+        """IO-bound run: the KV cache stays as OrtValues on the session's device between steps;
+        only the heads asked for are copied to the host."""
         binding = self.session.io_binding()  # one per call: bindings are not shared between threads
         binding.bind_cpu_input("input_ids", ids)
         binding.bind_cpu_input("attention_mask", mask)
@@ -308,12 +331,13 @@ class OnnxRewriteModel:
                 binding.bind_cpu_input(name, value)
             else:
                 binding.bind_ortvalue_input(name, value)
-        for name in self._output_names:
+        for name in heads:
+            binding.bind_output(name, "cpu")
+        for name in self._present_names:
             binding.bind_output(name, self._device)
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
-        logits = outputs[0].numpy()[:, -1, :]
-        return logits, list(outputs[1:])
+        return [o.numpy()[:, -1, :] for o in outputs[: len(heads)]], list(outputs[len(heads) :])
 
     def _select(self, past: list, rows: np.ndarray) -> list:
         """Reorder/copy KV-cache rows (beam reordering, expanding a prompt to N rewrites)."""
@@ -343,17 +367,24 @@ class OnnxRewriteModel:
         next_pos = pos[:, -1:] + 1
         tokens = np.full((rows, steps), self.spec.pad_token_id, dtype=np.int64)
         done = np.zeros(rows, dtype=bool)
+        greedy_top = config.strategy != "sample" and self.top_k > 0
+        best = None  # greedy with the in-graph top-k: the next token, read from the step's top-1
         for t in range(steps):
             if config.strategy == "sample":
                 chosen = self._draw(logits, config, rng)
             else:
-                chosen = logits.argmax(axis=-1)
+                chosen = logits.argmax(axis=-1) if best is None else best
             chosen = np.where(done, self.spec.pad_token_id, chosen)
             tokens[:, t] = chosen
             done |= np.isin(chosen, self._eos)
             if done.all() or t == steps - 1:
                 break
-            logits, past = self._step(chosen[:, None], np.ascontiguousarray(full_mask[:, : width + t + 1]), next_pos, past)
+            step_mask = np.ascontiguousarray(full_mask[:, : width + t + 1])
+            if greedy_top:  # top-1 of TopK (ties: the lower id, as argmax)
+                _, top_ids, past = self._step_top(chosen[:, None], step_mask, next_pos, past)
+                best = top_ids[:, 0]
+            else:
+                logits, past = self._step(chosen[:, None], step_mask, next_pos, past)
             next_pos = next_pos + 1
         seqs = [self._finish(tokens[r]) for r in range(rows)]
         return [seqs[b * expand : (b + 1) * expand] for b in range(batch)]
@@ -406,12 +437,19 @@ class OnnxRewriteModel:
         lp = config.length_penalty
         vocab = logits.shape[1]
         take = min(2 * beams, beams * vocab)
+        use_top = self.top_k >= take  # the in-graph top-k holds every candidate a step can keep
+        # per row: candidate log-probs (rows, width) and their token ids; first step from the prompt pass
+        cand_logp, cand_ids = _log_softmax(logits.astype(np.float32)), None
         for t in range(steps):
-            candidates = (scores.reshape(-1, 1) + _log_softmax(logits.astype(np.float32))).reshape(batch, beams * vocab)
+            width_c = cand_logp.shape[1]
+            candidates = (scores.reshape(-1, 1) + cand_logp).reshape(batch, beams * width_c)
             top = np.argpartition(-candidates, take - 1, axis=1)[:, :take]
             top_scores = np.take_along_axis(candidates, top, axis=1)
             order = np.argsort(-top_scores, axis=1, kind="stable")
             top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+            if cand_ids is not None:  # positions in the top-k lists -> (beam * vocab + token id)
+                row = np.arange(batch)[:, None] * beams + top // width_c
+                top = (top // width_c) * vocab + cand_ids[row, top % width_c]
             new_src = np.tile(np.arange(beams), (batch, 1))
             new_tok = np.full((batch, beams), self.spec.pad_token_id, dtype=np.int64)
             new_scores = np.full((batch, beams), -1e9)
@@ -439,7 +477,12 @@ class OnnxRewriteModel:
             if done.all() or t == steps - 1:
                 break
             past = self._select(past, flat)
-            logits, past = self._step(new_tok.reshape(-1, 1), np.ascontiguousarray(full_mask[:, : width + t + 1]), next_pos, past)
+            step_mask = np.ascontiguousarray(full_mask[:, : width + t + 1])
+            if use_top:
+                cand_logp, cand_ids, past = self._step_top(new_tok.reshape(-1, 1), step_mask, next_pos, past)
+            else:
+                logits, past = self._step(new_tok.reshape(-1, 1), step_mask, next_pos, past)
+                cand_logp = _log_softmax(logits.astype(np.float32))
             next_pos = next_pos + 1
         results = []
         length = seqs.shape[1]

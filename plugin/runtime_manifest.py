@@ -28,6 +28,9 @@ from qrw.plugin.errors import ModelError
 from qrw.plugin.prompt import PROMPT_VERSION, TAGS
 
 MANIFEST_NAME = "manifest.json"
+TOP_OUTPUTS = ("top_logprobs", "top_ids")
+"""Optional graph outputs (B, 1, k) that qrw-export adds: the k most probable next tokens and their
+log-probabilities, so decoding reads k values per row instead of the whole vocabulary."""
 MODEL_NAME = "model.onnx"
 TOKENIZER_NAME = "tokenizer.json"
 FORMAT_VERSION = 1

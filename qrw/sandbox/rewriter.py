@@ -39,7 +39,8 @@ def default_rewriter_dir() -> Path:
             hint="train one (see README, 'Training') or set QRW_DEFAULT_REWRITER to an exported folder",
         )
     cache = Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw"))
-    return cache / "models" / f"default-rewriter-{_adapter_hash(DEFAULT_ADAPTER)}-cpu-fp32"
+    # "-top16": exports since the in-graph top-k outputs (older cached folders lack them; re-exported once)
+    return cache / "models" / f"default-rewriter-{_adapter_hash(DEFAULT_ADAPTER)}-cpu-fp32-top16"
 
 
 def ensure_default_rewriter() -> Path:

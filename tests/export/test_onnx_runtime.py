@@ -104,6 +104,19 @@ def test_io_binding_path_gives_the_same_results(tiny_export, tiny_runtime):
     np.testing.assert_allclose(bound.tag_probs([tag_prompt("a", "b")]), tiny_runtime.tag_probs([tag_prompt("a", "b")]), atol=1e-6)
 
 
+def test_in_graph_top_k_decoding_equals_full_vocabulary_decoding(tiny_export, tiny_runtime):
+    """qrw-export adds top-16 log-prob outputs; greedy and beam read them instead of the full
+    logits. The result must be the very same tokens as ranking the whole vocabulary on the host."""
+    assert tiny_runtime.top_k == 16
+    assert "top-16-logprobs" in json.loads((tiny_export / "manifest.json").read_text())["optimizations"]
+    full = load_model(tiny_export, warmup=False)
+    full.top_k = 0  # as an export without the top-k outputs: every step ships (rows x vocab) logits
+    prompts = [rewrite_prompt(q) for q in QUERIES]
+    for strategy, n in (("greedy", 1), ("beam", 4), ("beam", 8)):
+        config = GenerationConfig(strategy=strategy, max_new_tokens=12)
+        assert tiny_runtime.generate_ids(prompts, n, config) == full.generate_ids(prompts, n, config), (strategy, n)
+
+
 def test_one_model_is_safe_to_share_between_threads(tiny_runtime):
     expected_rewrites = {q: tiny_runtime.generate([q], 3)[0] for q in QUERIES}
     expected_tags = {q: tiny_runtime.tag([(q, "laptop")])[0] for q in QUERIES}
