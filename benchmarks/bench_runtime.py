@@ -9,7 +9,8 @@ Workload (what one search request costs the rewriter):
 
 Systems, ``--device cpu`` (default): ``torch`` (transformers eager fp32 ``generate`` + one forward
 for tags, logits of the last position only), ``ort-fp32`` (plain export), ``ort-fp32-opt`` (fused
-graph), ``ort-int8`` (fused + int8, CPU). ``--device cuda`` (needs a GPU, torch with CUDA and
+graph), ``ort-int8`` (fused + blockwise int8, the default) and ``ort-int8-dynamic`` (fused + dynamic
+int8), CPU. ``--device cuda`` (needs a GPU, torch with CUDA and
 onnxruntime-gpu): ``torch-cuda-fp32`` and ``torch-cuda-fp16`` (eager on the GPU) against
 ``ort-cuda-fp32`` and ``ort-cuda-fp16`` (CUDA execution provider, IO binding); the ratio column is
 against ``torch-cuda-fp32``. Without a GPU the CPU run says that fp16/CUDA was NOT run. Systems are
@@ -47,11 +48,12 @@ import numpy as np
 VARIANTS = {  # name -> ExportConfig overrides
     "ort-fp32": {"optimize": False},
     "ort-fp32-opt": {},
-    "ort-int8": {"int8": True},
+    "ort-int8": {"int8": True},  # blockwise (MatMulNBits), the default int8 method
+    "ort-int8-dynamic": {"int8": True, "int8_method": "dynamic"},
     "ort-cuda-fp32": {"target": "cuda"},
     "ort-cuda-fp16": {"target": "cuda", "fp16": True},
 }
-DEVICE_VARIANTS = {"cpu": ["ort-fp32", "ort-fp32-opt", "ort-int8"], "cuda": ["ort-cuda-fp32", "ort-cuda-fp16"]}
+DEVICE_VARIANTS = {"cpu": ["ort-fp32", "ort-fp32-opt", "ort-int8", "ort-int8-dynamic"], "cuda": ["ort-cuda-fp32", "ort-cuda-fp16"]}
 NUM_REWRITES = 4
 MAX_NEW_TOKENS = 12
 
@@ -330,10 +332,11 @@ def main(argv: list[str] | None = None) -> int:
             diff = float(np.abs(probs - reference).max())
             results["agreement"][system.name] = {"argmax_agreement": agree, "max_prob_diff": diff}
             print(f"  {system.name:16s} argmax agreement {agree:.2%}   max |p diff| {diff:.3f}")
-        if "ort-int8" in argmax:
-            vs_ort = float(np.mean(argmax["ort-int8"] == argmax["ort-fp32-opt"]))
-            results["agreement"]["int8_vs_ort_fp32_opt"] = vs_ort
-            print(f"  ort-int8 vs ort-fp32-opt argmax agreement {vs_ort:.2%}")
+        for name in ("ort-int8", "ort-int8-dynamic"):
+            if name in argmax and "ort-fp32-opt" in argmax:
+                vs_ort = float(np.mean(argmax[name] == argmax["ort-fp32-opt"]))
+                results["agreement"][f"{name}_vs_ort_fp32_opt"] = vs_ort
+                print(f"  {name} vs ort-fp32-opt argmax agreement {vs_ort:.2%}")
         counts = np.bincount(reference.argmax(1), minlength=4).tolist()
         print(f"  (reference argmax tag counts in TAGS order exact/substitute/weak/irrelevant: {counts})")
     if args.json:

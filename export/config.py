@@ -34,6 +34,7 @@ from qrw.errors import ConfigError
 
 TARGETS = ("cpu", "cuda")
 
+INT8_METHODS = ("blockwise", "dynamic")
 _TOLERANCES: dict[str, dict[str, float]] = {
     "fp32": {"max_logit_diff": 1e-3, "min_greedy_agreement": 1.0, "min_tag_agreement": 1.0, "max_tag_prob_diff": 1e-3},
     "fp16": {"max_logit_diff": 0.5, "min_greedy_agreement": 0.75, "min_tag_agreement": 0.9, "max_tag_prob_diff": 0.05},
@@ -54,8 +55,10 @@ class ExportConfig:
     # -- how ---------------------------------------------------------------------------------------
     target: str = dataclasses.field(default="cpu", metadata={"help": "cpu or cuda: which execution provider the graph is optimised for"})
     fp16: bool = dataclasses.field(default=False, metadata={"help": "convert weights and KV cache to float16 (target cuda only)"})
-    int8: bool = dataclasses.field(default=False, metadata={"help": "dynamic int8 quantisation of MatMul weights, per channel (target cpu only)"})
-    int8_keep_down_proj: bool = dataclasses.field(default=True, metadata={"help": "with --int8, keep the MLP down projections fp32 (activation outliers)"})
+    int8: bool = dataclasses.field(default=False, metadata={"help": "int8 quantisation of MatMul weights (target cpu only); how: int8_method"})
+    int8_method: str = dataclasses.field(default="blockwise", metadata={"help": "blockwise: 8-bit weights in blocks of int8_block_size (MatMulNBits, int8 compute on activations quantised per block; tags closest to fp32); dynamic: per-channel weights, activations per tensor (MatMulInteger; faster prompt pass, tags further from fp32)"})
+    int8_block_size: int = dataclasses.field(default=32, metadata={"help": "with int8_method blockwise: weights (and activations) per block of this many input features"})
+    int8_keep_down_proj: bool = dataclasses.field(default=True, metadata={"help": "with int8_method dynamic, keep the MLP down projections fp32 (activation outliers)"})
     optimize: bool = dataclasses.field(default=True, metadata={"help": "run ONNX Runtime's transformer fusions (layer norm, rotary, activations)"})
     opset: int = dataclasses.field(default=18, metadata={"help": "ONNX opset of the export"})
     last_logits_only: bool = dataclasses.field(default=True, metadata={"help": "cut the LM head to the last position (the runtime never needs more)"})
@@ -78,6 +81,10 @@ class ExportConfig:
             raise ConfigError("--fp16 needs --target cuda (CPU kernels for fp16 are slower than fp32)", hint="use --int8 for CPU")
         if self.int8 and self.target != "cpu":
             raise ConfigError("--int8 needs --target cpu (dynamic int8 MatMul kernels are CPU kernels)", hint="use --fp16 for CUDA")
+        if self.int8_method not in INT8_METHODS:
+            raise ConfigError(f"int8_method={self.int8_method!r}: choose one of {INT8_METHODS}")
+        if self.int8_block_size not in (16, 32, 64, 128, 256):
+            raise ConfigError(f"int8_block_size={self.int8_block_size}: must be 16, 32, 64, 128 or 256")
         if not 11 <= self.opset <= 23:
             raise ConfigError(f"opset={self.opset}: must be within 11..23 (18 is tested)")
         if self.parity_new_tokens < 1:

@@ -1,5 +1,6 @@
 """The steps that make and shape the ONNX graph: adapter merge, optimum export, LM-head cut,
-ONNX Runtime transformer fusions, int8 quantisation (CPU) and fp16 conversion (CUDA).
+ONNX Runtime transformer fusions, int8 quantisation (CPU: blockwise or dynamic) and fp16 conversion
+(CUDA), and the in-graph top-k outputs decoding reads.
 
 Each step is a function from a file (or folder) to a file, so the pipeline can log and time them
 and a test can run any one alone. Heavy imports happen inside the functions.
@@ -34,6 +35,7 @@ FUSED_OPS = (
     "DynamicQuantizeMatMul",
     "MatMulIntegerToFloat",
     "FusedMatMul",
+    "MatMulNBits",
 )
 
 # transformers model_type -> ONNX Runtime optimizer model type. Llama-like decoders (RMSNorm, RoPE,
@@ -243,6 +245,28 @@ def quantize_int8(src: Path, dst: Path, *, keep_down_proj: bool = True) -> list[
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
     return ["int8-dynamic-per-channel-matmul" + ("-except-down-proj" if exclude else "")]
+
+
+def quantize_int8_blockwise(src: Path, dst: Path, *, block_size: int = 32) -> list[str]:
+    """8-bit weights, symmetric, one scale per block of ``block_size`` input features
+    (``MatMulNBits`` with bits=8); ``accuracy_level`` 4 makes the CPU kernel quantise activations
+    per block too and multiply in int8 (VNNI/AMX where the CPU has them).
+
+    Why over ``quantize_int8`` (dynamic): dynamic quantisation scales each activation tensor by one
+    number, and the rare large activations of a small LLM then crush the rest; per-block scales keep
+    them apart. Measured on SmolLM2-135M (untrained base, 789 judged pairs, 2 cores): tag argmax
+    agreement with fp32 98.4 % (block 32), 97.5 % (64), 96.2 % (128) against 92.5 % for dynamic;
+    decoding 1.4x faster than ORT fp32 either way; the prompt (tagging) pass 0.8x fp32 at block 32
+    against 2.0x for dynamic: accuracy bought with prompt-pass speed.
+    """
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(src))
+    quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=4)
+    quantizer.process()
+    save_model(quantizer.model.model, dst)
+    return [f"int8-blockwise-{block_size}-matmulnbits"]
 
 
 def convert_fp16(src: Path, dst: Path) -> list[str]:

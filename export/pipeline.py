@@ -161,7 +161,9 @@ def run_export(cfg: ExportConfig, *, progress: bool = True) -> Manifest:
 
         steps.start(f"precision {cfg.precision}")
         final = staging / MODEL_NAME
-        if cfg.int8:
+        if cfg.int8 and cfg.int8_method == "blockwise":
+            optimizations += graph.quantize_int8_blockwise(current, final, block_size=cfg.int8_block_size)
+        elif cfg.int8:
             optimizations += graph.quantize_int8(current, final, keep_down_proj=cfg.int8_keep_down_proj)
         elif cfg.fp16:
             optimizations += graph.convert_fp16(current, final)

@@ -38,13 +38,20 @@ def test_fp32_export_passes_parity_and_writes_a_full_manifest(tiny_export: Path,
     assert not tiny_export.with_name(tiny_export.name + ".partial").exists()
 
 
-def test_int8_cpu_export_quantises_and_passes_its_tolerances(tiny_checkpoint: Path, tmp_path: Path):
+@pytest.mark.parametrize(
+    ("flags", "op", "count", "optimization"),
+    [
+        ([], "MatMulNBits", 14, "int8-blockwise-32-matmulnbits"),  # q,k,v,o,gate,up,down x 2 layers
+        (["--int8-method", "dynamic"], "MatMulInteger", 12, "int8-dynamic-per-channel-matmul-except-down-proj"),  # down_proj kept fp32
+    ],
+)
+def test_int8_cpu_export_quantises_and_passes_its_tolerances(tiny_checkpoint: Path, tmp_path: Path, flags, op, count, optimization):
     out = tmp_path / "int8"
-    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--int8", "--quiet"]) == 0
+    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--int8", *flags, "--quiet"]) == 0
     manifest = read_manifest(out)
     assert manifest.precision == "int8"
-    assert manifest.fused_ops.get("MatMulInteger", 0) >= 12  # q,k,v,o,gate,up x 2 layers (down_proj kept fp32)
-    assert "int8-dynamic-per-channel-matmul-except-down-proj" in manifest.optimizations
+    assert manifest.fused_ops.get(op, 0) >= count
+    assert optimization in manifest.optimizations
     assert manifest.parity["passed"]
     assert manifest.parity["tolerances"]["max_logit_diff"] is None  # reported, not enforced for int8
 
@@ -112,6 +119,8 @@ def test_config_defaults_yaml_and_flags(tmp_path: Path):
         ExportConfig(fp16=True)
     with pytest.raises(ConfigError, match="needs --target cpu"):
         ExportConfig(target="cuda", int8=True)
+    with pytest.raises(ConfigError, match="int8_method"):
+        ExportConfig(int8=True, int8_method="static")
 
 
 def test_cli_help_and_missing_model(tmp_path: Path):
