@@ -49,7 +49,7 @@ def ensure_default_rewriter() -> Path:
     if (target / "manifest.json").is_file():
         return target
     # fp32, not int8: this adapter's tags have small margins, so int8 changes many of them (argmax
-    # agreement with fp32: blockwise 86%, dynamic 65%; see the README), so the sandbox serves fp32.
+    # agreement with fp32: blockwise 86%, dynamic 51%; see the README), so the sandbox serves fp32.
     command = [sys.executable, "-m", "qrw.export.cli", "--model", str(DEFAULT_ADAPTER), "--out", str(target),
                "--target", "cpu"]
     print(f"exporting the default rewriter once: {' '.join(command[2:])}", flush=True)

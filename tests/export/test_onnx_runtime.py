@@ -107,8 +107,10 @@ def test_io_binding_path_gives_the_same_results(tiny_export, tiny_runtime):
 def test_in_graph_top_k_decoding_equals_full_vocabulary_decoding(tiny_export, tiny_runtime):
     """qrw-export adds top-16 log-prob outputs; greedy and beam read them instead of the full
     logits. The result must be the very same tokens as ranking the whole vocabulary on the host."""
-    assert tiny_runtime.top_k == 16
-    assert "top-16-logprobs" in json.loads((tiny_export / "manifest.json").read_text())["optimizations"]
+    from qrw.export.graph import TOP_K
+
+    assert tiny_runtime.top_k == TOP_K
+    assert f"top-{TOP_K}-logprobs" in json.loads((tiny_export / "manifest.json").read_text())["optimizations"]
     full = load_model(tiny_export, warmup=False)
     full.top_k = 0  # as an export without the top-k outputs: every step ships (rows x vocab) logits
     prompts = [rewrite_prompt(q) for q in QUERIES]
