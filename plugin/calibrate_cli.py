@@ -28,7 +28,7 @@ def calibrate(model_path: Path, judgments: Path | None, queries_file: Path | Non
     from qrw.errors import ConfigError, InputDataError
     from qrw.eval.judgments import load_judgments
     from qrw.eval.metrics import ndcg_at_k
-    from qrw.eval.runs import BaselineQueryBuilder
+    from qrw.search.baseline import DEFAULT_BASELINE
     from qrw.plugin.calibrate import calibrate as run_calibration
     from qrw.plugin.config import dump_gate, load_config
     from qrw.plugin.engine import load_model
@@ -54,7 +54,7 @@ def calibrate(model_path: Path, judgments: Path | None, queries_file: Path | Non
         raise ConfigError(f"no usable rewrite model at {model_path} (see the warning above)")
     client = open_client(url)
     outcomes = produce_outcomes(model, list(qrels), config.chain.num_rewrites)
-    builder = BaselineQueryBuilder()
+    builder = DEFAULT_BASELINE
     result = run_calibration(
         outcomes, qrels,
         search=lambda bodies: msearch_ranked(client, index, bodies, url=url),

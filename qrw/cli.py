@@ -19,6 +19,7 @@ LAZY_COMMANDS = {
     "opensearch": "qrw.search.cli:opensearch",
     "index": "qrw.search.cli:index_command",
     "eval": "qrw.eval.cli:eval_command",
+    "baselines": "qrw.eval.cli:baselines_command",
     "train": "qrw.trainer.cli:train",
     "proxy": "qrw.plugin.proxy_cli:proxy",
     "calibrate": "qrw.plugin.calibrate_cli:calibrate",

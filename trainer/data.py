@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import json
 import random
 import re
@@ -38,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from qrw.errors import ConfigError
+from qrw.eval.folds import fold_of, split_queries
 from qrw.plugin.prompt import TAGS, normalize_text, rewrite_completion, rewrite_prompt, tag_completion, tag_for_grade, tag_prompt
 from qrw.search.catalog import Product
 from qrw.trainer.config import field
@@ -118,20 +118,6 @@ class DataConfig:
             raise ValueError(f"accept_share={self.accept_share} must be in (0, 1]")
         if self.k < 1 or self.max_candidates < 1:
             raise ValueError("k and max_candidates must be at least 1")
-
-
-def fold_of(key: str, folds: int) -> int:
-    """Deterministic fold of a query text or product id (sha1 of the normalized, casefolded text)."""
-    digest = hashlib.sha1(normalize_text(key).casefold().encode()).hexdigest()
-    return int(digest[:8], 16) % folds
-
-
-def split_queries(queries: Iterable[str], folds: int, valid_fold: int) -> tuple[list[str], list[str]]:
-    """(train queries, validation queries), each in input order."""
-    train, valid = [], []
-    for query in queries:
-        (valid if fold_of(query, folds) == valid_fold else train).append(query)
-    return train, valid
 
 
 def _same(a: str, b: str) -> bool:

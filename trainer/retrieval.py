@@ -2,8 +2,8 @@
 
 Why a small class: data building searches tens of thousands of candidate rewrites, and every GRPO
 step searches a group of completions twice (relevance and simulated conversion). ``Searcher`` sends
-``msearch`` batches with the baseline ``multi_match`` (``qrw.eval.runs.BaselineQueryBuilder``, the
-same one evaluation uses) and remembers results, so a rewrite is searched once per run.
+``msearch`` batches with the baseline ``multi_match`` (``qrw.search.baseline.DEFAULT_BASELINE``,
+the same one evaluation uses) and remembers results, so a rewrite is searched once per run.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from opensearchpy import OpenSearch
 
-from qrw.errors import SearchBackendError
-from qrw.eval.runs import BaselineQueryBuilder, client_missing_index
+from qrw.eval.runs import client_missing_index
+from qrw.search.baseline import DEFAULT_BASELINE
 from qrw.search.connect import translate_errors
+from qrw.search.runner import search_many
 
 
 class Searcher:
@@ -27,7 +28,7 @@ class Searcher:
         self.depth = depth
         self.batch_size = batch_size
         self.url = url
-        self.builder = BaselineQueryBuilder()
+        self.builder = DEFAULT_BASELINE
         self._cache: dict[str, list[str]] = {}
         self._cache_size = cache_size
         with translate_errors(url, index=index):
@@ -41,25 +42,17 @@ class Searcher:
         return cls(open_client(url), index, url=url, **kwargs)
 
     def search(self, texts: Iterable[str]) -> dict[str, list[str]]:
-        """``{text: ranked ids}`` for every distinct text (ties broken by id, as evaluation does)."""
+        """``{text: ranked ids}`` for every distinct text (``qrw.search.runner``: ties broken by id)."""
         wanted = list(dict.fromkeys(t for t in texts))
         missing = [t for t in wanted if t not in self._cache]
-        with translate_errors(self.url, index=self.index):
-            for start in range(0, len(missing), self.batch_size):
-                batch = missing[start : start + self.batch_size]
-                lines: list[dict] = []
-                for text in batch:
-                    body = dict(self.builder.build(text))
-                    body.update({"size": self.depth, "_source": False})
-                    lines.extend([{"index": self.index}, body])
-                responses = self.client.msearch(body=lines)["responses"]
-                for text, response in zip(batch, responses):
-                    if "error" in response:
-                        raise SearchBackendError(f"search for {text!r} failed: {response['error']}")
-                    hits = sorted(response["hits"]["hits"], key=lambda h: (-(h.get("_score") or 0.0), h["_id"]))
-                    if len(self._cache) >= self._cache_size:
-                        self._cache.pop(next(iter(self._cache)))
-                    self._cache[text] = [h["_id"] for h in hits]
+        for start in range(0, len(missing), self.batch_size):
+            batch = missing[start : start + self.batch_size]
+            rankings = search_many(self.client, self.index, {text: self.builder.build(text) for text in batch},
+                                   depth=self.depth, batch_size=self.batch_size, url=self.url)
+            for text in batch:
+                if len(self._cache) >= self._cache_size:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[text] = rankings[text].ids
         return {t: self._cache[t] for t in wanted}
 
 

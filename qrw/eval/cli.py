@@ -53,9 +53,10 @@ def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_
 
 def _single(client, settings: EvalSettings, qrels, quiet: bool) -> dict:
     from qrw.eval.harness import evaluate_run, format_table
-    from qrw.eval.runs import BaselineQueryBuilder, produce_run
+    from qrw.eval.runs import produce_run
+    from qrw.search.baseline import DEFAULT_BASELINE
 
-    run = produce_run(client, settings.search.index, list(qrels), BaselineQueryBuilder(),
+    run = produce_run(client, settings.search.index, list(qrels), DEFAULT_BASELINE,
                       depth=settings.depth, batch_size=settings.batch_size, url=settings.search.url)
     report = evaluate_run(run, qrels)
     report.update({"system": "original", "index": settings.search.index})
@@ -101,3 +102,36 @@ def _validation_only(qrels: dict, split_file: Path) -> dict:
     if not kept:
         raise InputDataError(f"none of the judged queries is a validation query of {split_file}")
     return kept
+
+
+@click.command("baselines")
+@click.option("--judgments", type=click.Path(path_type=Path), default=None,
+              help="CSV with query,docid,rating (default: the Icecat development judgments)")
+@click.option("--url", default=None, help="OpenSearch base URL [default: http://127.0.0.1:9200]")
+@click.option("--index", default=None, help="index or alias [default: products]")
+@click.option("--folds", type=int, default=5, show_default=True, help="hash folds over the judged queries")
+@click.option("--valid-fold", type=int, default=0, show_default=True, help="the fold held out (never tuned on)")
+@click.option("--min-gain", type=float, default=0.005, show_default=True,
+              help="CV nDCG@10 margin the tuned weights need over the best untuned variant")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/baselines"), show_default=True,
+              help="folder for baselines.md and baselines.json")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML with an 'eval' section")
+def baselines_command(judgments: Path | None, url: str | None, index: str | None, folds: int, valid_fold: int,
+                      min_gain: float, out_dir: Path, config_file: Path | None) -> None:
+    """Compare every baseline variant and choose field weights by cross-validation on the training folds."""
+    from qrw.eval.baselines import format_report, select_baseline
+    from qrw.eval.judgments import load_judgments
+    from qrw.search.catalog import default_data_dir
+    from qrw.search.connect import open_client
+
+    settings = load_settings(EvalSettings, config_file, "eval", {"search.url": url, "search.index": index})
+    qrels = load_judgments(judgments or default_data_dir() / "judgments" / "judgments.csv")
+    client = open_client(settings.search.url)
+    report = select_baseline(client, settings.search.index, qrels, folds=folds, valid_fold=valid_fold,
+                             min_gain=min_gain, url=settings.search.url)
+    text = format_report(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "baselines.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "baselines.md").write_text(text + "\n")
+    click.echo(text)
+    click.echo(f"chosen: {report['chosen']['name']} ({', '.join(report['chosen']['fields'])}); wrote {out_dir}")

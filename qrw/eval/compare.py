@@ -2,7 +2,7 @@
 
 Systems:
 
-* ``original``: the baseline ``multi_match`` (``qrw.eval.runs.BaselineQueryBuilder``);
+* ``original``: the strongest baseline (``qrw.search.baseline.DEFAULT_BASELINE``);
 * ``prf``: pseudo-relevance feedback from the top 10 titles (``qrw.eval.prf``), a classic expansion;
 * ``ungated[:MODEL]``: every rewrite of the model OR-merged at full weight;
 * ``gated[:MODEL]``: the plugin's gate policy decides full weight, down-weight or drop per rewrite.
@@ -22,12 +22,14 @@ from pathlib import Path
 from opensearchpy import OpenSearch
 from tqdm import tqdm
 
-from qrw.errors import ConfigError, SearchBackendError
+from qrw.errors import ConfigError
 from qrw.eval.judgments import Qrels
 from qrw.eval.metrics import RELEVANT_GRADE, mean_metrics, query_metrics
-from qrw.eval.runs import BaselineQueryBuilder, client_missing_index
+from qrw.eval.runs import client_missing_index
+from qrw.search.baseline import DEFAULT_BASELINE
 from qrw.eval.stats import bootstrap_ci, harm_rate, percentile, randomization_test, win_rate
 from qrw.search.connect import translate_errors
+from qrw.search.runner import Ranking, search_many
 
 ORIGINAL_CLAUSE = "qrw:original"  # = qrw.plugin.merge.ORIGINAL_NAME; prf names its original clause alike
 KNOWN_KINDS = ("original", "prf", "ungated", "gated")
@@ -70,12 +72,6 @@ class RewriteOutcome:
     latency_ms: float
 
 
-@dataclasses.dataclass
-class Hits:
-    ranked: list[str]
-    matched: dict[str, list[str]]
-
-
 def produce_rewrites(model, queries: Sequence[str], num_rewrites: int, progress: bool = True) -> dict[str, RewriteOutcome]:
     """Run the model on every query one at a time (as serving does), timing generation plus tagging."""
     outcomes: dict[str, RewriteOutcome] = {}
@@ -87,32 +83,14 @@ def produce_rewrites(model, queries: Sequence[str], num_rewrites: int, progress:
     return outcomes
 
 
-def _search_all(client: OpenSearch, index: str, bodies: Mapping[str, dict], depth: int, batch_size: int = 20) -> dict[str, Hits]:
-    results: dict[str, Hits] = {}
-    queries = list(bodies)
-    for start in range(0, len(queries), batch_size):
-        batch = queries[start : start + batch_size]
-        lines: list[dict] = []
-        for query in batch:
-            body = dict(bodies[query])
-            body.update({"size": depth, "_source": False})
-            lines.extend([{"index": index}, body])
-        for query, response in zip(batch, client.msearch(body=lines)["responses"]):
-            if "error" in response:
-                raise SearchBackendError(f"search for {query!r} failed: {response['error']}")
-            hits = sorted(response["hits"]["hits"], key=lambda h: (-(h.get("_score") or 0.0), h["_id"]))
-            matched = {}
-            for hit in hits:
-                names = hit.get("matched_queries") or []
-                matched[hit["_id"]] = list(names) if not isinstance(names, dict) else list(names)
-            results[query] = Hits([hit["_id"] for hit in hits], matched)
-    return results
+def _search_all(client: OpenSearch, index: str, bodies: Mapping[str, dict], depth: int) -> dict[str, Ranking]:
+    return search_many(client, index, bodies, depth=depth, batch_size=20)
 
 
-def _increment(hits: Hits, judged: Mapping[str, int]) -> int:
+def _increment(hits: Ranking, judged: Mapping[str, int]) -> int:
     """Relevant documents in the top 100 found only through rewrite clauses."""
     count = 0
-    for doc in hits.ranked[:100]:
+    for doc in hits.ids[:100]:
         names = hits.matched.get(doc, [])
         if judged.get(doc, 0) >= RELEVANT_GRADE and names and not any(n.startswith(ORIGINAL_CLAUSE) for n in names):
             count += 1
@@ -135,12 +113,12 @@ def rewrite_relevance(
     ]
     if not pairs:
         return None
-    builder = BaselineQueryBuilder()
+    builder = DEFAULT_BASELINE
     bodies = {f"{i}": builder.build(rewrite) for i, (_, rewrite) in enumerate(pairs)}
     hits = _search_all(client, index, bodies, depth=10)
     good = 0
     for i, (query, _) in enumerate(pairs):
-        grades = [qrels[query].get(doc, 0) for doc in hits[f"{i}"].ranked[:10]]
+        grades = [qrels[query].get(doc, 0) for doc in hits[f"{i}"].ids[:10]]
         if grades and sum(grades) / 10 >= RELEVANT_GRADE:
             good += 1
     return good / len(pairs)
@@ -183,11 +161,12 @@ def check_index(client: OpenSearch, index: str, url: str) -> None:
             raise client_missing_index(index, url)
 
 
-def per_query_rows(hits_by_query: Mapping[str, Hits], qrels: Qrels) -> list[dict]:
+def per_query_rows(hits_by_query: Mapping[str, Ranking], qrels: Qrels) -> list[dict]:
     rows = []
     for query, judged in qrels.items():
-        hits = hits_by_query.get(query, Hits([], {}))
-        row = {"query": query, **query_metrics(hits.ranked, judged), "increment": _increment(hits, judged)}
+        hits = hits_by_query.get(query, Ranking([], [], {}, 0))
+        row = {"query": query, **query_metrics(hits.ids, judged), "increment": _increment(hits, judged),
+               "total_hits": hits.total}
         rows.append(row)
     return rows
 
@@ -249,7 +228,7 @@ def compare_systems(
     plugin_config = plugin_config or PluginConfig()
     brands = load_brands(plugin_config.guards)
     queries = list(qrels)
-    baseline = BaselineQueryBuilder()
+    baseline = DEFAULT_BASELINE
     outcomes_by_model: dict[str, dict[str, RewriteOutcome]] = {}
     systems: dict[str, dict] = {}
     baseline_ndcg: dict[str, float] | None = None

@@ -14,7 +14,7 @@ from collections import Counter
 
 from opensearchpy import OpenSearch
 
-from qrw.eval.runs import BASELINE_FIELDS, BaselineQueryBuilder
+from qrw.search.baseline import DEFAULT_BASELINE, BaselineSpec
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 STOP_WORDS = frozenset(
@@ -29,10 +29,11 @@ class PrfQueryBuilder:
     feedback_docs: int = 10
     expansion_terms: int = 5
     expansion_weight: float = 0.3
+    baseline: BaselineSpec = DEFAULT_BASELINE
     name: str = "prf"
 
     def expansion(self, query: str) -> list[str]:
-        body = BaselineQueryBuilder().build(query)
+        body = self.baseline.build(query)
         # Fetch more than needed and break score ties by id, so the feedback set is deterministic.
         body.update({"size": self.feedback_docs * 5, "_source": ["title"]})
         hits = self.client.search(index=self.index, body=body)["hits"]["hits"]
@@ -48,18 +49,9 @@ class PrfQueryBuilder:
         return [term for term, _ in ranked[: self.expansion_terms]]
 
     def build(self, query: str) -> dict:
-        original = BaselineQueryBuilder().build(query)["query"]
-        original["multi_match"]["_name"] = "qrw:original"
+        original = self.baseline.clause(query, name="qrw:original")
         terms = self.expansion(query)
         if not terms:
             return {"query": original}
-        expansion = {
-            "multi_match": {
-                "query": " ".join(terms),
-                "fields": list(BASELINE_FIELDS),
-                "type": "best_fields",
-                "boost": self.expansion_weight,
-                "_name": "prf:expansion",
-            }
-        }
+        expansion = self.baseline.clause(" ".join(terms), boost=self.expansion_weight, name="prf:expansion")
         return {"query": {"bool": {"should": [original, expansion], "minimum_should_match": 1}}}

@@ -2,20 +2,19 @@
 
 Producing a run (talking to OpenSearch) is kept apart from scoring it (``metrics``), as in BEIR and
 pyserini. A query builder turns query text into a search body; the baseline is a ``multi_match``,
-the plugin supplies builders that OR-merge rewrites.
+the plugin supplies builders that OR-merge rewrites. The baseline builder is
+``qrw.search.baseline.DEFAULT_BASELINE`` (one module builds it for every caller).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from opensearchpy import OpenSearch
-from tqdm import tqdm
 
-from qrw.errors import SearchBackendError
 from qrw.search.connect import translate_errors
+from qrw.search.runner import search_many
 
 Run = dict[str, list[str]]
 
@@ -26,40 +25,6 @@ class QueryBuilder(Protocol):
     name: str
 
     def build(self, query: str) -> dict: ...
-
-
-# The baseline fields and boosts. Fixed a priori (title carries the product type and model, name is
-# the model code, supplier the brand; descriptions and attributes add recall), NOT tuned on the
-# judged queries.
-BASELINE_FIELDS: tuple[str, ...] = ("title^3", "name^2", "supplier^2", "short_description", "attributes")
-
-
-@dataclasses.dataclass(frozen=True)
-class BaselineQueryBuilder:
-    """``multi_match`` of type ``best_fields`` (tie_breaker 0.3) over ``BASELINE_FIELDS``."""
-
-    fields: tuple[str, ...] = BASELINE_FIELDS
-    tie_breaker: float = 0.3
-    name: str = "original"
-
-    def build(self, query: str) -> dict:
-        return {
-            "query": {
-                "multi_match": {
-                    "query": query,
-                    "fields": list(self.fields),
-                    "type": "best_fields",
-                    "tie_breaker": self.tie_breaker,
-                }
-            }
-        }
-
-
-def _ranked_ids(response: Mapping) -> list[str]:
-    hits = response["hits"]["hits"]
-    # Deterministic ties: sort by (-score, id), whatever order the shard returned equal scores in.
-    ordered = sorted(hits, key=lambda hit: (-(hit.get("_score") or 0.0), hit["_id"]))
-    return [hit["_id"] for hit in ordered]
 
 
 def produce_run(
@@ -73,27 +38,14 @@ def produce_run(
     url: str = "",
     progress: bool = False,
 ) -> Run:
-    """Search every query (msearch in batches) and return the top ``depth`` doc ids per query."""
-    run: Run = {}
+    """Search every query (``qrw.search.runner``) and return the top ``depth`` doc ids per query."""
     with translate_errors(url, index=index):
         if not client.indices.exists(index=index):
             raise client_missing_index(index, url)
-        bar = tqdm(total=len(queries), desc=f"searching ({builder.name})", unit="q", disable=not progress)
-        for start in range(0, len(queries), batch_size):
-            batch = queries[start : start + batch_size]
-            lines: list[dict] = []
-            for query in batch:
-                body = dict(builder.build(query))
-                body.update({"size": depth, "_source": False})
-                lines.extend([{"index": index}, body])
-            responses = client.msearch(body=lines)["responses"]
-            for query, response in zip(batch, responses):
-                if "error" in response:
-                    raise SearchBackendError(f"search for {query!r} failed: {response['error']}")
-                run[query] = _ranked_ids(response)
-            bar.update(len(batch))
-        bar.close()
-    return run
+    bodies = {query: builder.build(query) for query in queries}
+    rankings = search_many(client, index, bodies, depth=depth, batch_size=batch_size, url=url, progress=progress,
+                           desc=f"searching ({builder.name})")
+    return {query: rankings[query].ids for query in queries}
 
 
 def client_missing_index(index: str, url: str) -> Exception:

@@ -33,14 +33,15 @@ def index_catalog_step(url: str, data_dir: Path | None) -> None:
 def baseline_step(url: str, data_dir: Path | None) -> dict:
     from qrw.eval.harness import evaluate_run, format_table
     from qrw.eval.judgments import load_judgments
-    from qrw.eval.runs import BaselineQueryBuilder, produce_run
+    from qrw.eval.runs import produce_run
+    from qrw.search.baseline import DEFAULT_BASELINE
     from qrw.search.catalog import default_data_dir
     from qrw.search.connect import open_client
 
     judgments = (data_dir or default_data_dir()) / "judgments" / "judgments.csv"
     click.echo(f"[3/6] baseline evaluation on {judgments} …")
     qrels = load_judgments(judgments)
-    report = evaluate_run(produce_run(open_client(url), DEFAULT_INDEX, list(qrels), BaselineQueryBuilder(), url=url), qrels)
+    report = evaluate_run(produce_run(open_client(url), DEFAULT_INDEX, list(qrels), DEFAULT_BASELINE, url=url), qrels)
     click.echo(format_table(report, per_query=False))
     return report
 

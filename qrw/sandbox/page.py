@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 
-from qrw.eval.runs import BaselineQueryBuilder
+from qrw.search.baseline import DEFAULT_BASELINE
 
 EXPLAIN_HEADER = "X-QRW-Explain"
 RESULT_SIZE = 10
@@ -126,7 +126,7 @@ def _explain_html(explain: dict | None) -> str:
 
 
 def _search_body(query: str) -> dict:
-    body = BaselineQueryBuilder().build(query)
+    body = DEFAULT_BASELINE.build(query)
     body.update({"size": RESULT_SIZE, "_source": ["title", "supplier", "id"]})
     return body
 

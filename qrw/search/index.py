@@ -2,9 +2,11 @@
 
 Design:
 
-* Only core Lucene analyzers are used (the integ-test distribution ships no analysis-common, so no
-  english stemmer or synonym filter): every text field uses ``standard``. Vocabulary mismatch is
-  exactly what the rewriter is for.
+* Text analysis comes from ``qrw.search.baseline`` (the one place that also builds the baseline
+  query): each text field is ``standard``-analysed with a stemmed ``.stem`` sub-field, and all of
+  them are copied into the stemmed catch-all field ``all_text``. Stemming needs the analysis-common
+  module, which ``qrw.search.node`` installs. Vocabulary the stemmer cannot bridge ("laptop" vs
+  "notebook") is what the rewriter is for.
 * Idempotent by construction: the concrete index is named after a fingerprint of the mapping and
   the documents (``products-<12 hex>``) and reached through the alias (``products``). Re-running
   with the same catalog finds the complete index and does nothing; a changed catalog or mapping
@@ -22,22 +24,21 @@ from opensearchpy import OpenSearch, helpers
 from tqdm import tqdm
 
 from qrw.errors import SearchBackendError
+from qrw.search.baseline import text_mapping
 from qrw.search.catalog import Product
 from qrw.search.connect import translate_errors
 
 TEXT_FIELDS = ("title", "name", "supplier", "short_description", "attributes")
 
+_ANALYSIS, _TEXT_PROPERTIES = text_mapping(TEXT_FIELDS, keyword_fields=("name", "supplier"))
+
 MAPPING: dict = {
-    "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
+    "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s", "analysis": _ANALYSIS},
     "mappings": {
         "dynamic": "strict",
         "properties": {
             "id": {"type": "keyword"},
-            "title": {"type": "text", "analyzer": "standard"},
-            "name": {"type": "text", "analyzer": "standard", "fields": {"raw": {"type": "keyword"}}},
-            "supplier": {"type": "text", "analyzer": "standard", "fields": {"raw": {"type": "keyword"}}},
-            "short_description": {"type": "text", "analyzer": "standard"},
-            "attributes": {"type": "text", "analyzer": "standard"},
+            **_TEXT_PROPERTIES,
             "price": {"type": "float"},
             "ean": {"type": "keyword"},
             "date_released": {"type": "date"},

@@ -9,7 +9,8 @@ checkout and run it on the machine's JDK as an unprivileged system user (OpenSea
 Layout on disk (all outside the checkout):
 
 * download cache: ``$QRW_CACHE_DIR/opensearch/<version>/opensearch-<version>.zip``
-  (default ``~/.cache/qrw``), keyed by version, so it is fetched once per machine;
+  (default ``~/.cache/qrw``), keyed by version, so it is fetched once per machine; beside it
+  ``modules/`` holds the jars of the modules the zip lacks (``qrw.search.modules``);
 * unpacked install: ``$QRW_RUNTIME_DIR/opensearch-<version>/`` (default ``/var/tmp/qrw``);
 * one folder per node: ``$QRW_RUNTIME_DIR/nodes/<name>/`` with ``config/``, ``data/``, ``logs/``,
   ``opensearch.pid`` and ``node.json`` (port, url, version).
@@ -34,6 +35,7 @@ import zipfile
 from pathlib import Path
 
 from qrw.errors import NodeError
+from qrw.search.modules import install_modules
 
 # The pinned distribution. 2.19.x runs on the OpenJDK 17 that Debian bookworm ships; 3.x would need
 # JDK 21. The checksum was computed on the artifact Maven Central served; Maven's own .sha1 is also
@@ -188,10 +190,16 @@ def _chown_tree(path: Path, account: tuple[int, int] | None) -> None:
 
 
 def install(cfg: NodeConfig) -> Path:
-    """Unpack the distribution once into ``cfg.install_dir`` (idempotent)."""
+    """Unpack the distribution once into ``cfg.install_dir`` and add the modules it lacks (idempotent)."""
     marker = cfg.install_dir / ".qrw-installed"
-    if marker.exists():
-        return cfg.install_dir
+    if not marker.exists():
+        _unpack(cfg)
+        marker.write_text(cfg.version)
+    install_modules(cfg.install_dir, cfg.version, cfg.cache_dir / "opensearch" / cfg.version / "modules")
+    return cfg.install_dir
+
+
+def _unpack(cfg: NodeConfig) -> None:
     archive = fetch_distribution(cfg)
     cfg.runtime_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(cfg.runtime_dir, 0o755)
@@ -206,8 +214,6 @@ def install(cfg: NodeConfig) -> Path:
         top.replace(cfg.install_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    marker.write_text(cfg.version)
-    return cfg.install_dir
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +308,8 @@ def start(cfg: NodeConfig) -> str:
 
     transport = cfg.transport_port or cfg.port + 100
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        # runuser needs /usr/sbin on PATH for the JVM's own helpers; harmless otherwise.
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin",
         "OPENSEARCH_JAVA_HOME": _java_home(),
         "OPENSEARCH_PATH_CONF": str(conf_dir),
         "OPENSEARCH_JAVA_OPTS": f"-Xms{cfg.heap} -Xmx{cfg.heap}",

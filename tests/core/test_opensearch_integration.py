@@ -8,7 +8,8 @@ import pytest
 
 from qrw.errors import IndexMissingError, UnreachableError
 from qrw.eval.harness import evaluate_run
-from qrw.eval.runs import BaselineQueryBuilder, produce_run
+from qrw.eval.runs import produce_run
+from qrw.search.baseline import DEFAULT_BASELINE
 from qrw.search import node as os_node
 from qrw.search.connect import open_client
 from qrw.search.index import index_catalog
@@ -50,7 +51,7 @@ def test_reindex_of_changed_catalog_swaps_alias(opensearch_url, catalog):
 
 def test_known_product_found_by_title(opensearch_url, indexed_catalog, catalog):
     product = next(p for p in catalog if p.id == "3920564")  # Xerox 006R90321 toner cartridge
-    run = produce_run(open_client(opensearch_url), indexed_catalog, [product.title], BaselineQueryBuilder())
+    run = produce_run(open_client(opensearch_url), indexed_catalog, [product.title], DEFAULT_BASELINE)
     assert run[product.title][0] == "3920564"
 
 
@@ -117,7 +118,7 @@ def test_eval_cli_unreachable_url(judgments_path):
 
 def test_library_errors_are_typed(opensearch_url):
     with pytest.raises(IndexMissingError):
-        produce_run(open_client(opensearch_url), "no-such-index", ["x"], BaselineQueryBuilder())
+        produce_run(open_client(opensearch_url), "no-such-index", ["x"], DEFAULT_BASELINE)
     with pytest.raises(UnreachableError):
         open_client(f"http://127.0.0.1:{os_node.free_port()}")
 

@@ -1,0 +1,144 @@
+"""The baseline query, built in one place: the text analysis of the index and the query over it.
+
+Why one module: rewriting only counts if it beats the strongest plain lexical query, so evaluation,
+training-data labels, calibration, the sandbox page and an index profile must all send the *same*
+baseline, and the index must carry the fields it needs. Both halves live here:
+
+* ``text_mapping(fields)``: the analysis settings and the mapping of the text fields. Every text
+  field keeps the core ``standard`` analyzer (what existing clients query) and gets a ``.stem``
+  sub-field (standard tokenizer, lowercase, asciifolding, possessive and Porter stemming; needs the
+  ``analysis-common`` module, see ``qrw.search.modules``). Every text field is also copied into one
+  catch-all field, ``all_text``, analysed the same way, with ``.std`` (standard) and ``.english``
+  sub-fields so the variants below can be compared on one index.
+* ``BaselineSpec``: a typed description of the query (a ``match`` on one field, or a
+  ``multi_match`` of a given type over weighted fields), with ``build(query)`` -> search body.
+  ``VARIANTS`` names every variant compared in docs/eval; ``DEFAULT_BASELINE`` is the strongest,
+  chosen by cross-validation on the training folds only (``qrw eval baselines``), never on the
+  validation queries.
+
+The rewrite clauses of the plugin mirror whatever text clause the caller sends, so a caller who
+sends ``DEFAULT_BASELINE.build(q)`` gets rewrites over the same stemmed catch-all field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CATCH_ALL = "all_text"
+STEM_SUFFIX = ".stem"
+STEMMED_ANALYZER = "qrw_stemmed"
+
+ANALYSIS: dict = {
+    "filter": {"qrw_possessive": {"type": "stemmer", "language": "possessive_english"}},
+    "analyzer": {
+        STEMMED_ANALYZER: {
+            "type": "custom",
+            "tokenizer": "standard",
+            "filter": ["lowercase", "asciifolding", "qrw_possessive", "porter_stem"],
+        }
+    },
+}
+
+
+def text_field_mapping(copy_to_catch_all: bool = True, keyword: bool = False) -> dict:
+    """One text field: ``standard`` analysed, with a stemmed ``.stem`` sub-field, copied into ``all_text``."""
+    fields: dict = {"stem": {"type": "text", "analyzer": STEMMED_ANALYZER}}
+    if keyword:
+        fields["raw"] = {"type": "keyword", "ignore_above": 256}
+    mapping: dict = {"type": "text", "analyzer": "standard", "fields": fields}
+    if copy_to_catch_all:
+        mapping["copy_to"] = [CATCH_ALL]
+    return mapping
+
+
+def catch_all_mapping() -> dict:
+    """The catch-all field: stemmed, with standard and english-analysed sub-fields for comparison."""
+    return {
+        "type": "text",
+        "analyzer": STEMMED_ANALYZER,
+        "fields": {"std": {"type": "text", "analyzer": "standard"}, "english": {"type": "text", "analyzer": "english"}},
+    }
+
+
+def text_mapping(fields: Sequence[str], keyword_fields: Sequence[str] = ()) -> tuple[dict, dict]:
+    """(analysis settings, properties) for ``fields`` plus the catch-all field."""
+    properties = {name: text_field_mapping(keyword=name in keyword_fields) for name in fields}
+    properties[CATCH_ALL] = catch_all_mapping()
+    return ANALYSIS, properties
+
+
+class BaselineSpec(BaseModel):
+    """How the baseline query is built from the user's text. Frozen; loadable from YAML."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="the system name in reports")
+    fields: tuple[str, ...] = Field(description="fields searched, each optionally with a boost: 'title.stem^2'")
+    type: Literal["best_fields", "most_fields", "cross_fields"] = Field(
+        "best_fields", description="multi_match type when several fields are searched")
+    tie_breaker: float | None = Field(None, ge=0.0, le=1.0, description="multi_match tie_breaker")
+    operator: Literal["or", "and"] = Field("or", description="how the query's terms combine")
+    minimum_should_match: str | None = Field(None, description="OpenSearch minimum_should_match, e.g. '2<75%'")
+    description: str = Field("", description="one line for reports")
+
+    @field_validator("fields")
+    @classmethod
+    def _non_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or any(not f.strip() for f in value):
+            raise ValueError("a baseline needs at least one non-empty field")
+        return value
+
+    def clause(self, query: str, *, boost: float | None = None, name: str | None = None) -> dict:
+        """The query clause for ``query``: a ``match`` for one unboosted field, else a ``multi_match``."""
+        options: dict = {}
+        if self.operator != "or":
+            options["operator"] = self.operator
+        if self.minimum_should_match is not None:
+            options["minimum_should_match"] = self.minimum_should_match
+        if boost is not None:
+            options["boost"] = boost
+        if name is not None:
+            options["_name"] = name
+        if len(self.fields) == 1 and "^" not in self.fields[0]:
+            return {"match": {self.fields[0]: {"query": query, **options}}}
+        clause: dict = {"query": query, "fields": list(self.fields), "type": self.type, **options}
+        if self.tie_breaker is not None:
+            clause["tie_breaker"] = self.tie_breaker
+        return {"multi_match": clause}
+
+    def build(self, query: str) -> dict:
+        """The search body (without size) for ``query``."""
+        return {"query": self.clause(query)}
+
+
+LEGACY_FIELDS = ("title^3", "name^2", "supplier^2", "short_description", "attributes")
+
+VARIANTS: dict[str, BaselineSpec] = {
+    spec.name: spec
+    for spec in (
+        BaselineSpec(name="legacy_best_fields", fields=LEGACY_FIELDS, tie_breaker=0.3,
+                     description="the project's first baseline: best_fields, standard analyzer, a-priori boosts"),
+        BaselineSpec(name="best_fields_equal", fields=("title", "name", "supplier", "short_description", "attributes"),
+                     tie_breaker=0.3, description="best_fields, standard analyzer, equal weights"),
+        BaselineSpec(name="catch_all_standard", fields=(f"{CATCH_ALL}.std",),
+                     description="one catch-all field, standard analyzer"),
+        BaselineSpec(name="catch_all_english", fields=(f"{CATCH_ALL}.english",),
+                     description="one catch-all field, english analyzer"),
+        BaselineSpec(name="catch_all_stemmed", fields=(CATCH_ALL,),
+                     description="one catch-all field, asciifolding + porter stemming"),
+        BaselineSpec(name="cross_fields_stemmed",
+                     fields=tuple(f"{f}{STEM_SUFFIX}" for f in ("title", "name", "supplier", "short_description", "attributes")),
+                     type="cross_fields", description="cross_fields over the stemmed sub-fields, equal weights"),
+    )
+}
+
+DEFAULT_BASELINE = BaselineSpec(
+    name="catch_all_brand", fields=(CATCH_ALL, "supplier.stem^0.5"), type="most_fields",
+    description="stemmed catch-all + stemmed brand field at 0.5 (most_fields), weights chosen by cross-validation",
+)
+"""The strongest baseline: the weights ``qrw baselines`` chose by 4-fold cross-validation inside the
+training folds of the development queries (picked on every fold; CV nDCG@10 0.675 against 0.661 for
+the untuned catch-all). Report and command: ``docs/eval/baselines.md``."""

@@ -1,0 +1,72 @@
+"""The one search path for offline work: many bodies -> rankings with provenance, via ``msearch``.
+
+Why one module: evaluation, baseline selection, training-data labels, rewards and calibration all
+rank documents for many query bodies. If each did its own ``msearch`` loop, they would break score
+ties differently or count hits differently, and a figure in one report would not match another.
+Here ties are broken by ``(-score, _id)`` (deterministic whatever order a shard returns equal scores
+in), the total hit count is exact, and ``matched_queries`` is kept so a report can say which clause
+(the original query or a rewrite) found each document.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable, Mapping
+
+from opensearchpy import OpenSearch
+from tqdm import tqdm
+
+from qrw.errors import SearchBackendError
+from qrw.search.connect import translate_errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """One body's result: ranked ids, their scores, the named clauses each matched, the total hits."""
+
+    ids: list[str]
+    scores: list[float]
+    matched: dict[str, list[str]]
+    total: int
+
+
+def _ranking(response: Mapping) -> Ranking:
+    hits = sorted(response["hits"]["hits"], key=lambda h: (-(h.get("_score") or 0.0), h["_id"]))
+    matched = {}
+    for hit in hits:
+        names = hit.get("matched_queries") or []
+        matched[hit["_id"]] = list(names)  # a dict (scores per name) or a list: keep the names
+    total = response["hits"].get("total", 0)
+    if isinstance(total, Mapping):
+        total = total.get("value", 0)
+    return Ranking([h["_id"] for h in hits], [float(h.get("_score") or 0.0) for h in hits], matched, int(total))
+
+
+def search_many(
+    client: OpenSearch,
+    index: str,
+    bodies: Mapping[Hashable, dict],
+    *,
+    depth: int = 100,
+    batch_size: int = 50,
+    url: str = "",
+    progress: bool = False,
+    desc: str = "searching",
+) -> dict[Hashable, Ranking]:
+    """Search every body (``size`` = ``depth``, no ``_source``, exact totals) and return its ``Ranking``."""
+    keys = list(bodies)
+    out: dict[Hashable, Ranking] = {}
+    bar = tqdm(total=len(keys), desc=desc, unit="q", disable=not progress)
+    with translate_errors(url, index=index):
+        for start in range(0, len(keys), batch_size):
+            batch = keys[start : start + batch_size]
+            lines: list[dict] = []
+            for key in batch:
+                lines += [{"index": index}, {**bodies[key], "size": depth, "_source": False, "track_total_hits": True}]
+            for key, response in zip(batch, client.msearch(body=lines)["responses"]):
+                if "error" in response:
+                    raise SearchBackendError(f"search {key!r} failed: {response['error']}")
+                out[key] = _ranking(response)
+            bar.update(len(batch))
+    bar.close()
+    return out
