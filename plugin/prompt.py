@@ -5,18 +5,19 @@ the model with the same ones. If they ever disagree, tags are read from the wron
 rewrites are parsed wrongly, silently. ``PROMPT_VERSION`` is written into every exported model's
 manifest, and the runtime refuses a model built for another version.
 
-One plain-text format serves both tasks of the multi-task model (no chat template, so a runtime in
+One plain-text format serves both tasks of the multi-task model (no chat template and no
+instructions: a fine-tuned model needs neither, and every prompt token costs latency; a runtime in
 any language can rebuild it byte for byte):
 
-* rewrite task::
+* rewrite task: one sequence lists every rewrite, best first, so one greedy decode yields them all;
+  ``none`` when the query needs no rewrite (the model's own trigger)::
 
-      Task: rewrite
       Query: {query}
-      Rewrite:{completion = " " + rewrite + EOS}
+      Rewrites:{completion = " " + "r1 ; r2 ; r3" (or " none") + EOS}
 
-* tagging task::
+* tagging task (shares the prefix ``Query: {query}\n`` with the rewrite prompt, so a runtime can
+  reuse its KV cache)::
 
-      Task: tag
       Query: {query}
       Rewrite: {rewrite}
       Tag:{completion = tag token + EOS}
@@ -31,13 +32,20 @@ from __future__ import annotations
 import dataclasses
 import re
 import unicodedata
+from collections.abc import Sequence
 
-PROMPT_VERSION = "qrw-prompt-1"
+PROMPT_VERSION = "qrw-prompt-2"
 
 MAX_QUERY_CHARS = 200
 """Queries longer than this are cut (at a word boundary) before they enter a prompt."""
 MAX_REWRITE_WORDS = 12
 """A rewrite longer than this is cut: rewrites are short product-vocabulary phrases."""
+MAX_REWRITES = 4
+"""At most this many rewrites are read from one generated list."""
+REWRITE_SEPARATOR = ";"
+"""Separates the rewrites of one generated list (written with a space on each side)."""
+NO_REWRITE = "none"
+"""The whole completion when the query needs no rewrite."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,19 +97,33 @@ def clip_query(query: str) -> str:
     return cut.rsplit(" ", 1)[0] if " " in cut else cut
 
 
+def query_prefix(query: str) -> str:
+    """The text both task prompts start with (a runtime may compute its KV cache once)."""
+    return f"Query: {clip_query(query)}\n"
+
+
 def rewrite_prompt(query: str) -> str:
-    """The prompt whose continuation is one rewrite of ``query``."""
-    return f"Task: rewrite\nQuery: {clip_query(query)}\nRewrite:"
+    """The prompt whose continuation is the list of rewrites of ``query``."""
+    return f"{query_prefix(query)}Rewrites:"
 
 
-def rewrite_completion(rewrite: str) -> str:
-    """The training target for the rewrite task (EOS is appended by the trainer)."""
-    return " " + normalize_text(rewrite)
+def _clean_rewrite(rewrite: str) -> str:
+    """One rewrite as it may stand in a list: normalized, no separator inside, at most MAX_REWRITE_WORDS words."""
+    text = normalize_text(rewrite.replace(REWRITE_SEPARATOR, " "))
+    return " ".join(text.split(" ")[:MAX_REWRITE_WORDS])
+
+
+def rewrite_completion(rewrites: str | Sequence[str]) -> str:
+    """The training target for the rewrite task (EOS is appended by the trainer): " r1 ; r2" or " none"."""
+    if isinstance(rewrites, str):
+        rewrites = [rewrites]
+    cleaned = [text for text in (_clean_rewrite(r) for r in rewrites) if text and text.casefold() != NO_REWRITE]
+    return " " + (f" {REWRITE_SEPARATOR} ".join(cleaned) if cleaned else NO_REWRITE)
 
 
 def tag_prompt(query: str, rewrite: str) -> str:
     """The prompt whose next token is the relevance tag of ``rewrite`` for ``query``."""
-    return f"Task: tag\nQuery: {clip_query(query)}\nRewrite: {clip_query(rewrite)}\nTag:"
+    return f"{query_prefix(query)}Rewrite: {clip_query(rewrite)}\nTag:"
 
 
 def tag_completion(tag: Tag) -> str:
@@ -109,15 +131,28 @@ def tag_completion(tag: Tag) -> str:
     return tag.token
 
 
-def parse_rewrite(generated: str) -> str | None:
-    """Turn generated text into one rewrite, or None if nothing usable came out.
+def parse_rewrites(generated: str, limit: int = MAX_REWRITES) -> list[str]:
+    """Turn generated text into at most ``limit`` distinct rewrites ([] for ``none`` or empty output).
 
-    Takes the first line, normalizes spaces, and cuts to ``MAX_REWRITE_WORDS`` words. Returns None
-    for empty output so callers never send an empty clause to OpenSearch.
+    Takes the first line, splits it at the separator, normalizes each part and cuts it to
+    ``MAX_REWRITE_WORDS`` words. Callers never get an empty string to send to OpenSearch.
     """
     first_line = generated.split("\n", 1)[0]
-    text = normalize_text(first_line)
-    if not text:
-        return None
-    words = text.split(" ")
-    return " ".join(words[:MAX_REWRITE_WORDS])
+    seen: set[str] = set()
+    out: list[str] = []
+    for part in first_line.split(REWRITE_SEPARATOR):
+        text = _clean_rewrite(part)
+        key = text.casefold()
+        if not text or key == NO_REWRITE or key in seen:
+            continue
+        seen.add(key)
+        out.append(text)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def parse_rewrite(generated: str) -> str | None:
+    """The first rewrite of generated text, or None (see ``parse_rewrites``)."""
+    rewrites = parse_rewrites(generated, limit=1)
+    return rewrites[0] if rewrites else None

@@ -34,7 +34,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from qrw.plugin.prompt import TAGS, parse_rewrite, rewrite_prompt, tag_prompt
+from qrw.plugin.prompt import TAGS, parse_rewrites, rewrite_prompt, tag_prompt
 from qrw.plugin.runtime_manifest import MODEL_NAME, TOKENIZER_NAME, TOP_OUTPUTS, Manifest, ModelFolderError, read_manifest
 
 log = logging.getLogger("qrw.plugin.runtime")
@@ -223,12 +223,11 @@ class OnnxRewriteModel:
         for candidates in texts:
             seen: set[str] = set()
             kept = []
-            for text in candidates:
-                rewrite = parse_rewrite(text)
-                if rewrite is None or rewrite.lower() in seen:
-                    continue
-                seen.add(rewrite.lower())
-                kept.append(rewrite)
+            for text in candidates:  # each decoded sequence is a list of rewrites, best first
+                for rewrite in parse_rewrites(text):
+                    if rewrite.casefold() not in seen:
+                        seen.add(rewrite.casefold())
+                        kept.append(rewrite)
             result.append(kept[:num_rewrites])
         return result
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qrw.errors import ConfigError
-from qrw.plugin.prompt import TAGS, normalize_text, parse_rewrite, rewrite_prompt, tag_prompt
+from qrw.plugin.prompt import TAGS, normalize_text, parse_rewrites, rewrite_prompt, tag_prompt
 
 
 def tag_token_ids(tokenizer) -> list[int]:
@@ -101,9 +101,8 @@ class TorchRewriteModel:
                 generated = self.model.generate(**enc, **kwargs)
             texts = self.tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             per = 1 if self.strategy == "greedy" else n
-            for i in range(len(batch)):
-                parsed = [parse_rewrite(t) for t in texts[i * per : (i + 1) * per]]
-                out.append(parsed)
+            for i in range(len(batch)):  # each decoded sequence is a list of rewrites: flatten, keep order
+                out.append([r for t in texts[i * per : (i + 1) * per] for r in (parse_rewrites(t) or [None])])
         return out
 
     def generate(self, queries: Sequence[str], num_rewrites: int) -> list[list[str]]:

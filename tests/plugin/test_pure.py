@@ -253,3 +253,18 @@ def test_cache_lru_ttl_and_stale():
     hit = cache.get("a")
     assert hit.value == 1 and not hit.fresh  # expired entries stay usable as a fallback
     assert TTLCache(0, 1).get("a") is None
+
+
+def test_rewrite_list_round_trips_through_completion_and_parse():
+    from qrw.plugin.prompt import NO_REWRITE, parse_rewrites, query_prefix, rewrite_completion, rewrite_prompt, tag_prompt
+
+    completion = rewrite_completion(["flash drive", "USB flash drive", "flash  drive"])
+    assert completion == " flash drive ; USB flash drive ; flash drive"
+    assert parse_rewrites(completion) == ["flash drive", "USB flash drive"]  # duplicates (case, spaces) dropped
+    assert rewrite_completion([]) == f" {NO_REWRITE}" and parse_rewrites(f" {NO_REWRITE}") == []
+    assert parse_rewrites("a;b;c;d;e;f", limit=3) == ["a", "b", "c"]
+    assert parse_rewrites("x ; y\nQuery: junk ; z") == ["x", "y"]  # only the first line counts
+    assert rewrite_completion(["a ; b"]) == " a b"  # a separator inside one rewrite cannot split it
+    # both task prompts start with the same prefix (a runtime may reuse its KV cache)
+    assert rewrite_prompt("usb stick").startswith(query_prefix("usb stick"))
+    assert tag_prompt("usb stick", "flash drive").startswith(query_prefix("usb stick"))
