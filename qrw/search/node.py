@@ -282,9 +282,31 @@ def _log_tail(cfg: NodeConfig, lines: int = 30) -> str:
     return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:])
 
 
+def cluster_name(cfg: NodeConfig) -> str:
+    """The cluster name a node of this name runs with: how a node on a port is recognised as ours."""
+    return f"qrw-{cfg.name}"
+
+
+def running_here(cfg: NodeConfig) -> bool:
+    """True when this name's node runs (its pid file is alive) and is what answers on ``cfg.port``.
+
+    The cluster name must match too: a pid file can outlive its node, and another program may have
+    taken the port since; neither may be taken for ours.
+    """
+    if _read_pid(cfg) is None:
+        return False
+    health = cluster_health(cfg.http_url)
+    return bool(health) and health.get("cluster_name") == cluster_name(cfg)
+
+
+def port_in_use(port: int) -> bool:
+    """Whether anything accepts connections on ``127.0.0.1:port``."""
+    return _port_in_use(port)
+
+
 def start(cfg: NodeConfig) -> str:
-    """Start the node (idempotent: a running node is reused) and wait for yellow health; return its URL."""
-    if _read_pid(cfg) is not None and cluster_health(cfg.http_url) is not None:
+    """Start the node (idempotent: this name's running node is reused) and wait for yellow health; return its URL."""
+    if running_here(cfg):
         return cfg.http_url
     if _port_in_use(cfg.port):
         raise NodeError(
@@ -323,7 +345,7 @@ def start(cfg: NodeConfig) -> str:
         f"-Etransport.port={transport}",
         f"-Epath.data={node_dir / 'data'}",
         f"-Epath.logs={node_dir / 'logs'}",
-        f"-Ecluster.name=qrw-{cfg.name}",
+        f"-Ecluster.name={cluster_name(cfg)}",
         "-Ecluster.routing.allocation.disk.threshold_enabled=false",
         "-Eaction.destructive_requires_name=false",
     ]
