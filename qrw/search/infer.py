@@ -33,7 +33,7 @@ from opensearchpy import OpenSearch
 from qrw.errors import InputDataError
 from qrw.search.baseline import CATCH_ALL, STEM_SUFFIX, BaselineSpec
 from qrw.search.connect import translate_errors
-from qrw.search.profile import METADATA_ID, IndexProfile
+from qrw.search.profile import METADATA_ID, IndexProfile, default_form
 
 TITLE_NAMES = (re.compile(r"title$", re.I), re.compile(r"(^|_|\.)name$", re.I), re.compile(r"(label|heading)$", re.I))
 """Name patterns of a title field, strongest first ('product_title' > 'product_name' > 'label')."""
@@ -151,10 +151,60 @@ def infer_profile(client: OpenSearch, index: str, *, sample_size: int = 500, url
     hits = response["hits"]["hits"]
     if not hits:
         raise InputDataError(f"index {index!r} has no documents to learn a profile from")
-    texts = [f for f in fields if f.is_text]
-    if not texts:
+    if not any(f.is_text for f in fields):
         raise InputDataError(f"index {index!r} has no text field: a baseline query needs at least one",
                              hint="map the product names as type 'text'")
+    return _draft(fields, hits, name=name or index, index=index, qrw_layout=CATCH_ALL in properties)
+
+
+def infer_from_documents(documents: list[dict], *, index: str, name: str | None = None) -> IndexProfile:
+    """A profile for a catalog that ``qrw index`` will build (``--from FILE.jsonl``), from its documents.
+
+    Every string field is text there; the id field is one whose values are all present, distinct and
+    one token (an id-like name preferred); the baseline is the project's default form over the
+    catch-all field that ``qrw index`` adds.
+    """
+    if not documents:
+        raise InputDataError("no documents to learn a profile from")
+    fields = [FieldInfo(path, kind, {"type": kind}, {}) for path, kind in _json_fields(documents).items()]
+    hits = [{"_id": None, "_source": doc} for doc in documents]
+    _measure(fields, hits)
+    unique = [f for f in fields if f.coverage == 1.0 and f.distinct == 1.0 and f.mean_words == 1.0
+              and f.type in ("keyword", "long")]
+    id_field = max(unique, key=lambda f: (bool(ID_NAMES.search(f.path)), f.type == "keyword")) if unique else None
+    if id_field is None:
+        raise InputDataError("no field holds a distinct id in every document",
+                             hint="add one (e.g. 'id' or 'sku'): judgments name documents by it")
+    for info in fields:
+        if info.type == "keyword" and info is not id_field:
+            info.type = "text"  # qrw index analyses every string field
+    for hit in hits:
+        hit["_id"] = _text(hit["_source"].get(id_field.path))
+    return _draft(fields, hits, name=name or index, index=index, qrw_layout=True)
+
+
+def _json_fields(documents: list[dict]) -> dict[str, str]:
+    """Top-level field -> mapping type, from the JSON values (strings first seen as keyword)."""
+    kinds: dict[str, str] = {}
+    for doc in documents:
+        for key, value in doc.items():
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if item is None or isinstance(item, (dict, list)):
+                    continue
+                kind = ("boolean" if isinstance(item, bool) else "long" if isinstance(item, int)
+                        else "float" if isinstance(item, float) else "keyword")
+                previous = kinds.get(key)
+                if previous is None or (previous == "long" and kind == "float"):
+                    kinds[key] = kind
+                elif previous != kind and {previous, kind} != {"long", "float"}:
+                    kinds[key] = "keyword"
+    return kinds
+
+
+def _draft(fields: list[FieldInfo], hits: list[dict], *, name: str, index: str, qrw_layout: bool) -> IndexProfile:
+    """Roles and baseline from measured fields (see the module docstring)."""
+    texts = [f for f in fields if f.is_text]
     _measure(fields, hits)
     title = _pick_title(texts)
     _measure(fields, hits, title)
@@ -174,9 +224,12 @@ def infer_profile(client: OpenSearch, index: str, *, sample_size: int = 500, url
     other = {f.path: _plain_mapping(f) for f in fields
              if f.path not in roles and f.path not in {t.path for t in text_fields} and f.path != id_field
              and f.type not in ("object", "nested")}
-    baseline = _baseline(texts, brand, has_catch_all=CATCH_ALL in properties)
+    if qrw_layout:
+        baseline = default_form(brand.path if brand else None)
+    else:
+        baseline = _foreign_baseline(texts)
     return IndexProfile(
-        name=name or index,
+        name=name,
         index=index,
         id_field=id_field,
         title_field=title.path,
@@ -202,14 +255,7 @@ def _plain_mapping(info: FieldInfo) -> dict:
     return keep or {"type": info.type}
 
 
-def _baseline(texts: list[FieldInfo], brand: FieldInfo | None, has_catch_all: bool) -> BaselineSpec:
-    if has_catch_all:
-        extra = (f"{brand.path}{STEM_SUFFIX}^0.5",) if brand is not None and STEM_SUFFIX.lstrip(".") in brand.subfields else ()
-        return BaselineSpec(
-            name="catch_all_brand" if extra else "catch_all_stemmed", fields=(CATCH_ALL, *extra),
-            type="most_fields",
-            description="inferred: the index has qrw's stemmed catch-all; the project's default form"
-                        + (" (+ the brand's .stem at 0.5)" if extra else ""))
+def _foreign_baseline(texts: list[FieldInfo]) -> BaselineSpec:
     search_fields = tuple(dict.fromkeys(f.search_name() for f in texts))
     if len(search_fields) == 1:
         return BaselineSpec(name="inferred_match", fields=search_fields,

@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qrw.errors import ConfigError
-from qrw.search.baseline import CATCH_ALL, BaselineSpec, text_mapping
+from qrw.search.baseline import CATCH_ALL, STEM_SUFFIX, BaselineSpec, text_mapping
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 ICECAT_PROFILE = PROFILES_DIR / "icecat.yaml"
@@ -49,6 +49,19 @@ def boost_of(clause_field: str) -> float:
     """The boost of a query field: ``'title.stem^2'`` -> 2.0, ``'title'`` -> 1.0."""
     _, _, boost = clause_field.partition("^")
     return float(boost) if boost else 1.0
+
+
+def default_form(brand_field: str | None) -> BaselineSpec:
+    """The project's default baseline form on an index ``qrw index`` built: stemmed catch-all (+ brand .stem at 0.5).
+
+    The same form as ``qrw.search.baseline.DEFAULT_BASELINE`` (chosen by cross-validation on Icecat),
+    applied to another catalog's brand field.
+    """
+    extra = (f"{brand_field}{STEM_SUFFIX}^0.5",) if brand_field else ()
+    return BaselineSpec(
+        name="catch_all_brand" if extra else "catch_all_stemmed", fields=(CATCH_ALL, *extra), type="most_fields",
+        description="the default form on a qrw-built index: stemmed catch-all"
+                    + (" + the brand's stemmed field at 0.5 (most_fields)" if extra else ""))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +196,32 @@ class IndexProfile(BaseModel):
             "settings": {**INDEX_SETTINGS, "analysis": analysis},
             "mappings": {"dynamic": dynamic, "properties": properties},
         }
+
+    def missing_in_built_index(self) -> list[str]:
+        """Baseline fields that the index ``qrw index`` builds for this profile would not have.
+
+        A profile drafted from someone else's index may search sub-fields of their mapping (say
+        ``name.english``); the index qrw builds has ``.stem`` (and ``.raw`` on exact fields) instead.
+        """
+        properties = self.mapping()["mappings"]["properties"]
+        missing = []
+        for clause_field in self.baseline.fields:
+            path = clause_field.split("^", 1)[0]
+            root, _, sub = path.partition(".")
+            spec = properties.get(root)
+            if spec is None or (sub and sub not in (spec.get("fields") or {})):
+                missing.append(clause_field)
+        return missing
+
+    def for_built_index(self, alias: str) -> tuple[IndexProfile, bool]:
+        """This profile for the index ``qrw index`` built under ``alias``; True when the baseline had to change.
+
+        A baseline that fits the built index is kept; one that names fields it lacks is replaced by
+        the default form (``default_form``), which every index qrw builds supports.
+        """
+        if not self.missing_in_built_index():
+            return self.model_copy(update={"index": alias}), False
+        return self.model_copy(update={"index": alias, "baseline": default_form(self.brand_field)}), True
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", exclude_none=True)
