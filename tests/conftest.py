@@ -76,3 +76,22 @@ def tiny_export(tmp_path_factory, tiny_checkpoint) -> Path:
     out = tmp_path_factory.mktemp("export") / "tiny-fp32"
     assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--target", "cpu", "--quiet"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """A model cache of the test session's own (``QRW_CACHE_DIR``), so the user's cache is never touched."""
+    return tmp_path_factory.mktemp("qrw-cache")
+
+
+@pytest.fixture(scope="session")
+def stored_tiny_export(model_cache, tiny_checkpoint) -> Path:
+    """The tiny checkpoint exported through the one model path (``qrw model path CKPT``) into ``model_cache``."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QRW_CACHE_DIR": str(model_cache)}
+    result = subprocess.run([sys.executable, "-m", "qrw.cli", "model", "path", str(tiny_checkpoint)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(result.stdout.strip().splitlines()[-1])
