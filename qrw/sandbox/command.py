@@ -220,7 +220,10 @@ def sandbox(port: int, url: str | None, proxy_port: int, page_port: int, profile
             f"      OpenSearch       {backend.url}/  (other qrw commands: export QRW_OPENSEARCH_URL={backend.url})\n"
             "      Ctrl-C stops everything the sandbox started."
         )
-        serve_page(settings, "127.0.0.1", page_port)
+        try:
+            serve_page(settings, "127.0.0.1", page_port)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how the sandbox is meant to end: stop what it started, exit 0
     finally:
         click.echo("stopping …")
         stop_process(proxy)
