@@ -69,13 +69,10 @@ def tiny_checkpoint(tmp_path_factory, catalog) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory, tiny_checkpoint) -> Path:
-    """The tiny model exported fp32 for CPU through the real ``qrw-export`` entry point (in process)."""
-    from qrw.export.cli import main
-
-    out = tmp_path_factory.mktemp("export") / "tiny-fp32"
-    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--target", "cpu", "--quiet"]) == 0
-    return out
+def tiny_export(stored_tiny_export) -> Path:
+    """The tiny model exported fp32 for CPU by the real ``qrw-export`` entry point: the export the
+    one model path (``qrw model path CKPT``) makes, so the session exports the tiny model once."""
+    return stored_tiny_export
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,19 @@ class Sandbox:
         return code
 
 
+def get_page(url: str, seconds: float = 60) -> str:
+    """The page's HTML, waiting for the server to listen (it starts just after the 'ready' line)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                return response.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 def free_ports(n: int) -> list[int]:
     ports = set()
     while len(ports) < n:
@@ -110,8 +123,7 @@ def test_with_url_the_sandbox_serves_and_never_stops_that_node(opensearch_node, 
         run.wait_for("[6/6] ready")
         assert "not started here, so not stopped either" in run.output
         assert "mean of 36 queries" in run.output  # the baseline evaluation on the shop's judgments
-        with urllib.request.urlopen(f"http://127.0.0.1:{page_port}/?q=couch", timeout=60) as response:
-            page = response.read().decode()
+        page = get_page(f"http://127.0.0.1:{page_port}/?q=couch")
         assert "profile shop" in page and "sofa" in page and "gate: P(exact)=1.000" in page
     finally:
         code = run.interrupt()
