@@ -69,7 +69,7 @@ class NodeConfig:
     port: int = 9200
     """HTTP port on 127.0.0.1."""
     transport_port: int | None = None
-    """Transport port; by default ``port + 100``."""
+    """Transport port; by default ``port + 100``, or any free port when that one is taken."""
     heap: str = "512m"
     """JVM heap (Xms = Xmx). At most 1g: CI machines have 2 cores and share memory with training."""
     cache_dir: Path = dataclasses.field(default_factory=_default_cache_dir)
@@ -239,6 +239,16 @@ def _port_in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _transport_port(http_port: int) -> int:
+    """``http_port + 100`` when free, else any free loopback port: a single node talks to nobody on it,
+    but a taken transport port would stop it from starting (another node's, say)."""
+    if http_port + 100 <= 65535 and not _port_in_use(http_port + 100):
+        return http_port + 100
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def free_port() -> int:
     """A currently free TCP port on loopback whose +100 neighbour (transport) is free too."""
     for _ in range(50):
@@ -328,7 +338,7 @@ def start(cfg: NodeConfig) -> str:
     for parent in (cfg.runtime_dir, cfg.runtime_dir / "nodes"):
         os.chmod(parent, 0o755)
 
-    transport = cfg.transport_port or cfg.port + 100
+    transport = cfg.transport_port or _transport_port(cfg.port)
     env = {
         # runuser needs /usr/sbin on PATH for the JVM's own helpers; harmless otherwise.
         "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin",
