@@ -92,3 +92,20 @@ def stored_tiny_export(model_cache, tiny_checkpoint) -> Path:
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+SHOP = REPO_ROOT / "examples" / "shop"
+
+
+@pytest.fixture(scope="session")
+def shop_index(opensearch_url) -> str:
+    """The example shop catalog (examples/shop) indexed with its profile under the alias ``shop``."""
+    from qrw.search.connect import open_client
+    from qrw.search.documents import read_jsonl
+    from qrw.search.index import index_documents
+    from qrw.search.profile import load_profile
+
+    profile = load_profile(SHOP / "profile.yaml")
+    index_documents(open_client(opensearch_url), read_jsonl(SHOP / "catalog.jsonl"), profile, progress=False,
+                    url=opensearch_url)
+    return profile.index
