@@ -122,7 +122,7 @@ def _clause_order(name: str) -> tuple[int, int, str]:
 
 
 def _hits_html(settings: PageSettings, query: str, ranking: Ranking, show_provenance: bool,
-               baseline_ids: frozenset[str] = frozenset()) -> str:
+               baseline_ids: frozenset[str] = frozenset(), rewritten: bool = True) -> str:
     profile = settings.profile
     items = []
     for doc_id in ranking.ids[:RESULT_SIZE]:
@@ -132,7 +132,10 @@ def _hits_html(settings: PageSettings, query: str, ranking: Ranking, show_proven
         brand = f"{html.escape(item.brand)} · " if item.brand else ""
         provenance = new = ""
         if show_provenance:
-            labels = [html.escape(_label(n)) for n in sorted(ranking.matched.get(doc_id, []), key=_clause_order)]
+            names = sorted(ranking.matched.get(doc_id, []), key=_clause_order)
+            labels = [html.escape(_label(n)) for n in names]
+            if not labels and not rewritten:
+                labels = ["original query (no rewrite merged)"]
             provenance = f'<div class="by">found by: {", ".join(labels) or "—"}</div>'
             if doc_id not in baseline_ids:
                 new = f'<span class="new" title="not in the original top {RESULT_SIZE}">new</span>'
@@ -270,7 +273,8 @@ def build_app(settings: PageSettings) -> Starlette:
             rewrite_text = "n/a" if rewrite_ms is None else f"{float(rewrite_ms):.0f} ms"
             right = (f'<div class="meta">through the qrw proxy · {ranking.total} hits · '
                      f"rewrite {rewrite_text} · total {took:.0f} ms</div>"
-                     f"{_explain_html(explain, ranking)}{_hits_html(settings, query, ranking, True, baseline_ids)}")
+                     f"{_explain_html(explain, ranking)}"
+                     f"{_hits_html(settings, query, ranking, True, baseline_ids, bool(explain.get('rewritten')))}")
         except (QrwError, OSError) as exc:
             right = f'<p class="err">Rewritten search failed: {html.escape(str(exc))}</p>'
         judged = " (judged query: grades shown)" if query.lower() in settings.judgments else ""

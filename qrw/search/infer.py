@@ -1,4 +1,5 @@
-"""``qrw profile infer``: draft an index profile from a live index's mapping and a sample of its documents.
+"""``qrw profile infer``: draft an index profile from a live index (its mapping and a sample of its
+documents), or from a JSON Lines catalog that ``qrw index --from`` will build.
 
 Why it must work without hand edits: a search team points qrw at an index someone else built, with
 field names of its own. The draft must already run a sensible baseline query there, so every
@@ -12,8 +13,8 @@ decision below uses only what the index itself shows:
   sample: a title is a short text present in every document with mostly distinct values; a brand is a
   short, low-cardinality value that usually appears in the title; attributes are the remaining short,
   low-cardinality strings; long texts are descriptions;
-* **baseline**: on an index built by ``qrw index`` (it has the stemmed ``all_text`` catch-all) the
-  project's default form (catch-all + brand ``.stem`` at 0.5, most_fields). Elsewhere a
+* **baseline**: on an index built by ``qrw index`` (it has the stemmed ``all_text`` catch-all), and for
+  a JSON Lines catalog, the project's default form (catch-all + brand ``.stem`` at 0.5, most_fields). Elsewhere a
   ``cross_fields`` ``multi_match`` with equal weights over the text fields, each through its stemmed
   sub-field when the mapping has one: on the Icecat development queries that was the strongest form
   without a catch-all field, and boosting the title lowered nDCG@10 in every variant measured

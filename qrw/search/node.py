@@ -362,10 +362,12 @@ def start(cfg: NodeConfig) -> str:
     if account is not None:
         command = ["runuser", "-u", SERVICE_USER, "--", *command]
     # The daemon inherits our stdout/stderr: pipes would keep subprocess.run waiting for the
-    # daemon's exit, so its start-up output goes to a file instead.
+    # daemon's exit, so its start-up output goes to a file instead. Its own session: a Ctrl-C in the
+    # terminal that started it reaches the command (which decides what to stop), not the node.
     console = node_dir / "logs" / "console.out"
     with console.open("w") as sink:
-        result = subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=node_dir)
+        result = subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=node_dir,
+                                start_new_session=True)
     if result.returncode != 0:
         raise NodeError(
             f"OpenSearch did not start (exit {result.returncode}):\n{console.read_text(errors='replace')[-2000:]}",
