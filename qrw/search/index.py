@@ -28,6 +28,10 @@ from qrw.search.catalog import Product
 from qrw.search.connect import translate_errors
 from qrw.search.profile import METADATA_ID, IndexProfile, load_profile
 
+TEXT_FIELDS: tuple[str, ...] = load_profile().searchable_fields
+"""The shipped Icecat profile's text fields (what its ``all_text`` catch-all holds). Kept for callers
+written before profiles (``trainer/lexical.py``); new code reads ``IndexProfile.searchable_fields``."""
+
 
 def fingerprint(documents: Sequence[dict], mapping: dict) -> str:
     """A short hash of the mapping and every document, naming the concrete index."""
