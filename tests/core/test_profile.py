@@ -145,7 +145,14 @@ def test_infer_on_the_icecat_index_reproduces_the_default_query(opensearch_url, 
 
 
 @pytest.mark.opensearch
-def test_index_from_jsonl_errors_name_the_line_or_document(tmp_path, opensearch_url):
+def test_index_from_jsonl_errors_name_the_line_or_document(tmp_path, opensearch_url, capsys):
+    from qrw.cli import main
+
+    def qrw_in_process(*args: str) -> subprocess.CompletedProcess:
+        code = main(list(args))  # the console script's own entry point, without a new interpreter
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
     profile = tmp_path / "p.yaml"
     profile.write_text(json.dumps(_profile(id_field="sku")))
     cases = [
@@ -158,10 +165,11 @@ def test_index_from_jsonl_errors_name_the_line_or_document(tmp_path, opensearch_
     for content, message in cases:
         catalog = tmp_path / "p.jsonl"
         catalog.write_text(content)
-        result = qrw("index", "--url", opensearch_url, "--from", str(catalog), "--profile", str(profile), "--index", "bad-catalog")
+        result = qrw_in_process("index", "--url", opensearch_url, "--from", str(catalog), "--profile", str(profile),
+                                "--index", "bad-catalog")
         assert result.returncode == 2 and message in result.stderr, (content, result.stderr)
         assert "Traceback" not in result.stderr
-    result = qrw("index", "--url", opensearch_url, "--profile", str(profile))
+    result = qrw_in_process("index", "--url", opensearch_url, "--profile", str(profile))
     assert result.returncode == 2 and "fields the Icecat documents do not have" in result.stderr
 
 
