@@ -115,7 +115,7 @@ def infer_command(url: str | None, index: str | None, from_file: Path | None, ou
     from qrw.errors import ConfigError
     from qrw.search.profile import write_profile
 
-    if (index is None) == (from_file is None) and from_file is None:
+    if index is None and from_file is None:
         raise ConfigError("name a live index with --index, or a catalog file with --from")
     if from_file is not None:
         from qrw.search.documents import read_jsonl
