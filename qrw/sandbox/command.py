@@ -198,7 +198,7 @@ def sandbox(port: int, url: str | None, proxy_port: int, page_port: int, profile
     Runs until Ctrl-C, then stops everything it started (and nothing else).
     """
     from qrw.sandbox.page import PageSettings, load_page_judgments, serve_page
-    from qrw.search.profile import load_profile
+    from qrw.search.profile import ICECAT_PROFILE, load_profile
 
     profile = load_profile(profile_file)
     check_ports_free({"proxy": proxy_port, "page": page_port})
@@ -209,7 +209,7 @@ def sandbox(port: int, url: str | None, proxy_port: int, page_port: int, profile
         index_step(backend.url, profile, from_file, data_dir)
         baseline_step(backend.url, profile, judgments)
         folder = rewriter_step(model) if model != "none" else None
-        proxy = start_proxy(backend.url, folder, proxy_port, WORK_DIR, profile_file=profile_file,
+        proxy = start_proxy(backend.url, folder, proxy_port, WORK_DIR, profile_file=profile_file or ICECAT_PROFILE,
                             rules=rules, config_file=config_file)
         settings = PageSettings(backend.url, f"http://127.0.0.1:{proxy_port}", profile.index,
                                 load_page_judgments(judgments), profile=profile)
