@@ -55,8 +55,7 @@ def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_
     if names == ["original"]:
         report = _single(client, settings, qrels, profile, quiet)
     else:
-        report = _compare(client, settings, qrels, profile, profile_file is not None, names, models, plugin_config,
-                          num_rewrites, plots_dir)
+        report = _compare(client, settings, qrels, profile, names, models, plugin_config, num_rewrites, plots_dir)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(report, indent=2))
     click.echo(f"wrote {json_out}")
@@ -84,14 +83,9 @@ def _model_argument(model: str) -> str:
     return model
 
 
-def _compare(client, settings: EvalSettings, qrels, profile, profile_given: bool, names, models, plugin_config,
-             num_rewrites, plots_dir) -> dict:
-    import inspect
-
-    from qrw.errors import ConfigError
+def _compare(client, settings: EvalSettings, qrels, profile, names, models, plugin_config, num_rewrites, plots_dir) -> dict:
     from qrw.eval.compare import SystemSpec, compare_systems, format_comparison
     from qrw.plugin.config import load_config
-    from qrw.search.baseline import DEFAULT_BASELINE
 
     models = tuple(_model_argument(m) for m in models)
     default_model = None
@@ -103,17 +97,15 @@ def _compare(client, settings: EvalSettings, qrels, profile, profile_given: bool
             specs += [SystemSpec.parse(f"{name}:{model}", None) for model in models]
         else:
             specs.append(SystemSpec.parse(name, default_model))
-    options = {}
-    if profile_given:
-        # compare_systems takes the profile's baseline as `baseline=` (the owner's change to compare.py)
-        if "baseline" in inspect.signature(compare_systems).parameters:
-            options["baseline"] = profile.baseline
-        elif profile.baseline != DEFAULT_BASELINE:
-            raise ConfigError(
-                f"this build compares systems with the default baseline only; profile {profile.name!r} has its own",
-                hint="use --systems original for the profile's baseline, or point --url at the rewriting proxy")
-    result = compare_systems(client, settings.search.index, qrels, specs, plugin_config=load_config(plugin_config),
-                             num_rewrites=num_rewrites, depth=settings.depth, url=settings.search.url, **options)
+    from qrw.search.brands import exact_brand_field
+
+    # the profile's baseline is `original`; its brand field feeds the guards and the added-brand rate;
+    # without --plugin-config, compare_systems uses each model's shipped serving.yaml, else the defaults
+    result = compare_systems(client, settings.search.index, qrels, specs,
+                             plugin_config=load_config(plugin_config) if plugin_config is not None else None,
+                             num_rewrites=num_rewrites, depth=settings.depth, url=settings.search.url,
+                             baseline=profile.baseline,
+                             brand_field=exact_brand_field(client, profile, settings.search.index, url=settings.search.url))
     click.echo(format_comparison(result))
     if plots_dir is not None:
         from qrw.eval.plots import plot_deltas, plot_latency_cdf

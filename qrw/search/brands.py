@@ -34,6 +34,15 @@ def _exact_field(mappings: dict, field: str) -> str | None:
     return None
 
 
+def exact_brand_field(client: OpenSearch, profile: IndexProfile, index: str | None = None, *, url: str = "") -> str | None:
+    """The keyword form of the profile's brand field in ``index`` (``supplier.raw`` for Icecat), or None."""
+    if not profile.brand_field:
+        return None
+    index = index or profile.index
+    with translate_errors(url, index=index):
+        return _exact_field(client.indices.get_mapping(index=index), profile.brand_field)
+
+
 def brand_list(client: OpenSearch, profile: IndexProfile, index: str | None = None, *, url: str = "",
                min_documents: int = 1) -> list[str]:
     """Every brand value in the index (at most ``MAX_BRANDS``, most frequent first); [] without a brand field."""
