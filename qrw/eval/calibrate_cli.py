@@ -66,6 +66,11 @@ def calibrate(model: str, judgments: Path | None, queries_file: Path | None, url
             raise InputDataError(f"{len(missing)} queries of {queries_file} have no judgments, e.g. {missing[0]!r}")
         qrels = {q: qrels[q] for q in wanted}
     client = open_client(url)
+    # the guards see the catalog's brands, as `qrw proxy --profile` serves them
+    from qrw.search.brands import brand_list
+
+    brands = tuple(dict.fromkeys([*config.guards.brands, *brand_list(client, profile, index, url=url)]))
+    guard_config = config.guards.model_copy(update={"brands": brands})
     rewrite_model = load_model(model, strict=True)
     outcomes = produce_outcomes(rewrite_model, list(qrels), config.chain.num_rewrites)
 
@@ -78,10 +83,10 @@ def calibrate(model: str, judgments: Path | None, queries_file: Path | None, url
         search=search,
         base_body=profile.baseline.build,
         scorer=lambda ranked, judged: ndcg_at_k(ranked, judged, 10),
-        guard_config=config.guards, folds=folds, seed=seed,
+        guard_config=guard_config, folds=folds, seed=seed,
     )
     report = {"model": getattr(rewrite_model, "name", str(model)), "judgments": str(judgments), "index": index,
-              "profile": profile.name, "baseline": profile.baseline.name, **result.as_dict()}
+              "profile": profile.name, "baseline": profile.baseline.name, "brands": len(brands), **result.as_dict()}
     click.echo(json.dumps(report, indent=2))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(dump_gate(result.best), encoding="utf-8")

@@ -83,4 +83,5 @@ def test_calibrate_reads_the_profile(opensearch_url, shop_index, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["index"] == "shop" and report["profile"] == "shop" and report["queries"] == 6
+    assert report["brands"] == 10  # the shop's makers, as the proxy's brand guard sees them
     assert out.read_text().startswith("gate:")
