@@ -33,44 +33,47 @@ def truthy(value: Any) -> bool:
     return bool(value)
 
 
-def load_model(model_dir: str | Path | None) -> RewriteModel | None:
-    """Load an exported ONNX folder through ``qrw.plugin.runtime``; on any problem log and return None.
+def load_model(model: str | Path | None = "default", *, strict: bool = False) -> RewriteModel | None:
+    """The rewrite model named by ``model``, through one path (``qrw.plugin.model_store.resolve``):
 
-    A ``.jsonl`` file is read as a ``TableRewriteModel`` (precomputed rewrites and tags).
+    ``"default"`` (the default: the project's default rewriter), an exported ONNX folder, an adapter
+    or checkpoint folder (exported on first use, cached by content hash), or a ``.jsonl`` rewrite
+    table (``TableRewriteModel``). ``None`` means no model.
 
-    None means "serve the original query": a missing folder, a broken export or a runtime that cannot
-    be imported must never stop the proxy from answering searches.
+    On any problem it logs a warning naming the model and returns None, which means "serve the
+    original query": a missing folder, a broken export or a runtime that cannot be imported must
+    never stop the proxy from answering searches. ``strict=True`` raises instead (library use,
+    where a typo should fail loudly).
     """
-    if model_dir is None:
+    if model is None:
         return None
-    path = Path(model_dir)
-    if path.is_file() and path.suffix == ".jsonl":
+    from qrw.errors import QrwError
+    from qrw.plugin import model_store
+
+    try:
+        path = model_store.resolve(model)
+    except QrwError as exc:
+        if strict:
+            raise
+        log.warning("no usable model for %r (%s): serving original queries (no rewrites)", str(model), exc)
+        return None
+    if model_store.is_table(path):
         from qrw.plugin.table import TableRewriteModel
 
         try:
             return TableRewriteModel.from_file(path)
         except Exception as exc:  # noqa: BLE001
+            if strict:
+                raise
             log.warning("cannot read the rewrite table %s (%s): serving original queries (no rewrites)", path, exc)
             return None
-    if not path.is_dir():
-        log.warning("model folder %s does not exist: serving original queries (no rewrites)", path)
-        return None
     try:
         from qrw.plugin import runtime  # noqa: PLC0415 - lazy: onnxruntime is heavy and optional
+
+        return runtime.load_model(path)
     except Exception as exc:  # noqa: BLE001
-        log.warning("cannot import qrw.plugin.runtime (%s: %s): serving original queries (no rewrites)", type(exc).__name__, exc)
-        return None
-    try:
-        for name in ("load_model", "load"):
-            loader = getattr(runtime, name, None)
-            if callable(loader):
-                return loader(path)
-        for name in ("OnnxRewriteModel", "RuntimeModel", "OnnxModel"):
-            cls = getattr(runtime, name, None)
-            if cls is not None:
-                return cls.from_dir(path) if hasattr(cls, "from_dir") else cls(path)
-        log.warning("qrw.plugin.runtime has no load_model(); serving original queries (no rewrites)")
-    except Exception as exc:  # noqa: BLE001
+        if strict:
+            raise
         log.warning("cannot load the model from %s (%s: %s): serving original queries (no rewrites)", path, type(exc).__name__, exc)
     return None
 

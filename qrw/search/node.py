@@ -69,7 +69,7 @@ class NodeConfig:
     port: int = 9200
     """HTTP port on 127.0.0.1."""
     transport_port: int | None = None
-    """Transport port; by default ``port + 100``."""
+    """Transport port; by default ``port + 100``, or any free port when that one is taken."""
     heap: str = "512m"
     """JVM heap (Xms = Xmx). At most 1g: CI machines have 2 cores and share memory with training."""
     cache_dir: Path = dataclasses.field(default_factory=_default_cache_dir)
@@ -239,6 +239,16 @@ def _port_in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _transport_port(http_port: int) -> int:
+    """``http_port + 100`` when free, else any free loopback port: a single node talks to nobody on it,
+    but a taken transport port would stop it from starting (another node's, say)."""
+    if http_port + 100 <= 65535 and not _port_in_use(http_port + 100):
+        return http_port + 100
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def free_port() -> int:
     """A currently free TCP port on loopback whose +100 neighbour (transport) is free too."""
     for _ in range(50):
@@ -282,9 +292,31 @@ def _log_tail(cfg: NodeConfig, lines: int = 30) -> str:
     return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:])
 
 
+def cluster_name(cfg: NodeConfig) -> str:
+    """The cluster name a node of this name runs with: how a node on a port is recognised as ours."""
+    return f"qrw-{cfg.name}"
+
+
+def running_here(cfg: NodeConfig) -> bool:
+    """True when this name's node runs (its pid file is alive) and is what answers on ``cfg.port``.
+
+    The cluster name must match too: a pid file can outlive its node, and another program may have
+    taken the port since; neither may be taken for ours.
+    """
+    if _read_pid(cfg) is None:
+        return False
+    health = cluster_health(cfg.http_url)
+    return bool(health) and health.get("cluster_name") == cluster_name(cfg)
+
+
+def port_in_use(port: int) -> bool:
+    """Whether anything accepts connections on ``127.0.0.1:port``."""
+    return _port_in_use(port)
+
+
 def start(cfg: NodeConfig) -> str:
-    """Start the node (idempotent: a running node is reused) and wait for yellow health; return its URL."""
-    if _read_pid(cfg) is not None and cluster_health(cfg.http_url) is not None:
+    """Start the node (idempotent: this name's running node is reused) and wait for yellow health; return its URL."""
+    if running_here(cfg):
         return cfg.http_url
     if _port_in_use(cfg.port):
         raise NodeError(
@@ -306,7 +338,7 @@ def start(cfg: NodeConfig) -> str:
     for parent in (cfg.runtime_dir, cfg.runtime_dir / "nodes"):
         os.chmod(parent, 0o755)
 
-    transport = cfg.transport_port or cfg.port + 100
+    transport = cfg.transport_port or _transport_port(cfg.port)
     env = {
         # runuser needs /usr/sbin on PATH for the JVM's own helpers; harmless otherwise.
         "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin",
@@ -323,17 +355,19 @@ def start(cfg: NodeConfig) -> str:
         f"-Etransport.port={transport}",
         f"-Epath.data={node_dir / 'data'}",
         f"-Epath.logs={node_dir / 'logs'}",
-        f"-Ecluster.name=qrw-{cfg.name}",
+        f"-Ecluster.name={cluster_name(cfg)}",
         "-Ecluster.routing.allocation.disk.threshold_enabled=false",
         "-Eaction.destructive_requires_name=false",
     ]
     if account is not None:
         command = ["runuser", "-u", SERVICE_USER, "--", *command]
     # The daemon inherits our stdout/stderr: pipes would keep subprocess.run waiting for the
-    # daemon's exit, so its start-up output goes to a file instead.
+    # daemon's exit, so its start-up output goes to a file instead. Its own session: a Ctrl-C in the
+    # terminal that started it reaches the command (which decides what to stop), not the node.
     console = node_dir / "logs" / "console.out"
     with console.open("w") as sink:
-        result = subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=node_dir)
+        result = subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=node_dir,
+                                start_new_session=True)
     if result.returncode != 0:
         raise NodeError(
             f"OpenSearch did not start (exit {result.returncode}):\n{console.read_text(errors='replace')[-2000:]}",

@@ -276,7 +276,7 @@ def test_concurrent_clients_lose_nothing(proxied, indexed_catalog):
 
 
 def test_proxy_import_does_not_load_torch():
-    code = ("import sys, qrw.plugin.proxy, qrw.plugin.proxy_cli, qrw.plugin.client, qrw.plugin.calibrate_cli;"
+    code = ("import sys, qrw.plugin.proxy, qrw.plugin.proxy_cli, qrw.plugin.client, qrw.plugin.model_store, qrw.eval.calibrate_cli;"
             "bad = [m for m in ('torch', 'transformers', 'trl') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
