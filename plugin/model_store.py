@@ -133,7 +133,8 @@ def ensure_exported(checkpoint: Path, target: Path) -> Path:
             command = [sys.executable, "-m", "qrw.export.cli", "--model", str(checkpoint), "--out", str(staging / "out"),
                        "--target", "cpu"]
             print(f"exporting {checkpoint} once (cached as {target.name}; a few minutes on 2 cores) …", file=sys.stderr, flush=True)
-            result = subprocess.run(command)
+            # the exporter's report goes to stderr: stdout belongs to the caller (`qrw model path` prints a path)
+            result = subprocess.run(command, stdout=sys.stderr)
             if result.returncode != 0 or not is_exported(staging / "out"):
                 raise ConfigError(f"exporting {checkpoint} failed (qrw-export exit {result.returncode})")
             (staging / "out" / SOURCE_NAME).write_text(json.dumps(

@@ -6,10 +6,9 @@ The chain a new user follows, every step through the real CLI against the sessio
 2. ``qrw profile infer`` drafts a profile from it, and its baseline works there without edits;
 3. ``qrw index --from FILE.jsonl --profile`` builds qrw's own index of the same catalog and writes
    the profile of that index;
-4. (``qrw train data --profile`` and a tiny training run: the profile-aware data builder is being
-   written in ``trainer/``; until it lands, the tiny model below is the session's randomly
-   initialised checkpoint, whose vocabulary comes from catalog titles);
-5. the model is exported on first use through the one model path (``qrw model path CKPT``);
+4. ``qrw train data --profile --catalog`` builds measured-gain training data from this catalog and
+   its judgments, and ``qrw train sft`` fine-tunes the session's tiny model on it for a few steps;
+5. the trained model is exported on first use through the one model path (``qrw model path CKPT``);
 6. ``qrw proxy --profile`` serves it, with the catalog's brands from the profile's brand field;
 7. ``qrw eval --profile`` scores the baseline direct and what the proxy serves (``--url`` = proxy).
 """
@@ -109,16 +108,32 @@ def test_second_catalog_from_someone_elses_index_to_the_served_rewriter(
     built = yaml.safe_load(built_profile.read_text())
     assert built["index"] == "garden" and built["baseline"]["fields"] == ["all_text", "maker.stem^0.5"]
 
-    # 4. training data and tiny training from the profile: not yet (see the module docstring)
-    # 5. the model, through the one model path: the checkpoint's cached export
-    model_path = qrw("model", "path", str(tiny_checkpoint), env=env)
-    assert model_path.returncode == 0 and model_path.stdout.strip() == str(stored_tiny_export)
+    # 4. training data from this catalog through its profile, and a tiny SFT on it
+    data = tmp_path / "data"
+    result = qrw("train", "data", "--profile", str(built_profile), "--catalog", str(catalog), "--judgments", str(judgments),
+                 "--output-dir", str(data), "--pseudo-queries", "300", "--agreement-sample", "60", "--url", opensearch_url,
+                 "--index", "garden", env=env)
+    assert result.returncode == 0, result.stderr
+    card = json.loads((data / "data_card.json").read_text())
+    assert "profile 'garden-foreign'" in card["sources"]["catalog"] and card["queries"]["pseudo/train"] > 100
+    assert card["agreement_with_opensearch"]["spearman_gain"] > 0.5  # the in-process baseline follows the node here too
+    tags = [json.loads(line) for line in (data / "tag_train.jsonl").read_text().splitlines()]
+    assert {t["tag"] for t in tags} >= {"exact", "irrelevant"}
+    trained = tmp_path / "sft"
+    result = qrw("train", "sft", "--model", str(tiny_checkpoint), "--data-dir", str(data), "--output-dir", str(trained),
+                 "--max-steps", "4", "--per-device-train-batch-size", "8", "--learning-rate", "0.003", "--device", "cpu",
+                 "--no-progress", env=env)
+    assert result.returncode == 0, result.stderr
+    # 5. the trained model, through the one model path: exported on first use
+    model_path = qrw("model", "path", str(trained), env=env)
+    assert model_path.returncode == 0, model_path.stderr
+    assert (Path(model_path.stdout.strip()) / "manifest.json").is_file() and model_path.stdout.strip() != str(stored_tiny_export)
 
     # 6. the proxy serves it, with the catalog's brands in the brand guard
     port = os_node.free_port()
     merged = tmp_path / "proxy-plugin.yaml"
     proxy = subprocess.Popen(
-        [sys.executable, "-m", "qrw.cli", "proxy", "--profile", str(built_profile), "--model", str(tiny_checkpoint),
+        [sys.executable, "-m", "qrw.cli", "proxy", "--profile", str(built_profile), "--model", str(trained),
          "--port", str(port), "--config-out", str(merged)], env=env, stderr=subprocess.PIPE, text=True)
     proxy_url = f"http://127.0.0.1:{port}"
     try:

@@ -88,6 +88,8 @@ POLICY: dict[str, tuple[str, str]] = {
         ("serve", ""),
     ".venv/bin/qrw eval --judgments ../shared/data/icecat/judgments/judgments.csv --json out.json":
         ("run", ""),
+    ".venv/bin/qrw baselines --out docs/eval      # writes docs/eval/baselines.{md,json}":
+        ("parse", "tests/core/test_baseline.py runs the same selection and checks it chooses the shipped default"),
     ".venv/bin/qrw-export --model CKPT --out DIR --target cpu [--int8]     # CPU":
         ("parse", "placeholders; a real export takes minutes (CPU) or a GPU; tests/export/ exports a tiny model"),
     "from qrw.plugin import RewritingOpenSearch            # an opensearchpy.OpenSearch subclass":
