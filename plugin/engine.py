@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from qrw.plugin.cache import TTLCache
-from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RulesFactory
+from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RewriteCache, RulesFactory
 from qrw.plugin.config import PluginConfig
-from qrw.plugin.merge import WeightedRewrite, find_text_query, merge_rewrites, rewrite_name, strip_ext
+from qrw.plugin.fidelity import TermsFactory, faithful_merge
+from qrw.plugin.merge import WeightedRewrite, find_text_query, rewrite_name, strip_ext
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.prompt import normalize_text
 from qrw.plugin.rules import RuleSet
@@ -61,7 +62,10 @@ def load_model(model_dir: str | Path | None) -> RewriteModel | None:
         log.warning("cannot import qrw.plugin.runtime (%s: %s): serving original queries (no rewrites)", type(exc).__name__, exc)
         return None
     try:
-        for name in ("load_model", "load"):
+        loader = getattr(runtime, "load_model", None)
+        if callable(loader):
+            return loader(path, verify_hash=True)  # a corrupt model file of the right size must not load
+        for name in ("load",):
             loader = getattr(runtime, name, None)
             if callable(loader):
                 return loader(path)
@@ -76,9 +80,11 @@ def load_model(model_dir: str | Path | None) -> RewriteModel | None:
 
 
 class RewriteEngine:
-    def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None) -> None:
+    def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None,
+                 cache: RewriteCache | None = None) -> None:
         self.config = config or PluginConfig()
-        self.cache: TTLCache = TTLCache(self.config.cache.max_entries, self.config.cache.ttl_s)
+        # Any ``RewriteCache`` plugs in here (e.g. one shared by several proxy workers); in-process LRU by default.
+        self.cache: RewriteCache = cache if cache is not None else TTLCache(self.config.cache.max_entries, self.config.cache.ttl_s)
         self.source = ModelSource(model, self.config.chain, self.cache)
         self.rules = rules or RuleSet()
         self.chain = Chain([
@@ -86,6 +92,7 @@ class RewriteEngine:
             GuardsFactory(self.config.guards),
             GateFactory(self.config.gate),
             RulesFactory(self.rules),
+            TermsFactory(),
         ])
         if self.config.cache.precompute_file is not None:
             self.precompute_file(self.config.cache.precompute_file)
@@ -161,7 +168,7 @@ class RewriteEngine:
             deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
             result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
             kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
-            new_body = merge_rewrites(body, kept)
+            new_body = faithful_merge(body, kept)
             return new_body, self._report(result, started) if explain else None
         except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response
             log.exception("rewriting failed; sending the original query")
