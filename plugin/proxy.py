@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gzip
+import json
 import logging
 import re
 import time
@@ -62,6 +63,8 @@ READ_APIS = frozenset({"_search", "_msearch", "_count", "_explain", "_validate",
 """APIs that only read: safe to send again to another node when a node fails."""
 NOT_REPLAYABLE = ("scroll", "point_in_time", "_pit")
 JSON_TYPE = b"application/json; charset=UTF-8"
+LAST_RESORT = (b'{"error":{"root_cause":[{"type":"qrw_internal_exception","reason":"internal proxy error"}],'
+               b'"type":"qrw_internal_exception","reason":"internal proxy error"},"status":500}')
 
 
 def _apis(path: str) -> set[str]:
@@ -189,7 +192,10 @@ class Responder:
         await self.send({"type": "http.response.body", "body": body})
 
     async def json(self, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        body = orjson.dumps(payload)
+        try:
+            body = jsonbody.dumps(payload)
+        except Exception:  # noqa: BLE001 - an error answer must go out even when our serialiser is the problem
+            body = json.dumps(payload, ensure_ascii=True, default=str).encode() if status < 500 else LAST_RESORT
         headers = [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode()), *(extra or [])]
         await self.whole(status, headers, body)
 
@@ -393,7 +399,7 @@ class Proxy:
         response, data = await self._upstreams().request(scope["method"], self._target(scope), forward, content,
                                                          retryable=True, buffer_response=True)
         assert data is not None
-        report_wanted = explain and any(r is not None for r in reports)
+        report_wanted = debug and any(r is not None for r in reports)
         if not report_wanted:
             await responder.whole(response.status, _response_headers(response.headers), data)
             return
@@ -421,7 +427,7 @@ class Proxy:
             for item, report in zip(payload["responses"], reports):
                 if isinstance(item, dict) and report is not None:
                     item["qrw"] = report
-        return _encode(orjson.dumps(payload), encoding)
+        return _encode(jsonbody.dumps(payload), encoding)
 
     async def _in_thread(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()

@@ -15,9 +15,11 @@ from qrw.search.connect import DEFAULT_INDEX
 
 
 def start_search(port: int) -> tuple[os_node.NodeConfig, str]:
-    cfg = os_node.NodeConfig(name="default", port=port)
+    """The sandbox's own node (folder ``sandbox``). A node it did not start is never reused or stopped:
+    if one already runs there, or anything holds the port, this fails with a hint instead."""
+    cfg = os_node.NodeConfig(name="sandbox", port=port)
     click.echo(f"[1/6] starting OpenSearch {cfg.version} on 127.0.0.1:{port} …")
-    return cfg, os_node.start(cfg)
+    return cfg, os_node.start(cfg, reuse=False)
 
 
 def index_catalog_step(url: str, data_dir: Path | None) -> None:
@@ -62,7 +64,8 @@ def rewriter_step() -> Path | None:
 
 # The sandbox is for looking at rewrites: a fp32 SmolLM2 on 2 cores needs 0.5-2 s for a cold query,
 # so the serving default (150 ms, then the fallback ladder) would mostly show the original query.
-SANDBOX_PLUGIN_CONFIG = "chain:\n  deadline_ms: 5000\n"
+# The page asks for explain reports, a debug surface: allowed from this machine only.
+SANDBOX_PLUGIN_CONFIG = "chain:\n  deadline_ms: 5000\nproxy:\n  debug_networks: [127.0.0.1/32, ::1/128]\n"
 
 
 def start_proxy(upstream: str, model: Path | None, port: int, work_dir: Path) -> subprocess.Popen:
