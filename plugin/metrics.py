@@ -67,6 +67,9 @@ class Metrics:
         child.inc()  # type: ignore[attr-defined]
         self.request_seconds.labels(route).observe(seconds)
 
+    def body(self, rewritten: bool) -> None:
+        self.bodies.labels("rewritten" if rewritten else "unchanged").inc()
+
     def model_outcome(self, origin: str, reason: str | None) -> None:
         self.outputs.labels(origin).inc()
         if reason is not None:

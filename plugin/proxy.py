@@ -54,6 +54,8 @@ log = logging.getLogger("qrw.proxy")
 
 SEARCH_PATH = re.compile(r"^/(?:(?P<index>[^/]+)/)?(?P<api>_search|_msearch)/?$")
 EXPLAIN_HEADER = b"x-qrw-explain"
+REWRITE_MARK = b'"_name":"qrw:rewrite:'
+"""Present in a forwarded body exactly when at least one rewrite clause was merged into it."""
 QRW_HEADERS = frozenset({EXPLAIN_HEADER, TOKEN_HEADER})
 QUERY_APIS = frozenset({"_search", "_msearch", "_count", "_explain", "_validate", "_delete_by_query", "_update_by_query",
                         "_reindex", "_alias", "_aliases", "_field_caps", "_rank_eval", "_render"})
@@ -456,9 +458,12 @@ class Proxy:
         """(new bytes, or None when the body is unchanged; explain report). Never raises."""
         new_body, report = self.engine.rewrite_body(body, index=index, explain=explain)
         if new_body == body:
+            self.metrics.body(False)
             return None, report
         try:
-            return jsonbody.dumps(new_body), report
+            data = jsonbody.dumps(new_body)
+            self.metrics.body(REWRITE_MARK in data)
+            return data, report
         except (TypeError, ValueError):
             log.exception("cannot serialise a rewritten body; sending the client's")
             return None, report

@@ -97,6 +97,6 @@ def proxy(upstreams: tuple[str, ...], model_dir: Path | None, port: int, host: s
     config_uv = serve_config("qrw.plugin.proxy_cli:app_from_env", host, port, log_level=log_level, workers=workers, factory=True)
     try:
         socket = config_uv.bind_socket()
-        Multiprocess(config_uv, target=uvicorn.Server(config_uv).run, sockets=[socket]).run()
+        Multiprocess(config_uv, sockets=[socket]).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

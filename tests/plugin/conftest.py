@@ -129,6 +129,8 @@ class RawUpstream:
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests: list[dict] = []
         self.delay_s = 0.0
+        self.drop_when = None
+        """A predicate on the request: when true, the connection is closed without an answer (a node dying mid-request)."""
         self.response: tuple[int, list[tuple[bytes, bytes]], bytes] = (
             200, [(b"content-type", b"application/json; charset=UTF-8")], b'{"ok":true}')
         self._loop = asyncio.new_event_loop()
@@ -166,6 +168,9 @@ class RawUpstream:
             def on_message_complete(self):
                 self.current["method"] = self.parser.get_method().decode()
                 outer.requests.append(self.current)
+                if outer.drop_when is not None and outer.drop_when(self.current):
+                    self.transport.close()
+                    return
                 status, headers, body = outer.response
                 head = b"HTTP/1.1 %d X\r\n" % status + b"".join(b"%s: %s\r\n" % h for h in headers)
                 payload = head + b"content-length: %d\r\n\r\n" % len(body) + body
