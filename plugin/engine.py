@@ -26,6 +26,7 @@ from qrw.plugin.rules import RuleSet
 log = logging.getLogger("qrw.plugin")
 
 TRUE_STRINGS = ("1", "true", "yes", "on")
+VERDICT_MEMO_SIZE = 50_000
 
 
 def truthy(value: Any) -> bool:
@@ -86,6 +87,7 @@ class RewriteEngine:
         # Any ``RewriteCache`` plugs in here (e.g. one shared by several proxy workers); in-process LRU by default.
         self.cache: RewriteCache = cache if cache is not None else TTLCache(self.config.cache.max_entries, self.config.cache.ttl_s)
         self.source = ModelSource(model, self.config.chain, self.cache)
+        self._verdicts: dict[str, tuple[Any, list[WeightedRewrite]]] = {}
         self.rules = rules or RuleSet()
         self.chain = Chain([
             ModelRewriterFactory(self.source),
@@ -150,6 +152,25 @@ class RewriteEngine:
         level = self.config.chain.explain_level if explain else "off"
         return self.chain.run(query, time.monotonic() + budget, Explain(level))
 
+    def _kept_rewrites(self, text: str, deadline_ms: float | None) -> list[WeightedRewrite]:
+        """The rewrites to merge for ``text`` (no explain). On a fresh cache hit the chain's verdict for
+        the same model outputs is reused: guards, gate and rules are pure functions of (query, outputs)
+        and would otherwise cost most of the proxy's CPU on the cache-hit path."""
+        budget = (deadline_ms if deadline_ms is not None else self.config.chain.deadline_ms) / 1000.0
+        deadline = time.monotonic() + budget
+        outputs, origin, error = self.source.outputs(text, deadline)
+        if origin == "cache":
+            remembered = self._verdicts.get(text)
+            if remembered is not None and (remembered[0] is outputs or remembered[0] == outputs):
+                return remembered[1]
+        result = self.chain.run(text, deadline, Explain("off"), prefetched=(outputs, origin, error))
+        kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
+        if origin in ("cache", "model"):
+            if len(self._verdicts) >= VERDICT_MEMO_SIZE:
+                self._verdicts.clear()
+            self._verdicts[text] = (outputs, kept)
+        return kept
+
     def rewrite_body(self, body: Any, *, index: str | None = None, explain: bool = False) -> tuple[Any, dict | None]:
         """(body to send, explain report or None). Never raises for a rewriting problem."""
         started = time.perf_counter()
@@ -166,10 +187,12 @@ class RewriteEngine:
                 return body, self._report(None, started, reason) if explain else None
             deadline_ms = options.get("deadline_ms")
             deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
+            if not explain:
+                return faithful_merge(body, self._kept_rewrites(text, deadline_ms)), None
             result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
             kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
             new_body = faithful_merge(body, kept)
-            return new_body, self._report(result, started) if explain else None
+            return new_body, self._report(result, started)
         except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response
             log.exception("rewriting failed; sending the original query")
             fallback = strip_ext(body)[0] if isinstance(body, Mapping) else body

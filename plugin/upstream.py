@@ -357,11 +357,14 @@ class Node:
         return connection
 
     async def acquire(self) -> _Connection:
-        try:
-            await asyncio.wait_for(self.slots.acquire(), self.settings.pool_timeout_s)
-        except asyncio.TimeoutError:
-            raise ProxyOverloaded(f"no free connection to {self.url} within {self.settings.pool_timeout_s}s "
-                                  f"(max_connections {self.settings.max_connections})") from None
+        if self.slots.locked():  # only then pay for a timer: the pool is full
+            try:
+                await asyncio.wait_for(self.slots.acquire(), self.settings.pool_timeout_s)
+            except asyncio.TimeoutError:
+                raise ProxyOverloaded(f"no free connection to {self.url} within {self.settings.pool_timeout_s}s "
+                                      f"(max_connections {self.settings.max_connections})") from None
+        else:
+            await self.slots.acquire()
         while self.idle:
             connection = self.idle.pop()
             if connection.usable:
