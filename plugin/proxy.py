@@ -46,7 +46,7 @@ from qrw.plugin import msearch as msearch_framing
 from qrw.plugin.access import TOKEN_HEADER, DebugAccess
 from qrw.plugin.config import ProxyConfig
 from qrw.plugin.engine import RewriteEngine, truthy
-from qrw.plugin.errors import BodyTooDeep, BodyTooLarge, Forbidden, NotFound, ProxyError, to_response
+from qrw.plugin.errors import BodyTooDeep, BodyTooLarge, BodyUnreadable, Forbidden, NotFound, ProxyError, to_response
 from qrw.plugin.metrics import Metrics
 from qrw.plugin.upstream import HOP_BY_HOP, StreamBody, Upstreams, UpstreamSettings
 
@@ -83,27 +83,29 @@ def is_idempotent_read(method: str, path: str) -> bool:
 
 
 def _decode(body: bytes, encoding: bytes, limit: int) -> bytes | None:
-    """``body`` decoded per its content-encoding (None: unknown or broken, the node decides)."""
+    """``body`` decoded per its content-encoding; None for an encoding we do not know (the node decides).
+
+    A body that claims gzip or deflate but does not decode is refused with a 400 here: OpenSearch
+    itself drops the connection without an answer, which a proxy would otherwise read as a dead node.
+    """
     encoding = encoding.strip().lower()
     if encoding in (b"", b"identity"):
         return body
-    if encoding in (b"gzip", b"x-gzip", b"deflate"):
-        wbits = 47 if encoding != b"deflate" else 15  # 47: gzip or zlib header, auto-detected
+    if encoding not in (b"gzip", b"x-gzip", b"deflate"):
+        return None
+    attempts = (47,) if encoding != b"deflate" else (15, -15)  # 47: gzip or zlib header; -15: raw deflate
+    for wbits in attempts:
         decompressor = zlib.decompressobj(wbits)
         try:
             plain = decompressor.decompress(body, limit + 1)
         except zlib.error:
-            if encoding != b"deflate":
-                return None
-            try:  # raw deflate without the zlib header
-                decompressor = zlib.decompressobj(-15)
-                plain = decompressor.decompress(body, limit + 1)
-            except zlib.error:
-                return None
+            continue
         if len(plain) > limit or decompressor.unconsumed_tail:
             raise BodyTooLarge(f"decoded request body exceeds the proxy's limit of {limit} bytes")
+        if not decompressor.eof:
+            break
         return plain
-    return None
+    raise BodyUnreadable(f"the request body is not valid {encoding.decode('latin-1')} (content-encoding)")
 
 
 def _encode(body: bytes, encoding: bytes) -> bytes:
@@ -419,7 +421,7 @@ class Proxy:
         try:
             plain = _decode(data, encoding, 1 << 31)
             payload = orjson.loads(plain) if plain is not None else None
-        except (orjson.JSONDecodeError, BodyTooLarge):
+        except (orjson.JSONDecodeError, BodyTooLarge, BodyUnreadable):
             payload = None
         if not isinstance(payload, dict):
             return data
