@@ -446,6 +446,8 @@ class Tally:
     rewritten_differ: int = 0
     ext_stripped: int = 0
     opensearch_closed: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    """(family, OpenSearch's status class, the proxy's status class) -> cases."""
 
     def bad(self, kind: str, case: Case, detail: str) -> None:
         self.violations[kind] += 1
@@ -483,6 +485,7 @@ async def compare(case: Case, proxy: Client, direct: Client, tally: Tally, rng: 
         if a.status >= 500 or error_type(a.body, a.headers) is None:
             tally.bad("proxy_5xx", case, f"OpenSearch closed the connection; the proxy answered {a.status}")
         return False
+    tally.outcomes[f"{case.family} direct={b.status // 100}xx proxy={a.status // 100}xx"] += 1
     a_type = error_type(a.body, a.headers)
     if a.status >= 500 and (b.status < 500 or a_type in QRW_ERROR_TYPES):
         tally.bad("proxy_5xx", case, f"proxy {a.status} {a_type}, OpenSearch {b.status}")
@@ -595,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         "rewritten_and_different_from_direct": tally.rewritten_differ,
         "ext_qrw_stripped_where_opensearch_refuses_it": tally.ext_stripped,
         "opensearch_closed_connection_without_answer": tally.opensearch_closed,
+        "outcomes": dict(sorted(tally.outcomes.items())),
         "examples": tally.examples,
     }
     report["passed"] = not tally.violations
