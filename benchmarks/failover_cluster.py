@@ -70,7 +70,12 @@ def signature(kind: str, status: int, body: bytes):
     for item in items:
         if item.get("status", 200) != 200 or item["_shards"]["failed"]:
             return None
-        out.append((item["hits"]["total"]["value"], frozenset(h["_id"] for h in item["hits"]["hits"])))
+        hits = item["hits"]["hits"]
+        scores = tuple(round(h["_score"] or 0.0, 3) for h in hits)
+        # Hits tied at the last score may differ between a primary and its replica (equal scores are
+        # ordered by internal doc id); every hit scoring above the last one must be the same.
+        above = frozenset(h["_id"] for h, score in zip(hits, scores) if score > scores[-1])
+        out.append((item["hits"]["total"]["value"], scores, above))
     return tuple(out)
 
 
@@ -112,8 +117,13 @@ async def client_loop(url: str, plan: list[tuple[str, str, bytes, list]], expect
                 ok = signature(kind, response.status, response.body) == expected[index]
             except (ValueError, KeyError, TypeError):
                 ok = False
-            tally.record(kind, "correct" if ok else "bad", ms, time.monotonic() - t0,
-                         "" if ok else f"{response.status} {response.body[:300]!r}")
+            detail = ""
+            if not ok:
+                try:
+                    detail = f"{response.status} expected {expected[index]} got {signature(kind, response.status, response.body)}"
+                except (ValueError, KeyError, TypeError):
+                    detail = f"{response.status} {response.body[:300]!r}"
+            tally.record(kind, "correct" if ok else "bad", ms, time.monotonic() - t0, detail)
     finally:
         client.close()
 
@@ -162,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         client = open_client(members[0].http_url)
         result = index_catalog(client, load_catalog(), "products", progress=False, url=members[0].http_url)
         client.indices.put_settings(index=result["index"], body={"index": {"number_of_replicas": 1}})
-        client.cluster.health(wait_for_status="green", timeout="300s")
+        httpx.get(f"{members[0].http_url}/_cluster/health?wait_for_status=green&timeout=300s", timeout=320).raise_for_status()
         shards = client.cat.shards(index=result["index"], format="json")
         print(f"indexed {result['documents']} documents; shards: {[(s['shard'], s['prirep'], s['node']) for s in shards]}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
