@@ -466,10 +466,13 @@ class GuardsFactory:
         self.brands = guards.load_brands(self.config)
         # The guards are a pure function of (query, rewrites) and cost ~60 µs a request; on the
         # cache-hit path the same pairs come back again and again, so their verdicts are memoised.
-        self.check = functools.lru_cache(maxsize=20_000)(self._check)
+        self._memo = functools.lru_cache(maxsize=20_000)(self._check)
 
-    def _check(self, query: str, rewrites: tuple[str, ...]) -> tuple[str | None, ...]:
-        return tuple(guards.check(query, list(rewrites), self.config, self.brands))
+    def check(self, query: str, rewrites: tuple[str, ...]) -> tuple[str | None, ...]:
+        return self._memo(query, rewrites, self.brands)  # the vocabulary is part of the key: it may grow at run time
+
+    def _check(self, query: str, rewrites: tuple[str, ...], brands: frozenset[str]) -> tuple[str | None, ...]:
+        return tuple(guards.check(query, list(rewrites), self.config, brands))
 
     def create(self, context: RequestContext) -> Rewriter:
         return _GuardRewriter(self, context)

@@ -114,6 +114,21 @@ class RewriteEngine:
     def close(self) -> None:
         self.source.close()
 
+    def brands_request(self) -> dict | None:
+        """The search body that reads brands from the index (``guards.brands_field``), or None."""
+        from qrw.plugin.guards import brands_aggregation
+
+        return brands_aggregation(self.config.guards)
+
+    def add_brands_from(self, response: Mapping) -> int:
+        """Add the brands of a ``brands_request`` response to the guards' vocabulary; return how many are known."""
+        from qrw.plugin.guards import brands_from_response, load_brands
+
+        guards_step = next(f for f in self.chain.factories if isinstance(f, GuardsFactory))
+        guards_step.brands = load_brands(self.config.guards, [*guards_step.brands, *brands_from_response(dict(response))])
+        self._verdicts.clear()  # remembered chain verdicts were made with the old vocabulary
+        return len(guards_step.brands)
+
     @property
     def model_name(self) -> str:
         return self.source.name
@@ -188,10 +203,10 @@ class RewriteEngine:
             deadline_ms = options.get("deadline_ms")
             deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
             if not explain:
-                return faithful_merge(body, self._kept_rewrites(text, deadline_ms)), None
+                return faithful_merge(body, self._kept_rewrites(text, deadline_ms), self.config.merge.rewrite_operator), None
             result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
             kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
-            new_body = faithful_merge(body, kept)
+            new_body = faithful_merge(body, kept, self.config.merge.rewrite_operator)
             return new_body, self._report(result, started)
         except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response
             log.exception("rewriting failed; sending the original query")

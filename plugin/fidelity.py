@@ -117,10 +117,10 @@ def _fix(value: Any) -> Any:
     return value
 
 
-def faithful_merge(body: Mapping, rewrites: Sequence[WeightedRewrite]) -> dict:
+def faithful_merge(body: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_operator: str | None = None) -> dict:
     """``merge_rewrites`` plus the corrections in the module docstring. Never mutates ``body``."""
     kept = [rw for rw in rewrites if has_terms(rw.text)]
-    merged = merge_rewrites(body, kept)
+    merged = merge_rewrites(body, kept, rewrite_operator)
     if not kept or "query" not in merged:
         return merged
     return {**merged, "query": _fix(merged["query"])}

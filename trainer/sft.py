@@ -65,7 +65,10 @@ def run_sft(config: SftStageConfig) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     started = time.perf_counter()
+    from qrw.trainer.stage import apply_freezing
+
     model, tokenizer, base = load_base_for(config)
+    trainable = apply_freezing(model, config)
     records, sizes = mix_tasks(config.data_dir, config.task_mix, config.seed)
     eos = tokenizer.eos_token
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"] + eos} for r in records])
@@ -78,7 +81,7 @@ def run_sft(config: SftStageConfig) -> dict:
 
     return finish(trainer, tokenizer, config, stage="sft", base=base,
                   data_sizes={"examples": len(records), **{f"{k}_examples": v for k, v in sizes.items()}},
-                  started=started)
+                  started=started, extra=trainable)
 
 
 def load_base_for(config: StageConfig):

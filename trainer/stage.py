@@ -43,6 +43,9 @@ class StageConfig:
     lora_dropout: float = field(0.05, "LoRA dropout")
     lora_target_modules: list[str] = field(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                                            "module names LoRA adapts")
+    train_layers: int = field(-1, "train only the top N transformer layers (and the final norm); lower layers and the "
+                                  "embeddings stay frozen, so backward stops early (about 2x faster on CPU); -1 = all")
+    freeze_embeddings: bool = field(False, "keep the (tied) embedding / output matrix frozen")
     # --- hardware, logging, checkpoints
     device: str = field("auto", "auto | cpu | cuda (multi-GPU: launch with accelerate, see trainer/accelerate/)")
     bf16: bool | None = field(None, "bf16 mixed precision; default: on for a bf16-capable GPU, off on CPU")
@@ -135,6 +138,24 @@ class StageConfig:
         if not path.is_dir():
             raise ConfigError(f"checkpoint to resume from not found: {path}")
         return str(path)
+
+
+def apply_freezing(model, config: StageConfig) -> dict:
+    """Freeze what ``train_layers`` / ``freeze_embeddings`` leave out; return the trainable parameter count."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if config.train_layers >= 0 and layers is None:
+        raise ConfigError("train_layers needs a decoder with model.layers (Llama/Qwen-style)")
+    if config.train_layers >= 0 or config.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+        if model.get_output_embeddings() is not None:
+            model.get_output_embeddings().weight.requires_grad_(False)
+    if config.train_layers >= 0:
+        keep = len(layers) - min(config.train_layers, len(layers))
+        for layer in layers[:keep]:
+            layer.requires_grad_(False)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"parameters": total, "trainable_parameters": trainable}
 
 
 def load_base(spec: str):
