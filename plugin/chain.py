@@ -184,7 +184,8 @@ class RewriteCache(Protocol):
     A shared backend (for example Valkey, so that several proxy workers or proxies share one cache)
     plugs in by implementing these four methods and being passed to ``ModelSource`` in place of the
     ``TTLCache``: ``get`` returns an object with ``value`` and ``fresh`` (or None), ``put`` stores a
-    ``ModelOutput``, ``is_fresh`` answers without counting, ``stats`` returns a JSON-able dict.
+    ``ModelOutput``, ``is_fresh`` and ``peek`` (a fresh value or None) answer without counting,
+    ``stats`` returns a JSON-able dict.
     """
 
     def get(self, key: str) -> Any: ...
@@ -192,6 +193,8 @@ class RewriteCache(Protocol):
     def put(self, key: str, value: Any) -> None: ...
 
     def is_fresh(self, key: str) -> bool: ...
+
+    def peek(self, key: str) -> Any: ...
 
     def stats(self) -> dict: ...
 
@@ -347,6 +350,10 @@ class ModelSource:
     def _give_up(self, call: _Call) -> None:
         with self._cond:
             call.waiters = max(0, call.waiters - 1)
+
+    def count_cache_hit(self) -> None:
+        """Record a fresh cache hit answered outside ``outputs`` (the engine's remembered verdicts)."""
+        self._done("cache", None)
 
     def _done(self, origin: str, reason: str | None) -> None:
         if self.on_outcome is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qrw.plugin.cache import TTLCache
-from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RewriteCache, RulesFactory
+from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RewriteCache, RulesFactory, cache_key
 from qrw.plugin.config import PluginConfig
 from qrw.plugin.fidelity import TermsFactory, faithful_merge
 from qrw.plugin.merge import WeightedRewrite, find_text_query, rewrite_name, strip_ext
@@ -185,6 +185,30 @@ class RewriteEngine:
                 self._verdicts.clear()
             self._verdicts[text] = (outputs, kept)
         return kept
+
+    def verdict(self, text: str) -> tuple[Any, list[WeightedRewrite]] | None:
+        """The (model outputs, kept rewrites) remembered for ``text``, or None; a token for ``verdict_is_current``."""
+        return self._verdicts.get(text)
+
+    def verdict_is_current(self, text: str, token: object, *, count: bool = True) -> bool:
+        """Whether ``token`` (from ``verdict``) still gives ``text``'s rewrites: the cache entry is fresh and holds
+        the outputs the verdict was made from. With ``count``, a cache hit in the stats and metrics, like the
+        chain's own lookup."""
+        if not self.source.is_fresh(text):
+            return False
+        remembered = self._verdicts.get(text)
+        if remembered is not token or remembered is None:
+            return False
+        if count:
+            hit = self.cache.get(cache_key(text))
+            value = hit.value if hit is not None and hit.fresh else None
+        else:
+            value = self.cache.peek(cache_key(text))
+        if value is None or not (remembered[0] is value or remembered[0] == value):
+            return False
+        if count:
+            self.source.count_cache_hit()
+        return True
 
     def rewrite_body(self, body: Any, *, index: str | None = None, explain: bool = False) -> tuple[Any, dict | None]:
         """(body to send, explain report or None). Never raises for a rewriting problem."""

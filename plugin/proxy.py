@@ -64,6 +64,9 @@ READ_APIS = frozenset({"_search", "_msearch", "_count", "_explain", "_validate",
                        "_termvectors", "_mtermvectors", "_rank_eval", "_render"})
 """APIs that only read: safe to send again to another node when a node fails."""
 NOT_REPLAYABLE = ("scroll", "point_in_time", "_pit")
+MEMO_ENTRIES = 20_000
+MEMO_MAX_BODY = 8192
+"""Search bodies up to this size are remembered with what was forwarded for them (``Proxy._remember``)."""
 JSON_TYPE = b"application/json; charset=UTF-8"
 LAST_RESORT = (b'{"error":{"root_cause":[{"type":"qrw_internal_exception","reason":"internal proxy error"}],'
                b'"type":"qrw_internal_exception","reason":"internal proxy error"},"status":500}')
@@ -224,6 +227,8 @@ class Proxy:
         self.access = DebugAccess(self.config.debug_networks, self.config.debug_token)
         self.metrics = metrics or Metrics()
         self.upstreams: Upstreams | None = None
+        self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None]] = {}
+        self._startup_lock = asyncio.Lock()
         self.last_error: dict | None = None
         self._model_threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(16, engine.config.chain.max_pending + 8), thread_name_prefix="qrw-request")
@@ -286,8 +291,10 @@ class Proxy:
             return
         if scope["type"] != "http":
             return
-        if self.upstreams is None:  # served without lifespan (e.g. some test servers): start lazily
-            await self.startup()
+        if self.upstreams is None:  # served without lifespan (e.g. some test servers): start lazily, once
+            async with self._startup_lock:
+                if self.upstreams is None:
+                    await self.startup()
         started = time.perf_counter()
         responder = Responder(send)
         route = "passthrough"
@@ -475,6 +482,12 @@ class Proxy:
         return self.engine.source.model is not None and self.engine.enabled_for(index) and self.engine.needs_model(body)
 
     async def _rewrite_search(self, plain: bytes, index: str | None, explain: bool, debug: bool) -> tuple[bytes | None, list]:
+        memo_key = (plain, index) if not explain and len(plain) <= MEMO_MAX_BODY and b'"qrw"' not in plain else None
+        if memo_key is not None:
+            remembered = self._bodies.get(memo_key)
+            if remembered is not None and self.engine.verdict_is_current(remembered[0], remembered[1]):
+                self.metrics.body(remembered[2] is not None and REWRITE_MARK in remembered[2])
+                return remembered[2], [None]
         body = self._parse(plain, debug)
         if body is None:
             return None, []
@@ -482,7 +495,24 @@ class Proxy:
             changed, report = await self._in_thread(self._rewrite_parsed, body, index, explain)
         else:
             changed, report = self._rewrite_parsed(body, index, explain)
+        if memo_key is not None:
+            self._remember(memo_key, body, index, changed)
         return changed, [report]
+
+    def _remember(self, key: tuple[bytes, str | None], body: dict, index: str | None, changed: bytes | None) -> None:
+        """Keep the forwarded bytes of a search body whose rewrites came from a remembered verdict: the same
+        client bytes then skip parsing, the chain and serialisation while that verdict stays current."""
+        if not self.engine.enabled_for(index):
+            return
+        text = self.engine.rewritable_text(body)
+        token = self.engine.verdict(text) if text is not None else None
+        if token is None or not self.engine.verdict_is_current(text, token, count=False):
+            return
+        if bool(token[1]) != (changed is not None and REWRITE_MARK in changed):
+            return  # this request was not served from that verdict (e.g. its cache entry had been evicted)
+        if len(self._bodies) >= MEMO_ENTRIES:
+            self._bodies.clear()
+        self._bodies[key] = (text, token, changed)
 
     def _rewrite_msearch_sync(self, plain: bytes, items: list, bodies: list, index: str | None, explain: bool) -> tuple[bytes | None, list]:
         replacements: dict[int, bytes] = {}

@@ -401,6 +401,7 @@ def wait_healthy(cfg: NodeConfig, *, nodes: int = 1) -> str:
     node_dir = cfg.node_dir
     started = time.monotonic()
     deadline = started + cfg.start_timeout_s
+    seen_pid = False
     while time.monotonic() < deadline:
         health = cluster_health(cfg.http_url)
         if health and health.get("status") in ("yellow", "green") and health.get("number_of_nodes", 1) >= nodes:
@@ -408,7 +409,11 @@ def wait_healthy(cfg: NodeConfig, *, nodes: int = 1) -> str:
                 json.dumps({"url": cfg.http_url, "port": cfg.port, "version": cfg.version, "name": cfg.name})
             )
             return cfg.http_url
-        if _read_pid(cfg) is None and time.monotonic() > started + 15:
+        alive = _read_pid(cfg) is not None
+        seen_pid |= alive
+        # The JVM writes its pid file only once it has bootstrapped: under load that takes a while, so
+        # "exited" means the pid went away after it was seen, or never came within 90 s.
+        if not alive and (seen_pid or time.monotonic() > started + 90):
             raise NodeError(
                 f"OpenSearch exited during start-up. Last log lines:\n{_log_tail(cfg)}",
                 hint=f"logs are in {node_dir / 'logs'}",
