@@ -16,6 +16,9 @@ Method (loopback only; the script starts its own OpenSearch node and a ``qrw pro
   shuffled order, ``--passes`` passes over the queries;
 * throughput: ``--concurrency`` connections sending back to back for ``--seconds`` per block; blocks
   of the three paths in a shuffled order, ``--rounds`` rounds; requests/s per block, medians reported;
+* CPU: during the throughput blocks, the CPU seconds of the proxy's processes and of the OpenSearch
+  process (``/proc``) per request: on shared cores the throughput ratio is mostly the proxy's share
+  of the CPU, this is its cost;
 * ratios: ``proxy / direct_rewritten`` is the proxy's own cost (the issue's target: p50 within
   +1 ms, throughput >= 0.8); ``proxy / direct`` is what a caller sees end to end (the OR-merged
   query costs OpenSearch more).
@@ -41,6 +44,27 @@ from loadclient import Client  # noqa: E402
 from loadtest_proxy import FIELDS, judged_queries, machine, opensearch_node, percentile, proxy_process, write_table  # noqa: E402
 
 JSON = [(b"content-type", b"application/json")]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and their children (from /proc)."""
+    total = 0.0
+    seen = set()
+    stack = list(pids)
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                children = (task / "children").read_text().split()
+                stack.extend(int(c) for c in children)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 async def latency(urls: dict[str, str], bodies: dict[str, dict[str, bytes]], queries: list[str], passes: int,
@@ -122,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         engine.close()
         config = f"proxy:\n  debug_networks: [127.0.0.1/32]\ncache:\n  precompute_file: {Path(tmp) / 'queries.txt'}\n"
-        with proxy_process(cfg.http_url, table, workers=args.workers, config_text=config) as (proxy_url, _):
+        with proxy_process(cfg.http_url, table, workers=args.workers, config_text=config) as (proxy_url, proxy_proc):
+            from qrw.search import node as os_node
+
+            proxy_pid, node_pid = proxy_proc.pid, os_node._read_pid(cfg)
             urls = {"direct": cfg.http_url, "direct_rewritten": cfg.http_url, "proxy": proxy_url}
 
             async def run() -> dict:
@@ -141,17 +168,22 @@ def main(argv: list[str] | None = None) -> int:
                     client.close()
                 samples = await latency(urls, bodies, queries, args.passes, rng)
                 blocks: dict[str, list[float]] = {name: [] for name in bodies}
+                cpu: dict[str, dict[str, float]] = {name: {"proxy_s": 0.0, "opensearch_s": 0.0, "requests": 0} for name in bodies}
                 errors = 0
                 for round_ in range(args.rounds):
                     order = list(bodies)
                     rng.shuffle(order)
                     for name in order:
+                        before = (cpu_seconds([proxy_pid]), cpu_seconds([node_pid]), time.perf_counter())
                         rps, failed = await throughput_block(urls[name], bodies[name], queries, args.concurrency, args.seconds,
                                                              args.seed + 1000 * round_)
+                        cpu[name]["proxy_s"] += cpu_seconds([proxy_pid]) - before[0]
+                        cpu[name]["opensearch_s"] += cpu_seconds([node_pid]) - before[1]
+                        cpu[name]["requests"] += rps * (time.perf_counter() - before[2])
                         blocks[name].append(rps)
                         errors += failed
                         print(f"round {round_ + 1} {name}: {rps:.0f} requests/s", flush=True)
-                return {"samples": samples, "blocks": blocks, "errors": errors}
+                return {"samples": samples, "blocks": blocks, "errors": errors, "cpu": cpu}
 
             uvloop.install()
             result = asyncio.run(run())
@@ -170,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": thr,
         "throughput_ratio": {"vs_direct_rewritten": round(thr["proxy"]["median_rps"] / thr["direct_rewritten"]["median_rps"], 3),
                              "vs_direct": round(thr["proxy"]["median_rps"] / thr["direct"]["median_rps"], 3)},
+        "cpu_ms_per_request": {name: {"proxy": round(c["proxy_s"] * 1000 / max(1, c["requests"]), 3),
+                                      "opensearch": round(c["opensearch_s"] * 1000 / max(1, c["requests"]), 3)}
+                               for name, c in result["cpu"].items()},
         "errors": result["errors"],
         "proxy_cache_one_worker": stats["cache"],
     }
