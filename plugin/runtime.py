@@ -48,10 +48,10 @@ STRATEGIES = ("greedy", "beam", "sample")
 class GenerationConfig:
     """How rewrites are decoded. Defaults are the serving defaults."""
 
-    strategy: str = "beam"
-    """greedy (one rewrite per query), beam (N best beams) or sample (N samples)."""
-    max_new_tokens: int = 12
-    """Cap on generated tokens per rewrite (rewrites are short product phrases)."""
+    strategy: str = "greedy"
+    """greedy (one sequence; prompt v2 lists every rewrite in it), beam (N best beams) or sample (N samples)."""
+    max_new_tokens: int = 24
+    """Cap on generated tokens per sequence (a list of a few short product phrases)."""
     length_penalty: float = 1.0
     """Beam scores are sum(log p) / length ** length_penalty (as in transformers)."""
     temperature: float = 0.8

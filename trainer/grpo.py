@@ -118,8 +118,10 @@ def run_grpo(config: GrpoStageConfig) -> dict:
     data_dir = Path(config.data_dir)
     from qrw.trainer.stage import apply_freezing
 
-    model, tokenizer, base = load_base(config.model)
-    trainable = apply_freezing(model, config)
+    # A LoRA run continues the adapter it starts from (so one adapter ships); otherwise the model is fine-tuned.
+    model, tokenizer, base = load_base(config.model, trainable_adapter=config.lora)
+    continuing = config.lora and hasattr(model, "peft_config")
+    trainable = apply_freezing(model, config) if not config.lora else {}
     rows = read_jsonl(data_dir / "grpo_train.jsonl")
     rows = [r for r in rows if len(tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]) <= config.max_prompt_tokens]
     if config.max_prompts and len(rows) > config.max_prompts:
@@ -135,7 +137,8 @@ def run_grpo(config: GrpoStageConfig) -> dict:
         log_completions=config.log_completions,
     ))
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=config.peft_config())
+                          processing_class=tokenizer,
+                          peft_config=None if continuing else config.peft_config(model.config.num_hidden_layers))
     trainer.train(resume_from_checkpoint=config.resume_path())
     return finish(trainer, tokenizer, config, stage="grpo", base=base,
                   data_sizes={"prompts": len(rows),

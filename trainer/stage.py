@@ -118,13 +118,18 @@ class StageConfig:
         except ValueError as exc:
             raise ConfigError(f"{cls.__name__}: {exc}") from exc
 
-    def peft_config(self):
+    def peft_config(self, num_layers: int | None = None):
+        """The LoRA config, or None. With ``train_layers``, only the top layers get adapters (backward stops there)."""
         if not self.lora:
             return None
         from peft import LoraConfig
 
+        layers = None
+        if self.train_layers >= 0 and num_layers:
+            layers = list(range(num_layers - min(self.train_layers, num_layers), num_layers))
         return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                          target_modules=list(self.lora_target_modules), task_type="CAUSAL_LM")
+                          target_modules=list(self.lora_target_modules), task_type="CAUSAL_LM",
+                          layers_to_transform=layers)
 
     def resume_path(self) -> str | None:
         if self.resume_from_checkpoint in (None, "", "none"):
@@ -158,15 +163,31 @@ def apply_freezing(model, config: StageConfig) -> dict:
     return {"parameters": total, "trainable_parameters": trainable}
 
 
-def load_base(spec: str):
-    """(model, tokenizer) for training: resolves 'smollm2' or a folder; clear error when missing."""
+def load_base(spec: str, *, trainable_adapter: bool = False):
+    """(model, tokenizer, path) for training: 'smollm2', a checkpoint folder, or a LoRA adapter folder.
+
+    An adapter folder (``adapter_config.json``, no ``config.json``) is loaded on its base; with
+    ``trainable_adapter`` it stays a trainable PeftModel (a later stage continues the same adapter,
+    so one small adapter ships), else it is merged.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from qrw.trainer.base_model import resolve_base_model
 
-    path = resolve_base_model(spec)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    folder = Path(str(spec)).expanduser()
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        from peft import PeftModel
+
+        base_path = resolve_base_model(__import__("json").loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"])
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        model = PeftModel.from_pretrained(base, folder, is_trainable=trainable_adapter)
+        if not trainable_adapter:
+            model = model.merge_and_unload()
+        path = folder
+    else:
+        path = resolve_base_model(spec)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
