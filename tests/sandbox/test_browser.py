@@ -1,5 +1,5 @@
 """The comparison page in a real headless Chromium (Debian's package) against the real stack:
-OpenSearch with the catalog, the rewriting proxy with an exported model, and the page server."""
+OpenSearch with the catalog, the rewriting proxy (serving a rewrite table), and the page server."""
 
 from __future__ import annotations
 
@@ -30,12 +30,18 @@ def _wait_http(url: str, seconds: float = 120) -> None:
 
 
 @pytest.fixture(scope="module")
-def proxy_url(opensearch_url, indexed_catalog, tiny_export, tmp_path_factory):
+def proxy_url(opensearch_url, indexed_catalog, tmp_path_factory):
     port = os_node.free_port()
-    config = tmp_path_factory.mktemp("proxy") / "plugin.yaml"
+    folder = tmp_path_factory.mktemp("proxy")
+    config = folder / "plugin.yaml"
     config.write_text("proxy:\n  debug_networks: [127.0.0.1/32]\n")  # the page asks for explain (a debug surface)
+    # A rewrite table, not the tiny random model: since greedy list decoding became the runtime default the
+    # tiny model answers "laptop" with ":::…", which the guards drop, and the page would show no tag to test.
+    table = folder / "rewrites.jsonl"
+    table.write_text('{"query": "laptop", "rewrites": [{"text": "notebook", "tag": "exact"}, '
+                     '{"text": "laptop sleeve", "tag": "weak"}]}\n')
     process = subprocess.Popen(
-        [sys.executable, "-m", "qrw.cli", "proxy", "--upstream", opensearch_url, "--model", str(tiny_export),
+        [sys.executable, "-m", "qrw.cli", "proxy", "--upstream", opensearch_url, "--model", str(table),
          "--port", str(port), "--config", str(config)],
     )
     try:
