@@ -52,6 +52,12 @@ class TTLCache(Generic[Value]):
                 self.stale_hits += 1
             return Hit(value, fresh, age)
 
+    def peek(self, key: str) -> Value | None:
+        """The value of a fresh entry, or None; neither counted in the stats nor moved in the LRU order."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry[1] if entry is not None and self._clock() - entry[0] < self.ttl_s else None
+
     def is_fresh(self, key: str) -> bool:
         """Whether a fresh entry exists; neither counted in the stats nor moved in the LRU order."""
         with self._lock:

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from qrw.plugin.cache import TTLCache
-from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RulesFactory
+from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RewriteCache, RulesFactory, cache_key
 from qrw.plugin.config import PluginConfig
-from qrw.plugin.merge import WeightedRewrite, find_text_query, merge_rewrites, rewrite_name, strip_ext
+from qrw.plugin.fidelity import TermsFactory, faithful_merge
+from qrw.plugin.merge import WeightedRewrite, find_text_query, rewrite_name, strip_ext
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.prompt import normalize_text
 from qrw.plugin.rules import RuleSet
@@ -25,6 +26,7 @@ from qrw.plugin.rules import RuleSet
 log = logging.getLogger("qrw.plugin")
 
 TRUE_STRINGS = ("1", "true", "yes", "on")
+VERDICT_MEMO_SIZE = 50_000
 
 
 def truthy(value: Any) -> bool:
@@ -70,7 +72,7 @@ def load_model(model: str | Path | None = "default", *, strict: bool = False) ->
     try:
         from qrw.plugin import runtime  # noqa: PLC0415 - lazy: onnxruntime is heavy and optional
 
-        return runtime.load_model(path)
+        return runtime.load_model(path, verify_hash=True)  # a corrupt model file of the right size must not load
     except Exception as exc:  # noqa: BLE001
         if strict:
             raise
@@ -79,16 +81,20 @@ def load_model(model: str | Path | None = "default", *, strict: bool = False) ->
 
 
 class RewriteEngine:
-    def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None) -> None:
+    def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None,
+                 cache: RewriteCache | None = None) -> None:
         self.config = config or PluginConfig()
-        self.cache: TTLCache = TTLCache(self.config.cache.max_entries, self.config.cache.ttl_s)
+        # Any ``RewriteCache`` plugs in here (e.g. one shared by several proxy workers); in-process LRU by default.
+        self.cache: RewriteCache = cache if cache is not None else TTLCache(self.config.cache.max_entries, self.config.cache.ttl_s)
         self.source = ModelSource(model, self.config.chain, self.cache)
+        self._verdicts: dict[str, tuple[Any, list[WeightedRewrite]]] = {}
         self.rules = rules or RuleSet()
         self.chain = Chain([
             ModelRewriterFactory(self.source),
             GuardsFactory(self.config.guards),
             GateFactory(self.config.gate),
             RulesFactory(self.rules),
+            TermsFactory(),
         ])
         if self.config.cache.precompute_file is not None:
             self.precompute_file(self.config.cache.precompute_file)
@@ -120,6 +126,7 @@ class RewriteEngine:
 
         guards_step = next(f for f in self.chain.factories if isinstance(f, GuardsFactory))
         guards_step.brands = load_brands(self.config.guards, [*guards_step.brands, *brands_from_response(dict(response))])
+        self._verdicts.clear()  # remembered chain verdicts were made with the old vocabulary
         return len(guards_step.brands)
 
     @property
@@ -160,6 +167,49 @@ class RewriteEngine:
         level = self.config.chain.explain_level if explain else "off"
         return self.chain.run(query, time.monotonic() + budget, Explain(level))
 
+    def _kept_rewrites(self, text: str, deadline_ms: float | None) -> list[WeightedRewrite]:
+        """The rewrites to merge for ``text`` (no explain). On a fresh cache hit the chain's verdict for
+        the same model outputs is reused: guards, gate and rules are pure functions of (query, outputs)
+        and would otherwise cost most of the proxy's CPU on the cache-hit path."""
+        budget = (deadline_ms if deadline_ms is not None else self.config.chain.deadline_ms) / 1000.0
+        deadline = time.monotonic() + budget
+        outputs, origin, error = self.source.outputs(text, deadline)
+        if origin == "cache":
+            remembered = self._verdicts.get(text)
+            if remembered is not None and (remembered[0] is outputs or remembered[0] == outputs):
+                return remembered[1]
+        result = self.chain.run(text, deadline, Explain("off"), prefetched=(outputs, origin, error))
+        kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
+        if origin in ("cache", "model"):
+            if len(self._verdicts) >= VERDICT_MEMO_SIZE:
+                self._verdicts.clear()
+            self._verdicts[text] = (outputs, kept)
+        return kept
+
+    def verdict(self, text: str) -> tuple[Any, list[WeightedRewrite]] | None:
+        """The (model outputs, kept rewrites) remembered for ``text``, or None; a token for ``verdict_is_current``."""
+        return self._verdicts.get(text)
+
+    def verdict_is_current(self, text: str, token: object, *, count: bool = True) -> bool:
+        """Whether ``token`` (from ``verdict``) still gives ``text``'s rewrites: the cache entry is fresh and holds
+        the outputs the verdict was made from. With ``count``, a cache hit in the stats and metrics, like the
+        chain's own lookup."""
+        if not self.source.is_fresh(text):
+            return False
+        remembered = self._verdicts.get(text)
+        if remembered is not token or remembered is None:
+            return False
+        if count:
+            hit = self.cache.get(cache_key(text))
+            value = hit.value if hit is not None and hit.fresh else None
+        else:
+            value = self.cache.peek(cache_key(text))
+        if value is None or not (remembered[0] is value or remembered[0] == value):
+            return False
+        if count:
+            self.source.count_cache_hit()
+        return True
+
     def rewrite_body(self, body: Any, *, index: str | None = None, explain: bool = False) -> tuple[Any, dict | None]:
         """(body to send, explain report or None). Never raises for a rewriting problem."""
         started = time.perf_counter()
@@ -176,10 +226,12 @@ class RewriteEngine:
                 return body, self._report(None, started, reason) if explain else None
             deadline_ms = options.get("deadline_ms")
             deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
+            if not explain:
+                return faithful_merge(body, self._kept_rewrites(text, deadline_ms), self.config.merge.rewrite_operator), None
             result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
             kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
-            new_body = merge_rewrites(body, kept, self.config.merge.rewrite_operator)
-            return new_body, self._report(result, started) if explain else None
+            new_body = faithful_merge(body, kept, self.config.merge.rewrite_operator)
+            return new_body, self._report(result, started)
         except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response
             log.exception("rewriting failed; sending the original query")
             fallback = strip_ext(body)[0] if isinstance(body, Mapping) else body

@@ -121,7 +121,7 @@ def ensure_exported(checkpoint: Path, target: Path) -> Path:
     if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("torch") is None:
         raise ConfigError(
             f"{checkpoint} is a checkpoint; exporting it needs the export extra (torch, optimum)",
-            hint=f"install '.[export,train]', or export it elsewhere with qrw-export and pass the exported folder",
+            hint="install '.[export,train]', or export it elsewhere with qrw-export and pass the exported folder",
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "w") as lock:

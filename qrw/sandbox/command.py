@@ -124,13 +124,18 @@ SANDBOX_DEADLINE_MS = 5000
 
 
 def sandbox_plugin_config(config_file: Path | None, work_dir: Path) -> Path:
-    """The user's plugin config (or the defaults) with the sandbox's longer model deadline, unless it sets one."""
+    """The user's plugin config (or the defaults) with the sandbox's longer model deadline and debug access
+    from loopback, unless it sets them."""
     from qrw.settings import read_yaml_mapping
 
     data = read_yaml_mapping(config_file) if config_file is not None else {}
     chain = dict(data.get("chain") or {})
     chain.setdefault("deadline_ms", SANDBOX_DEADLINE_MS)
     data["chain"] = chain
+    # The page asks for explain reports, a debug surface: allowed from this machine only.
+    proxy = dict(data.get("proxy") or {})
+    proxy.setdefault("debug_networks", ["127.0.0.1/32", "::1/128"])
+    data["proxy"] = proxy
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / "sandbox-plugin.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

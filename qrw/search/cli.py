@@ -25,31 +25,48 @@ def _config(name: str, port: int, version: str, heap: str = "512m") -> os_node.N
 
 @click.group()
 def opensearch() -> None:
-    """Run a local single-node OpenSearch (no Docker needed)."""
+    """Run a local OpenSearch node, or a small cluster on loopback (no Docker needed)."""
+
+
+def _nodes_option(func):
+    return click.option("--nodes", type=int, default=None,
+                        help="cluster size: N nodes on ports PORT..PORT+N-1 (default: 1, or what `start --nodes` recorded)")(func)
 
 
 @opensearch.command()
 @_node_options
-@click.option("--heap", default="512m", show_default=True, help="JVM heap, at most 1g")
-def start(name: str, port: int, version: str, heap: str) -> None:
-    """Fetch (once), start, and wait until the node is healthy."""
-    url = os_node.start(_config(name, port, version, heap))
-    click.echo(f"OpenSearch {version} is up at {url}")
+@_nodes_option
+@click.option("--heap", default="512m", show_default=True, help="JVM heap per node, at most 1g")
+def start(name: str, port: int, version: str, nodes: int | None, heap: str) -> None:
+    """Fetch (once), start, and wait until the node (or every node of the cluster) is healthy."""
+    urls = os_node.start_cluster(_config(name, port, version, heap), nodes or 1)
+    click.echo(f"OpenSearch {version} is up at {', '.join(urls)}")
 
 
 @opensearch.command()
 @_node_options
-def stop(name: str, port: int, version: str) -> None:
-    """Stop the node started with the same --name."""
-    stopped = os_node.stop(_config(name, port, version))
-    click.echo("stopped" if stopped else "not running")
+@_nodes_option
+def stop(name: str, port: int, version: str, nodes: int | None) -> None:
+    """Stop the node (or cluster) started with the same --name."""
+    cfg = _config(name, port, version)
+    stopped = os_node.stop_cluster(cfg, nodes or os_node.recorded_size(cfg))
+    click.echo(f"stopped {stopped} node(s)" if stopped else "not running")
 
 
 @opensearch.command()
 @_node_options
-def status(name: str, port: int, version: str) -> None:
-    """Print whether the node runs, and its health."""
-    click.echo(json.dumps(os_node.status(_config(name, port, version)), indent=2))
+@_nodes_option
+def status(name: str, port: int, version: str, nodes: int | None) -> None:
+    """Print whether the node (or each cluster member) runs, and its health.
+
+    Exit code 0 when every node runs, 1 when none does, 3 when only some do.
+    """
+    cfg = _config(name, port, version)
+    members = os_node.cluster_members(cfg, nodes or os_node.recorded_size(cfg))
+    reports = [os_node.status(member) for member in members]
+    click.echo(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    running = sum(1 for r in reports if r["running"])
+    raise SystemExit(0 if running == len(reports) else (1 if running == 0 else 3))
 
 
 @click.command("index")

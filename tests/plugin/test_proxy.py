@@ -29,7 +29,11 @@ TABLE = {
 }
 
 
+DEBUG_FROM_LOOPBACK = {"debug_networks": ["127.0.0.1/32"]}
+
+
 def make_engine(**sections):
+    sections["proxy"] = {**DEBUG_FROM_LOOPBACK, **sections.get("proxy", {})}
     return RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, **sections), TableRewriteModel(TABLE),
                          parse_rules(["usb stick =>", "    PIN: usb flash drive"], "rules"))
 
@@ -248,7 +252,7 @@ def test_missing_model_serves_the_original_with_a_warning(opensearch_url, indexe
     with caplog.at_level(logging.WARNING, logger="qrw.plugin"):
         model = load_model(tmp_path / "no-model-here")
     assert model is None and "serving original queries" in caplog.text
-    engine = RewriteEngine(load_config(None), model)
+    engine = RewriteEngine(load_config(None, proxy=DEBUG_FROM_LOOPBACK), model)
     body = search_body("chromebook", size=20)
     with serve(create_app(engine, opensearch_url)) as server:
         a = httpx.post(f"{server.url}/{indexed_catalog}/_search", json=body, headers={"X-QRW-Explain": "1"}).json()

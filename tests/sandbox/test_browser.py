@@ -49,7 +49,8 @@ def proxy_url(opensearch_url, indexed_catalog, tmp_path_factory):
     folder = tmp_path_factory.mktemp("page")
     (folder / "table.jsonl").write_text(json.dumps(TABLE) + "\n")
     (folder / "rules.txt").write_text(RULES)
-    (folder / "plugin.yaml").write_text("chain:\n  num_rewrites: 8\n  deadline_ms: 5000\n")
+    # the page asks for explain reports, a debug surface the proxy opens to listed networks only
+    (folder / "plugin.yaml").write_text("chain:\n  num_rewrites: 8\n  deadline_ms: 5000\nproxy:\n  debug_networks: [127.0.0.1/32]\n")
     port = os_node.free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "qrw.cli", "proxy", "--upstream", opensearch_url, "--model", str(folder / "table.jsonl"),
