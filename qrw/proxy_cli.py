@@ -50,11 +50,12 @@ def profile_plugin_config(profile_file: Path | None, upstream: str, config_file:
 def _params() -> list[click.Parameter]:
     params = []
     for param in plugin_proxy.params:
-        if param.name == "upstream":
+        if param.name == "upstreams":
             param = copy.copy(param)
             param.required = False
             param.envvar = URL_ENV
-            param.help = f"OpenSearch base URL [default: ${URL_ENV}, else http://127.0.0.1:9200]"
+            param.help = (f"OpenSearch base URL; repeat for several nodes [default: ${URL_ENV}, else "
+                          "http://127.0.0.1:9200]")
         elif param.name == "model_dir":
             param = copy.copy(param)
             param.type = click.STRING
@@ -73,11 +74,12 @@ def _params() -> list[click.Parameter]:
 
 @click.pass_context
 def _run(ctx: click.Context, profile_file: Path | None, config_out: Path, **options) -> None:
-    options["upstream"] = options.get("upstream") or default_url()
+    options["upstreams"] = tuple(options.get("upstreams") or ()) or (default_url(),)
     if str(options.get("model_dir")).lower() == "none":
         options["model_dir"] = None  # serve original queries only
     if profile_file is not None:
-        options["config_file"] = profile_plugin_config(profile_file, options["upstream"], options.get("config_file"), config_out)
+        first = options["upstreams"][0].split(",")[0].strip()
+        options["config_file"] = profile_plugin_config(profile_file, first, options.get("config_file"), config_out)
     ctx.invoke(plugin_proxy, **options)
 
 

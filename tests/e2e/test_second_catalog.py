@@ -132,14 +132,19 @@ def test_second_catalog_from_someone_elses_index_to_the_served_rewriter(
     # 6. the proxy serves it, with the catalog's brands in the brand guard
     port = os_node.free_port()
     merged = tmp_path / "proxy-plugin.yaml"
+    debug = tmp_path / "debug.yaml"
+    debug.write_text("proxy:\n  debug_networks: [127.0.0.1/32]\n")  # the explain report below is a debug surface
     proxy = subprocess.Popen(
         [sys.executable, "-m", "qrw.cli", "proxy", "--profile", str(built_profile), "--model", str(trained),
-         "--port", str(port), "--config-out", str(merged)], env=env, stderr=subprocess.PIPE, text=True)
+         "--port", str(port), "--config", str(debug), "--config-out", str(merged)], env=env, stderr=subprocess.PIPE,
+        text=True)
     proxy_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while os_node.cluster_health(proxy_url) is None:
-            assert proxy.poll() is None and time.monotonic() < deadline, "the proxy did not start"
+            if proxy.poll() is not None or time.monotonic() > deadline:
+                proxy.kill()
+                pytest.fail(f"the proxy did not start:\n{proxy.communicate(timeout=30)[1][-3000:]}")
             time.sleep(0.3)
         config = yaml.safe_load(merged.read_text())
         assert set(config["guards"]["brands"]) == {d["maker"] for d in documents}
