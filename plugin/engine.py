@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from qrw.plugin.cache import TTLCache
-from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RulesFactory
-from qrw.plugin.config import PluginConfig
+from qrw.plugin.cache import FileStore, RedisStore, RewriteCache, RewriteStore, StoreError, TTLCache
+from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RulesFactory, cache_key
+from qrw.plugin.config import CacheConfig, PluginConfig
 from qrw.plugin.merge import WeightedRewrite, find_text_query, merge_rewrites, rewrite_name, strip_ext
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.prompt import normalize_text
@@ -75,10 +75,53 @@ def load_model(model_dir: str | Path | None) -> RewriteModel | None:
     return None
 
 
+WARM_UP_QUERY = "usb c cable 2m"
+"""Run through the serving path at start; not cached."""
+
+
+def model_hash(model: RewriteModel | None) -> str:
+    """The model's content hash (exported ONNX folders have one), or "" when it has none."""
+    value = getattr(model, "model_hash", "") if model is not None else ""
+    return value if isinstance(value, str) else ""
+
+
+def open_store(config: CacheConfig) -> RewriteStore | None:
+    """The persistent store the config names; None for ``store: memory``. Raises ``StoreError``."""
+    if config.store == "memory" or config.max_entries <= 0:
+        return None
+    if config.store == "redis":
+        store = RedisStore(config.redis_url or "", timeout_s=config.redis_timeout_s)
+        store.ping()
+        return store
+    return FileStore(config.store_file())
+
+
+def build_cache(config: PluginConfig, model: RewriteModel | None) -> TTLCache | RewriteCache:
+    """The in-memory cache, with the persistent store in front of the model when the model has a hash.
+
+    A store that cannot be opened (a read-only folder, an unreachable Redis) is logged and left out:
+    the proxy then serves from memory, as before, instead of failing to start.
+    """
+    cache = config.cache
+    memory: TTLCache = TTLCache(cache.max_entries, cache.ttl_s)
+    digest = model_hash(model)
+    if not digest or cache.store == "memory" or cache.max_entries <= 0:
+        return memory
+    try:
+        store = open_store(cache)
+    except StoreError as exc:
+        log.warning("%s; caching in memory only", exc)
+        return memory
+    namespace = f"{cache.key_prefix}:{digest}:n{config.chain.num_rewrites}"
+    log.info("rewrite cache: %s (namespace %s)", store.description if store else "memory", namespace)
+    return RewriteCache(memory, store, namespace, persist_ttl_s=cache.persist_ttl_s)
+
+
 class RewriteEngine:
-    def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None) -> None:
+    def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None,
+                 *, cache: TTLCache | RewriteCache | None = None) -> None:
         self.config = config or PluginConfig()
-        self.cache: TTLCache = TTLCache(self.config.cache.max_entries, self.config.cache.ttl_s)
+        self.cache = cache if cache is not None else build_cache(self.config, model)
         self.source = ModelSource(model, self.config.chain, self.cache)
         self.rules = rules or RuleSet()
         self.chain = Chain([
@@ -87,10 +130,66 @@ class RewriteEngine:
             GateFactory(self.config.gate),
             RulesFactory(self.rules),
         ])
+        self.warm_ms: float | None = None
+        if self.config.chain.warm_up:
+            self.warm_up()
         if self.config.cache.precompute_file is not None:
             self.precompute_file(self.config.cache.precompute_file)
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def warm_up(self) -> float | None:
+        """Run the model through the serving path once on each model worker thread; idempotent.
+
+        Why: the first call of an ONNX session pays kernel selection and memory-arena growth, and the
+        first task of a worker thread pays the thread's start; a request that met them missed its
+        deadline. Only models that know how to warm up (``warmup()``: the ONNX runtime) are run;
+        tables and test doubles are left alone. Returns the milliseconds it took (None: nothing to do).
+        """
+        model = self.source.model
+        if self.warm_ms is not None or model is None or not callable(getattr(model, "warmup", None)):
+            return self.warm_ms
+        started = time.perf_counter()
+        pool = self.source._pool
+        if not getattr(model, "warmed", False):
+            pool.submit(model.warmup).result()
+        probes = [pool.submit(self.source.compute, WARM_UP_QUERY) for _ in range(self.config.chain.model_workers)]
+        for probe in probes:
+            try:
+                probe.result()
+            except Exception as exc:  # noqa: BLE001 - a failing model is the fallback ladder's business, not start-up's
+                log.warning("warm-up call failed: %s: %s", type(exc).__name__, exc)
+        self.warm_ms = (time.perf_counter() - started) * 1000.0
+        log.info("model %s warmed in %.0f ms", self.model_name, self.warm_ms)
+        return self.warm_ms
+
+    def precompute(self, queries: Sequence[str], *, batch_size: int = 16, refresh: bool = False, progress: bool = False) -> dict:
+        """Compute and cache the outputs of ``queries`` (the persistent store keeps them); returns counts.
+
+        Queries already fresh in the cache are skipped unless ``refresh``.
+        """
+        from tqdm import tqdm
+
+        unique = list(dict.fromkeys(normalize_text(q) for q in queries if normalize_text(q)))
+        todo = unique if refresh else [q for q in unique if not self.source.is_fresh(q)]
+        counts = {"queries": len(unique), "cached_before": len(unique) - len(todo), "computed": 0, "failed": 0}
+        if self.source.model is None:
+            counts["failed"] = len(todo)
+            return counts
+        with tqdm(total=len(todo), desc="precompute", unit="q", disable=not progress) as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                try:
+                    outputs = self.source.compute_batch(batch)
+                except Exception as exc:  # noqa: BLE001 - one bad batch must not lose the rest
+                    log.warning("precompute failed for a batch of %d (%s: %s)", len(batch), type(exc).__name__, exc)
+                    counts["failed"] += len(batch)
+                else:
+                    for query, output in zip(batch, outputs):
+                        self.cache.put(cache_key(query), output)
+                    counts["computed"] += len(batch)
+                bar.update(len(batch))
+        return counts
 
     def precompute_file(self, path: str | Path) -> int:
         path = Path(path)
@@ -98,12 +197,15 @@ class RewriteEngine:
             log.warning("precompute file %s not found; skipped", path)
             return 0
         queries = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        done = self.source.precompute(queries)
-        log.info("precomputed rewrites for %d of %d queries", done, len(queries))
-        return done
+        counts = self.precompute(queries)
+        log.info("precompute: %s", counts)
+        return counts["computed"] + counts["cached_before"]
 
     def close(self) -> None:
         self.source.close()
+        closer = getattr(self.cache, "close", None)
+        if callable(closer):
+            closer()
 
     @property
     def model_name(self) -> str:

@@ -258,6 +258,7 @@ def create_app(engine: RewriteEngine, upstream: str, *, transport: httpx.AsyncBa
         async with httpx.AsyncClient(base_url=upstream.rstrip("/"), timeout=timeout, limits=limits, transport=transport,
                                      follow_redirects=False, trust_env=False) as client:
             app.state.upstream = client
+            await anyio.to_thread.run_sync(engine.warm_up)  # before the first connection is accepted (idempotent)
             yield
 
     app = Starlette(

@@ -22,6 +22,7 @@ LAZY_COMMANDS = {
     "baselines": "qrw.eval.cli:baselines_command",
     "train": "qrw.trainer.cli:train",
     "proxy": "qrw.plugin.proxy_cli:proxy",
+    "precompute": "qrw.plugin.precompute_cli:precompute",
     "calibrate": "qrw.plugin.calibrate_cli:calibrate",
     "sandbox": "qrw.sandbox:sandbox",
     "page": "qrw.sandbox.command:page",
