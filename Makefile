@@ -18,7 +18,7 @@ comma := ,
 WHEELS := $(QRW_CACHE_DIR)/wheels/$(PY_TAG)-$(subst $(comma),-,$(EXTRAS))-$(DEPS_KEY)
 PYTEST_ARGS ?=
 
-.PHONY: setup browser test sandbox opensearch-start opensearch-stop clean
+.PHONY: setup browser redis test sandbox opensearch-start opensearch-stop clean
 
 setup: $(STAMP)
 
@@ -46,7 +46,14 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "the browser test needs Chromium: sudo apt-get install chromium"; exit 2; fi; }
 
-test: setup browser
+# The rewrite cache's Redis tests run a real redis-server (Debian's package) on a loopback port.
+redis:
+	@command -v redis-server >/dev/null || command -v valkey-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "the Redis cache tests need redis-server: sudo apt-get install redis-server"; exit 2; fi; }
+
+test: setup browser redis
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 sandbox: setup

@@ -170,7 +170,12 @@ class RewriteEngine:
         """
         from tqdm import tqdm
 
-        unique = list(dict.fromkeys(normalize_text(q) for q in queries if normalize_text(q)))
+        by_key: dict[str, str] = {}
+        for query in queries:
+            text = normalize_text(query)
+            if text:
+                by_key.setdefault(cache_key(text), text)  # "Laptop" and "laptop" are one entry
+        unique = list(by_key.values())
         todo = unique if refresh else [q for q in unique if not self.source.is_fresh(q)]
         counts = {"queries": len(unique), "cached_before": len(unique) - len(todo), "computed": 0, "failed": 0}
         if self.source.model is None:
