@@ -267,7 +267,7 @@ def quantize_blockwise(src: Path, dst: Path, *, bits: int, block_size: int = 32)
 
     4 bits halve the weight bytes again, and a decoding step at one query is bound by reading the
     weights: the int4 graph is the fastest on CPU, and the one whose tags move most (its agreement
-    with fp32 is measured on judged pairs by ``benchmarks/bench_quant_agreement.py`` before serving it).
+    with fp32, and its gate decisions, are measured on judged pairs by ``benchmarks/bench_runtime.py --quality``).
     """
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 

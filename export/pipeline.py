@@ -2,12 +2,14 @@
 
 Steps, each logged with its time (and a tqdm bar over the steps):
 
-1. resolve the checkpoint; merge a peft adapter into its base
-2. export with optimum (text-generation-with-past: KV cache as inputs and outputs), fp32
-3. cut the LM head to the last position
-4. ONNX Runtime transformer fusions for the target (unless ``optimize`` is off)
-5. precision: int8 quantisation, blockwise or dynamic (cpu), or fp16 conversion (cuda), or keep fp32; then the
-   in-graph top-k log-prob outputs (fp32) that decoding reads instead of the full logits
+1. resolve the checkpoint; merge a peft adapter into its base; the token cap (flag, training
+   targets, or the default) for the manifest
+2-4. the qrw graph (``builder``: attention fused, packed projections, last-position logits; the
+   default on cpu for llama/qwen2/mistral), or: export with optimum (text-generation-with-past, fp32),
+   cut the LM head to the last position, ONNX Runtime transformer fusions (unless ``optimize`` is off)
+5. precision: int8 quantisation, blockwise or dynamic, or int4 blockwise (cpu), or fp16 conversion
+   (cuda), or keep fp32; then the in-graph top-k log-prob outputs (fp32) that decoding reads instead
+   of the full logits
 6. parity check against PyTorch through the serving runtime (fails past the tolerances)
 7. manifest (hashes, sizes, tag ids, versions, parity figures); the folder appears atomically
 
