@@ -14,7 +14,8 @@ much as a third of it (profiled). This builder writes the graph a Llama-family d
 * ``Attention`` (ONNX opset 23): grouped-query attention with the KV cache as input and output and an
   additive mask built once per run from ``attention_mask`` (causal, padding, and holes anywhere, so
   the runtime may left-pad prompts and splice a shared prefix's KV cache in front of several suffixes)
-* the LM head on the last position only
+* the LM head on the last ``num_logits`` positions (an int64 [1] input; 1 for a plain step), which
+  lets the runtime verify drafted tokens in one pass
 
 Inputs and outputs are those of the optimum export (``input_ids``, ``attention_mask``,
 ``position_ids``, ``past_key_values.{i}.key|value`` -> ``logits``, ``present.{i}.key|value``), so the
@@ -41,6 +42,8 @@ OPSET = 23
 IR_VERSION = 11
 """The IR version that carries opset 23 (onnx 1.23 would write 14, which ORT 1.31 does not read)."""
 MS_DOMAIN = "com.microsoft"
+NUM_LOGITS = "num_logits"
+"""Input (int64 [1]): how many last positions get logits (and top-k); the runtime feeds 1 for a plain step."""
 
 
 class UnsupportedModel(ConfigError):
@@ -202,10 +205,12 @@ def build_decoder(checkpoint: Path, out: Path) -> dict:
         pending = node("MatMul", [act, weight(f"{p}.down_proj", linear_t(mlp.down_proj))], [f"{p}/mlp_out"], f"{p}/down_proj")[0]
 
     # -- head: last position only ---------------------------------------------------------------------
-    const_i64("last_start", [-1])
+    # ``num_logits`` asks for the logits of the last N positions (1 for a plain step): the runtime
+    # verifies N-1 drafted tokens in one pass (prompt-lookup decoding)
     const_i64("last_end", [2**62])
+    node("Neg", [NUM_LOGITS], ["last_start"], "head/last_start")
     for name in (pending, residual):
-        node("Slice", [name, "last_start", "last_end", "i64_1"], [f"{name}/last"], f"{name}/last_position")
+        node("Slice", [name, "last_start", "last_end", "i64_1"], [f"{name}/last"], f"{name}/last_positions")
     final = weight("norm", state.norm.weight.detach().float().numpy())
     normed = node("SkipSimplifiedLayerNormalization", [f"{pending}/last", f"{residual}/last", final], ["final_norm"], "final_norm",
                   domain=MS_DOMAIN, epsilon=eps)[0]
@@ -217,7 +222,8 @@ def build_decoder(checkpoint: Path, out: Path) -> dict:
         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch_size", "total_sequence_length"]),
         helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
     ]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", 1, config.vocab_size])]
+    inputs.append(helper.make_tensor_value_info(NUM_LOGITS, TensorProto.INT64, [1]))
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", "num_logits", config.vocab_size])]
     for i in range(layers):
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", TensorProto.FLOAT, kv_shape("past_sequence_length")))

@@ -176,7 +176,7 @@ def run_export(cfg: ExportConfig, *, progress: bool = True) -> Manifest:
             steps.start("build the decoder graph (attention fused, packed projections, last-position logits)")
             current = tmp / "built.onnx"
             built = builder.build_decoder(checkpoint, current)
-            optimizations += ["qrw-graph", "fused-attention", "packed-qkv-gate-up", "last-position-logits"]
+            optimizations += ["qrw-graph", "fused-attention", "packed-qkv-gate-up", "last-position-logits", "num-logits-input"]
             steps.end(f"{built['nodes']} nodes")
             steps.start("optimum export skipped (qrw graph)")
             steps.end()

@@ -50,6 +50,10 @@ from tokenizers import Tokenizer
 from qrw.plugin.prompt import REWRITE_SEPARATOR, TAGS, clip_query, parse_rewrites, query_prefix, rewrite_prompt, tag_prompt
 from qrw.plugin.runtime_manifest import MODEL_NAME, TOKENIZER_NAME, TOP_OUTPUTS, Manifest, ModelFolderError, read_manifest
 
+NUM_LOGITS = "num_logits"
+"""Graph input of the qrw graph (int64 [1]): logits (and top-k) for the last N positions; fed 1 unless
+verifying drafts. Graphs without it (optimum's) return the last position only."""
+
 log = logging.getLogger("qrw.plugin.runtime")
 
 CPU = "CPUExecutionProvider"
@@ -73,6 +77,11 @@ class GenerationConfig:
     stop_at_newline: bool = True
     """Greedy: end a sequence at a token holding a newline (the list is one line) and once it holds
     as many separators as rewrites were asked for. Off, greedy equals transformers' greedy search."""
+    lookahead: int = 4
+    """Greedy, one prompt at a time, graphs with a ``num_logits`` input: draft up to this many tokens
+    by prompt lookup (the continuation of the latest earlier occurrence of the last tokens, in the
+    prompt or the text so far) and verify them in one pass; the output is the greedy output, in
+    fewer passes when rewrites repeat the query's words. 0: one token per pass."""
     length_penalty: float = 1.0
     """Beam scores are sum(log p) / length ** length_penalty (as in transformers)."""
     temperature: float = 0.8
@@ -86,6 +95,8 @@ class GenerationConfig:
             raise ValueError(f"strategy={self.strategy!r}: choose one of {STRATEGIES}")
         if self.max_new_tokens is not None and not 1 <= self.max_new_tokens <= 256:
             raise ValueError(f"max_new_tokens={self.max_new_tokens}: must be within 1..256")
+        if not 0 <= self.lookahead <= 16:
+            raise ValueError(f"lookahead={self.lookahead}: must be within 0..16")
         if self.temperature <= 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"sampling needs temperature > 0, top_k >= 0, 0 < top_p <= 1 (got {self.temperature}, {self.top_k}, {self.top_p})")
 
@@ -197,6 +208,7 @@ class OnnxRewriteModel:
             if name not in inputs:
                 raise ModelFolderError(f"the ONNX model has no input {name!r}: not a qrw-export decoder (inputs: {sorted(inputs)})")
         self._has_position_ids = "position_ids" in inputs
+        self._has_num_logits = NUM_LOGITS in inputs
         self._past_names = sorted((n for n in inputs if n.startswith("past_key_values.")), key=_layer_order)
         if not self._past_names:
             raise ModelFolderError("the ONNX model has no past_key_values inputs: export with task text-generation-with-past")
@@ -210,6 +222,7 @@ class OnnxRewriteModel:
         self._kv_heads, self._head_dim = int(shape[1]), int(shape[3])
         self._kv_dtype = np.float16 if inputs[self._past_names[0]].type == "tensor(float16)" else np.float32
         self._eos = np.array(spec.eos_token_ids, dtype=np.int64)
+        self._eos_set = frozenset(spec.eos_token_ids)
         self._tag_ids = np.array(spec.tag_ids, dtype=np.int64)
         self.model_hash = spec.model_hash
         self.max_new_tokens = spec.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
@@ -393,7 +406,7 @@ class OnnxRewriteModel:
         return results
 
     def _greedy(self, encoded: list[list[int]], cap: int, num_rewrites: int, *, stop_at_newline: bool = True,
-                keep_prompt: bool = False) -> tuple[list[list[int]], tuple | None]:
+                keep_prompt: bool = False, lookahead: int | None = None) -> tuple[list[list[int]], tuple | None]:
         """Greedy decoding with the KV cache; returns (token ids per prompt without EOS, prompt state).
 
         A row ends at EOS, at the cap, and with ``stop_at_newline`` at a token holding a newline or
@@ -406,6 +419,10 @@ class OnnxRewriteModel:
         batch, width = ids.shape
         nxt, past = self._next(ids, mask, pos, self._empty_past(batch))
         prompt = (past, mask) if keep_prompt else None
+        lookahead = self.generation.lookahead if lookahead is None else lookahead
+        if batch == 1 and lookahead > 0 and self._has_num_logits and self.top_k:
+            seq = self._lookup_decode(encoded[0], int(nxt[0]), past, cap, num_rewrites, stop_at_newline, lookahead)
+            return [seq], prompt
         full_mask = np.ones((batch, width + cap), dtype=np.int64)
         full_mask[:, :width] = mask
         tokens = np.full((batch, cap), self.spec.pad_token_id, dtype=np.int64)
@@ -442,6 +459,66 @@ class OnnxRewriteModel:
                 seq = seq[:-1]
             seqs.append(seq.tolist())
         return seqs, prompt
+
+    def _lookup_decode(self, prompt: list[int], first: int, past: list, cap: int, num_rewrites: int, stop_at_newline: bool,
+                       lookahead: int) -> list[int]:
+        """Greedy decoding of one prompt with prompt-lookup drafts, verified in one pass each.
+
+        Each pass feeds the token just chosen plus up to ``lookahead`` drafted tokens (what followed
+        the latest earlier occurrence of the last 3, 2 or 1 tokens), reads the model's greedy choice
+        after every fed position, keeps the drafts up to the first disagreement and the model's token
+        after them, and cuts the KV cache back to the kept positions. The tokens are those of plain
+        greedy decoding; the stop rules apply token by token, as there.
+        """
+        context = list(prompt)
+        out: list[int] = []
+        separators = 0
+        length = len(prompt)  # KV positions so far
+        token = first
+
+        while True:
+            out.append(token)
+            if token in self._eos_set or len(out) >= cap:
+                break
+            if stop_at_newline:
+                if self._newline[token]:
+                    break
+                separators += int(self._separators[token])
+                if num_rewrites and separators >= num_rewrites:
+                    break
+            context.append(token)
+            draft = _lookup_draft(context, min(lookahead, cap - len(out)))
+            feed = np.array([[token, *draft]], dtype=np.int64)
+            n = feed.shape[1]
+            mask = np.ones((1, length + n), dtype=np.int64)
+            pos = np.arange(length, length + n, dtype=np.int64)[None, :]
+            (top_ids,), past = self._run((TOP_OUTPUTS[1],), feed, mask, pos, past, num_logits=n)
+
+            choices = top_ids[0, :, 0]
+            accepted = 0
+            stopped = False
+            while accepted < len(draft) and draft[accepted] == choices[accepted]:
+                tok = draft[accepted]
+                accepted += 1
+                out.append(tok)
+                if tok in self._eos_set or len(out) >= cap or (stop_at_newline and self._newline[tok]):
+                    stopped = True
+                    break
+                if stop_at_newline:
+                    separators += int(self._separators[tok])
+                    if num_rewrites and separators >= num_rewrites:
+                        stopped = True
+                        break
+                context.append(tok)
+            if stopped:
+                break
+            length += 1 + accepted
+            if accepted < len(draft):  # drop the KV of the rejected drafts
+                past = self._gather_kv(past, np.zeros(1, dtype=np.int64), length)
+            token = int(choices[accepted])
+        if out and out[-1] in self._eos_set:
+            out = out[:-1]
+        return out
 
     def _next(self, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[np.ndarray, list]:
         """One forward pass; the most probable next token per row (from the in-graph top-k if present)."""
@@ -564,18 +641,24 @@ class OnnxRewriteModel:
         (logprobs, ids_out), past = self._run(TOP_OUTPUTS, ids, mask, pos, past)
         return logprobs.astype(np.float32, copy=False), ids_out, past
 
-    def _run(self, heads: tuple[str, ...], ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[list[np.ndarray], list]:
-        """Run the graph fetching ``heads`` (last position, as numpy) and the new KV cache."""
+    def _run(self, heads: tuple[str, ...], ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list,
+             num_logits: int | None = None) -> tuple[list[np.ndarray], list]:
+        """Run the graph fetching ``heads`` and the new KV cache. Heads are the last position's (B, ...)
+        or, with ``num_logits`` (graphs that take it), the last ``num_logits`` positions' (B, n, ...)."""
         if self.io_binding:
-            return self._run_bound(heads, ids, mask, pos, past)
+            return self._run_bound(heads, ids, mask, pos, past, num_logits)
         feeds = {"input_ids": ids, "attention_mask": mask}
         if self._has_position_ids:
             feeds["position_ids"] = pos
+        if self._has_num_logits:
+            feeds[NUM_LOGITS] = np.array([num_logits or 1], dtype=np.int64)
         feeds.update(zip(self._past_names, past))
         outputs = self.session.run([*heads, *self._present_names], feeds)
-        return [o[:, -1, :] for o in outputs[: len(heads)]], outputs[len(heads) :]
+        picked = outputs[: len(heads)] if num_logits is not None else [o[:, -1, :] for o in outputs[: len(heads)]]
+        return picked, outputs[len(heads) :]
 
-    def _run_bound(self, heads: tuple[str, ...], ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[list[np.ndarray], list]:
+    def _run_bound(self, heads: tuple[str, ...], ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list,
+                   num_logits: int | None = None) -> tuple[list[np.ndarray], list]:
         """IO-bound run: the KV cache stays as OrtValues on the session's device between steps;
         only the heads asked for are copied to the host."""
         binding = self.session.io_binding()  # one per call: bindings are not shared between threads
@@ -583,6 +666,8 @@ class OnnxRewriteModel:
         binding.bind_cpu_input("attention_mask", mask)
         if self._has_position_ids:
             binding.bind_cpu_input("position_ids", pos)
+        if self._has_num_logits:
+            binding.bind_cpu_input(NUM_LOGITS, np.array([num_logits or 1], dtype=np.int64))
         for name, value in zip(self._past_names, past):
             if isinstance(value, np.ndarray):
                 binding.bind_cpu_input(name, value)
@@ -594,7 +679,8 @@ class OnnxRewriteModel:
             binding.bind_output(name, self._device)
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
-        return [o.numpy()[:, -1, :] for o in outputs[: len(heads)]], list(outputs[len(heads) :])
+        picked = [o.numpy() if num_logits is not None else o.numpy()[:, -1, :] for o in outputs[: len(heads)]]
+        return picked, list(outputs[len(heads) :])
 
     def _select(self, past: list, rows: np.ndarray) -> list:
         """Reorder/copy KV-cache rows (beam reordering, expanding a prompt, dropping finished rows)."""
@@ -801,6 +887,21 @@ class _KVOps:
             binding.bind_output(f"out{i}", self.device)
         self.session.run_with_iobinding(binding)
         return list(binding.get_outputs())
+
+
+def _lookup_draft(context: list[int], limit: int, max_ngram: int = 3) -> list[int]:
+    """Up to ``limit`` tokens that followed the latest earlier occurrence of the context's last
+    ``max_ngram`` (then fewer) tokens; [] when none occurs. Rewrites repeat the query's words, and
+    the query is in the prompt, so its continuation is often the model's own."""
+    if limit <= 0:
+        return []
+    size = len(context)
+    for n in range(min(max_ngram, size - 1), 0, -1):
+        tail = context[size - n :]
+        for start in range(size - n - 1, -1, -1):
+            if context[start : start + n] == tail:
+                return context[start + n : start + n + limit]
+    return []
 
 
 def _token_tables(tokenizer: Tokenizer, vocab: int) -> tuple[np.ndarray, np.ndarray]:

@@ -111,6 +111,31 @@ def test_greedy_list_stops_at_newline_separators_and_the_cap(tiny_export, tiny_r
     assert max(len(s) for s in model._greedy(model._encode(prompts), 5, 0)[0]) == 5
 
 
+@pytest.mark.parametrize("io_binding", [False, True])
+def test_prompt_lookup_decoding_gives_greedy_output_in_fewer_passes(tiny_export, io_binding):
+    """Drafts verified in one pass (the qrw graph's num_logits input) must not change a single token,
+    with or without the stop rules, and must save passes where the text repeats itself."""
+    from qrw.plugin.runtime import _lookup_draft
+
+    assert _lookup_draft([5, 6, 7, 9, 5, 6], 3) == [7, 9, 5] and _lookup_draft([1, 2, 3], 2) == [] and _lookup_draft([4, 4], 0) == []
+    model = load_model(tiny_export, warmup=False, io_binding=io_binding)
+    assert model._has_num_logits
+    passes = []
+    original = model._run
+    model._run = lambda *a, **k: passes.append(k.get("num_logits")) or original(*a, **k)
+    prompts = [f"{q} Rewrite:" for q in QUERIES] + [rewrite_prompt(q) for q in QUERIES] + [f"Query: {q} {q}" for q in QUERIES]
+    fed = 0
+    for stop in (False, True):
+        for prompt in prompts:
+            plain = model.generate_ids([prompt], 1, GenerationConfig(max_new_tokens=20, lookahead=0, stop_at_newline=stop))
+            passes.clear()
+            drafted = model.generate_ids([prompt], 1, GenerationConfig(max_new_tokens=20, lookahead=4, stop_at_newline=stop))
+            assert drafted == plain, prompt
+            fed += len(plain[0][0])
+            assert len(passes) <= len(plain[0][0]) + 1
+    assert any(n and n > 1 for n in passes)  # drafts were verified
+
+
 def test_token_tables_find_newlines_and_separators(tiny_runtime):
     tokenizer = tiny_runtime.tokenizer
     newline = tokenizer.encode("\n", add_special_tokens=False).ids
