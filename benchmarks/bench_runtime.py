@@ -15,7 +15,9 @@ Workloads (what one search request costs the rewriter):
 
 Systems (``--systems``): ``torch`` (the reference), ``today``, ``qrw-fp32``, ``qrw-int8``,
 ``qrw-int4`` (the qrw graph: fused attention, packed projections; fp32, blockwise int8, blockwise
-int4) and ``optimum-int8`` (today's graph with the list workload, to separate graph from workload).
+int4; one query is decoded with prompt-lookup drafts), any of them with the suffix ``-nolookup`` (one
+token per pass), and ``optimum-int8`` (today's graph with the list workload, to separate graph from
+workload).
 Timing: single query p50/p95 over ``--runs`` interleaved rounds (A B C ... rotated each round), and
 batched throughput (``--batch-size`` queries per call, ``--batch-runs`` rounds); ratios are of
 medians from this one run. The same ``--threads`` for every system.
@@ -64,6 +66,8 @@ DEFAULT_SYSTEMS = {"cpu": "torch,today,qrw-fp32,qrw-int8,qrw-int4", "cuda": "tor
 NUM_REWRITES = 3
 """What the chain asks for by default (``ChainConfig.num_rewrites``)."""
 TODAY_BEAMS, TODAY_NEW_TOKENS = 4, 12
+NO_LOOKUP = "-nolookup"
+"""System-name suffix: the same export, decoded one token per pass (no prompt-lookup drafts)."""
 
 
 def machine() -> dict:
@@ -189,12 +193,12 @@ class TorchSystem:
 class OrtSystem:
     """The runtime on an exported folder: the list workload (``rewrite_outputs``) or today's (beam + tags)."""
 
-    def __init__(self, name: str, folder: Path, threads: int, *, today: bool = False) -> None:
+    def __init__(self, name: str, folder: Path, threads: int, *, today: bool = False, lookahead: int = 4) -> None:
         from qrw.plugin.runtime import GenerationConfig, load_model
 
         self.name = name
         self.today = today
-        self.model = load_model(folder, threads=threads)
+        self.model = load_model(folder, threads=threads, generation=GenerationConfig(lookahead=lookahead))
         self.beam = GenerationConfig(strategy="beam", max_new_tokens=TODAY_NEW_TOKENS)
         self.tokens: list[float] = []
 
@@ -288,7 +292,7 @@ def quality(systems: list, queries: list[str], every: int) -> dict:
     from qrw.plugin.config import GateConfig
     from qrw.plugin.prompt import TAGS, tag_prompt
 
-    reference, others = systems[0], [s for s in systems[1:] if not getattr(s, "today", False)]
+    reference, others = systems[0], [s for s in systems[1:] if not getattr(s, "today", False) and not s.name.endswith(NO_LOOKUP)]
     print(f"\n== quality against {reference.name} (fp32, list workload) ==", flush=True)
     ref_rewrites = [r for i in range(0, len(queries), 8) for r in reference.rewrite(queries[i : i + 8])]
     pairs = judged_pairs()[::every]
@@ -354,14 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         parser.error("--device cuda needs onnxruntime-gpu and a CUDA GPU (CUDAExecutionProvider is not available)")
     names = (args.systems or DEFAULT_SYSTEMS[args.device]).split(",")
-    unknown = [n for n in names if n != "torch" and n not in VARIANTS]
+    unknown = [n for n in names if n != "torch" and n.removesuffix(NO_LOOKUP) not in VARIANTS]
     if unknown or names[0] != "torch":
         parser.error(f"--systems: the first must be torch (the reference); unknown {unknown}; choose from {['torch', *VARIANTS]}")
     models_dir = (args.models_dir or Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")) / "bench").expanduser()
     models_dir.mkdir(parents=True, exist_ok=True)
     source = merged_checkpoint(args.model, models_dir)
     exports_dir = models_dir / f"{Path(source).name}-{fingerprint(source)}"  # a retrained model gets fresh exports
-    folders = ensure_exports(source, exports_dir, names[1:], args.targets)
+    folders = ensure_exports(source, exports_dir, sorted({n.removesuffix(NO_LOOKUP) for n in names[1:]}), args.targets)
     manifests = {name: read_manifest(folder) for name, folder in folders.items()}
     cap = next((m.max_new_tokens for m in manifests.values() if m.max_new_tokens), 32)
     checkpoint = resolve_base_model(source)
@@ -378,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
 
     reference_manifest = next(iter(manifests.values()))
     systems = [TorchSystem(checkpoint, args.threads, reference_manifest, cap, device=args.device)]
-    systems += [OrtSystem(name, folders[name], args.threads, today=name == "today") for name in names[1:]]
+    systems += [OrtSystem(name, folders[name.removesuffix(NO_LOOKUP)], args.threads, today=name == "today",
+                          lookahead=0 if name.endswith(NO_LOOKUP) else 4) for name in names[1:]]
 
     queries = sorted(load_judgments(default_data_dir() / "judgments" / "judgments.csv"))
     rng = random.Random(0)
