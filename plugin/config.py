@@ -76,6 +76,7 @@ class ChainConfig(_Frozen):
     model_workers: int = Field(1, ge=1, le=64, description="threads running model calls")
     max_pending: int = Field(32, ge=1, le=10_000, description="model calls waiting or running; beyond this, requests fall back at once")
     explain_level: Literal["ids", "details"] = Field("details", description="detail of the explain log when a request asks for it")
+    decoding: Literal["greedy", "beam"] = Field("greedy", description="how an ONNX model writes rewrites: greedy (one sequence listing them, prompt v2: the least work) or beam (num_rewrites beams, each read as a list: for models trained on one rewrite per sequence)")
     warm_up: bool = Field(True, description="run the model through the serving path on every model worker thread at start, before traffic is accepted (the first query then meets a warm model)")
 
 

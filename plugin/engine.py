@@ -7,6 +7,7 @@ whatever goes wrong, the caller gets a body to send (at worst the original, minu
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import time
@@ -117,10 +118,18 @@ def build_cache(config: PluginConfig, model: RewriteModel | None) -> TTLCache | 
     return RewriteCache(memory, store, namespace, persist_ttl_s=cache.persist_ttl_s)
 
 
+def _apply_decoding(model: RewriteModel | None, decoding: str) -> None:
+    """Set the ONNX runtime's decoding strategy from the config (other models decode their own way)."""
+    generation = getattr(model, "generation", None)
+    if generation is not None and dataclasses.is_dataclass(generation) and getattr(generation, "strategy", decoding) != decoding:
+        model.generation = dataclasses.replace(generation, strategy=decoding)
+
+
 class RewriteEngine:
     def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None,
                  *, cache: TTLCache | RewriteCache | None = None) -> None:
         self.config = config or PluginConfig()
+        _apply_decoding(model, self.config.chain.decoding)
         self.cache = cache if cache is not None else build_cache(self.config, model)
         self.source = ModelSource(model, self.config.chain, self.cache)
         self.rules = rules or RuleSet()

@@ -109,3 +109,14 @@ def test_a_fresh_proxy_rewrites_its_first_query_within_the_deadline(opensearch_u
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_chain_decoding_selects_the_runtime_strategy(tiny_export):
+    from qrw.plugin.runtime import load_model
+
+    model = load_model(tiny_export, warmup=False)
+    assert model.generation.strategy == "greedy"
+    RewriteEngine(load_config(None, chain={"decoding": "beam", "warm_up": False}, cache={"store": "memory"}), model).close()
+    assert model.generation.strategy == "beam"
+    beams = model.rewrite_and_tag(["laptop"], 3)[0]
+    assert beams == [(r, p) for r, p in zip([r for r, _ in beams], model.tag([("laptop", r) for r, _ in beams]))]

@@ -30,11 +30,14 @@ def _wait_http(url: str, seconds: float = 120) -> None:
 
 
 @pytest.fixture(scope="module")
-def proxy_url(opensearch_url, indexed_catalog, tiny_export):
+def proxy_url(opensearch_url, indexed_catalog, tiny_export, tmp_path_factory):
     port = os_node.free_port()
+    # the random tiny model's one greedy list is punctuation the guards drop; its beams give rows to render
+    config = tmp_path_factory.mktemp("proxy") / "plugin.yaml"
+    config.write_text("chain:\n  decoding: beam\ncache:\n  store: memory\n")
     process = subprocess.Popen(
         [sys.executable, "-m", "qrw.cli", "proxy", "--upstream", opensearch_url, "--model", str(tiny_export),
-         "--port", str(port)],
+         "--port", str(port), "--config", str(config)],
     )
     try:
         _wait_http(f"http://127.0.0.1:{port}")
