@@ -31,7 +31,7 @@ import click
 @click.option("--int8-method", type=click.Choice(["blockwise", "dynamic"]), default=None, help="blockwise (MatMulNBits, 8-bit blocks of 32: tags closest to fp32) or dynamic (MatMulInteger: faster prompt pass) [default: blockwise].")
 @click.option("--int4", is_flag=True, default=None, help="4-bit blockwise weights (MatMulNBits, blocks of 32; needs --target cpu).")
 @click.option("--graph", type=click.Choice(["auto", "qrw", "optimum"]), default=None, help="qrw: build the decoder directly (attention fused); optimum: optimum export + ORT fusions; auto: qrw on cpu for llama/qwen2/mistral [default: auto].")
-@click.option("--max-new-tokens", type=int, default=None, help="Token cap of one generated rewrite list [default: from the training targets, else 32].")
+@click.option("--max-new-tokens", type=int, default=None, help="Token cap of one generated rewrite list [default: from the training targets, else 24].")
 @click.option("--targets", default=None, help="The trainer's rewrite_train.jsonl, for the token cap [default: found via training_card.json].")
 @click.option("--opset", type=int, default=None, help="ONNX opset [default: 18].")
 @click.option("--base-model", default=None, help="Base model of an adapter (default: from adapter_config.json).")

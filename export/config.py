@@ -43,7 +43,7 @@ _TOLERANCES: dict[str, dict[str, float]] = {
     "int4": {"max_logit_diff": float("inf"), "min_greedy_agreement": 0.0, "min_tag_agreement": 0.85, "max_tag_prob_diff": 0.15},
 }
 GRAPHS = ("auto", "qrw", "optimum")
-DEFAULT_MAX_NEW_TOKENS = 32
+DEFAULT_MAX_NEW_TOKENS = 24
 """Token cap written to the manifest when no training targets are found (a list of three or four
 short product phrases with their separators is 15-25 SmolLM2 tokens)."""
 
@@ -74,7 +74,7 @@ class ExportConfig:
     top_k_outputs: bool = dataclasses.field(default=True, metadata={"help": "add in-graph top-16 log-prob outputs, so beam and greedy decoding never copy full-vocabulary logits to the host"})
 
     # -- decoding contract written to the manifest ----------------------------------------------------
-    max_new_tokens: int | None = dataclasses.field(default=None, metadata={"help": "token cap of one generated rewrite list; default: from the training targets (targets), else 32"})
+    max_new_tokens: int | None = dataclasses.field(default=None, metadata={"help": "token cap of one generated rewrite list; default: from the training targets (targets), else 24"})
     targets: str | None = dataclasses.field(default=None, metadata={"help": "the trainer's rewrite JSONL (rewrite_train.jsonl): the cap is the 99th percentile of its completions' token counts plus EOS; default: found through the model folder's training_card.json"})
 
     # -- parity check ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from qrw.export import builder, graph
 from qrw.export.config import ExportConfig
 from qrw.export.parity import ParityError, check_parity
 from qrw.plugin.prompt import PROMPT_VERSION, TAGS, tag_prompt
+from qrw.plugin.config import SERVING_NAME
 from qrw.plugin.runtime_manifest import FORMAT_VERSION, MANIFEST_NAME, MODEL_NAME, TOKENIZER_NAME, Manifest, TagId, file_sha256, model_files
 
 log = logging.getLogger("qrw.export")
@@ -226,6 +227,8 @@ def run_export(cfg: ExportConfig, *, progress: bool = True) -> Manifest:
                 shutil.copyfile(checkpoint / name, staging / name)
             elif name == TOKENIZER_NAME:
                 raise ConfigError(f"{checkpoint} has no {TOKENIZER_NAME} (the runtime needs a fast tokenizer file)")
+        if source.is_dir() and (source / SERVING_NAME).is_file():  # the calibrated gate travels with the model
+            shutil.copyfile(source / SERVING_NAME, staging / SERVING_NAME)
         steps.end(f"{final.stat().st_size / 1e6:.0f} MB")
 
         spec = ModelSpec(name="parity", pad_token_id=pad_id, eos_token_ids=eos_ids, tag_ids=tuple(t.id for t in tags), target=cfg.target)

@@ -42,12 +42,15 @@ class Grid:
     full_min: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9, 1.01)
     keep_min: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9, 1.01)
     down_weight: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)
+    full_weight: tuple[float, ...] = (1.0,)
 
     def points(self) -> list[GateConfig]:
-        """Valid points, most conservative first (high thresholds, light down-weight)."""
+        """Valid points, most conservative first (high thresholds, light weights)."""
         points = [
-            GateConfig(full_min=f, keep_min=k, down_weight=w)
-            for f, k, w in itertools.product(sorted(self.full_min, reverse=True), sorted(self.keep_min, reverse=True), sorted(self.down_weight))
+            GateConfig(full_min=f, keep_min=k, down_weight=w, full_weight=fw)
+            for f, k, fw, w in itertools.product(sorted(self.full_min, reverse=True), sorted(self.keep_min, reverse=True),
+                                                 sorted(self.full_weight), sorted(self.down_weight))
+            if w < fw
         ]
         if not points:
             raise ConfigError("the calibration grid is empty")
@@ -74,9 +77,9 @@ class CalibrationResult:
                 "folds": self.folds, "bodies_searched": self.searched, "queries": self.queries}
 
 
-def guarded(outcomes: Outcomes, guard_config: GuardConfig) -> dict[str, list[tuple[str, Mapping[str, float]]]]:
+def guarded(outcomes: Outcomes, guard_config: GuardConfig, extra_brands: Sequence[str] = ()) -> dict[str, list[tuple[str, Mapping[str, float]]]]:
     """The outcomes with the serving guards applied (what the gate would see)."""
-    brands = guards.load_brands(guard_config)
+    brands = guards.load_brands(guard_config, extra_brands)
     result = {}
     for query, rows in outcomes.items():
         reasons = guards.check(query, [text for text, _ in rows], guard_config, brands)
@@ -84,10 +87,10 @@ def guarded(outcomes: Outcomes, guard_config: GuardConfig) -> dict[str, list[tup
     return result
 
 
-def kept_for(rows: Sequence[tuple[str, Mapping[str, float]]], gate: GateConfig | None) -> Kept:
-    """(rewrite, weight) kept by ``gate``; ``None`` keeps every rewrite at full weight (ungated)."""
+def kept_for(rows: Sequence[tuple[str, Mapping[str, float]]], gate: GateConfig | None, full_weight: float = 1.0) -> Kept:
+    """(rewrite, weight) kept by ``gate``; ``None`` keeps every rewrite at ``full_weight`` (ungated)."""
     if gate is None:
-        return tuple((text, 1.0) for text, _ in rows)
+        return tuple((text, full_weight) for text, _ in rows)
     kept = []
     for text, probs in rows:
         decision = decide(probs, gate)

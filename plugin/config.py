@@ -8,7 +8,8 @@ File layout (every section optional, every field has its default here and nowher
 
     gate:    {full_min: 0.5, keep_min: 0.5, full_weight: 1.0, down_weight: 0.3}
     chain:   {num_rewrites: 3, max_query_chars: 200, deadline_ms: 150, ...}
-    guards:  {brands: [hp, canon], brands_file: brands.txt, ...}
+    guards:  {brands: [hp, canon], brands_file: brands.txt, brands_field: supplier.raw, ...}
+    merge:   {rewrite_operator: and}
     cache:   {max_entries: 10000, ttl_s: 3600, store: file, file: cache.sqlite, precompute_file: queries.txt}
     proxy:   {rewrite_indices: ["products*"], max_body_bytes: 1048576, ...}
 """
@@ -22,6 +23,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qrw.errors import ConfigError
+
+
+SERVING_NAME = "serving.yaml"
+"""A model folder's shipped serving settings (the gate calibrated on training folds, the merge)."""
 
 
 class _Frozen(BaseModel):
@@ -58,13 +63,28 @@ class GateConfig(_Frozen):
 class GuardConfig(_Frozen):
     """Which guards run, and the brand vocabulary the brand guard checks."""
 
-    keep_brand: bool = Field(True, description="drop a rewrite that loses a brand named in the query")
-    keep_numbers: bool = Field(True, description="drop a rewrite that loses a number (with its unit) of the query")
+    no_new_brand: bool = Field(True, description="drop a rewrite that names a brand the query does not name (needs a brand list)")
+    no_new_number: bool = Field(True, description="drop a rewrite that holds a number the query does not hold")
+    keep_brand: bool = Field(False, description="drop a rewrite that loses a brand named in the query (off by default: "
+                             "the original clause stays in the merged query, so a brand-less rewrite only re-ranks)")
+    keep_numbers: bool = Field(False, description="drop a rewrite that loses a number (with its unit) of the query "
+                               "(off by default, for the same reason)")
     keep_negations: bool = Field(True, description="drop a rewrite that loses a negation (-x, without x, no x, not x)")
     drop_copies: bool = Field(True, description="drop rewrites equal to the query or to an earlier rewrite (case, punctuation and spacing ignored)")
     max_rewrite_words: int = Field(12, ge=1, le=64, description="drop longer rewrites")
     brands: tuple[str, ...] = Field((), description="brand names (case-insensitive), e.g. the catalog's suppliers")
     brands_file: Path | None = Field(None, description="a file with one brand per line, added to `brands`")
+    brands_field: str | None = Field(None, description="a keyword field of the index whose values are brands "
+                                     "(e.g. supplier.raw); read from the index at start and added to `brands`")
+    brands_max: int = Field(5000, ge=1, le=100_000, description="at most this many brands are read from brands_field")
+
+
+class MergeConfig(_Frozen):
+    """How kept rewrites enter the query."""
+
+    rewrite_operator: Literal["and", "or", "same"] = Field(
+        "and", description="operator of each rewrite clause: 'and' adds only documents holding every rewrite term "
+        "(keeps the result set from flooding), 'same' copies the original clause's")
 
 
 class ChainConfig(_Frozen):
@@ -125,24 +145,35 @@ class PluginConfig(_Frozen):
     gate: GateConfig = GateConfig()
     chain: ChainConfig = ChainConfig()
     guards: GuardConfig = GuardConfig()
+    merge: MergeConfig = MergeConfig()
     cache: CacheConfig = CacheConfig()
     proxy: ProxyConfig = ProxyConfig()
 
 
-def load_config(path: str | Path | None = None, **overrides: dict) -> PluginConfig:
-    """Defaults, then the YAML file (unknown keys fail), then per-section ``overrides``."""
+def _read_sections(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (gate, chain, guards, merge, cache, proxy)")
+    return loaded
+
+
+def load_config(path: str | Path | None = None, *, shipped: str | Path | None = None, **overrides: dict) -> PluginConfig:
+    """Defaults, then a model's ``shipped`` serving file (its calibrated gate), then the YAML file at ``path``
+    (unknown keys fail), then per-section ``overrides``. Each layer overrides keys, not whole sections."""
     data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections (gate, chain, guards, cache, proxy)")
-        data = loaded
+    for layer in (shipped, path):
+        if layer is None:
+            continue
+        for section, values in _read_sections(Path(layer)).items():
+            if isinstance(values, dict) and isinstance(data.get(section), dict):
+                data[section] = {**data[section], **values}
+            else:
+                data[section] = values
     for section, values in overrides.items():
         data.setdefault(section, {})
         data[section] = {**(data[section] or {}), **values}

@@ -221,6 +221,20 @@ class RewriteEngine:
         if callable(closer):
             closer()
 
+    def brands_request(self) -> dict | None:
+        """The search body that reads brands from the index (``guards.brands_field``), or None."""
+        from qrw.plugin.guards import brands_aggregation
+
+        return brands_aggregation(self.config.guards)
+
+    def add_brands_from(self, response: Mapping) -> int:
+        """Add the brands of a ``brands_request`` response to the guards' vocabulary; return how many are known."""
+        from qrw.plugin.guards import brands_from_response, load_brands
+
+        guards_step = next(f for f in self.chain.factories if isinstance(f, GuardsFactory))
+        guards_step.brands = load_brands(self.config.guards, [*guards_step.brands, *brands_from_response(dict(response))])
+        return len(guards_step.brands)
+
     @property
     def model_name(self) -> str:
         return self.source.name
@@ -277,7 +291,7 @@ class RewriteEngine:
             deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
             result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
             kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
-            new_body = merge_rewrites(body, kept)
+            new_body = merge_rewrites(body, kept, self.config.merge.rewrite_operator)
             return new_body, self._report(result, started) if explain else None
         except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response
             log.exception("rewriting failed; sending the original query")

@@ -2,13 +2,16 @@
 
 Each check is a pure function ``(query, rewrite) -> reason | None``. A rewrite is dropped when it
 
-* loses a brand the query names (``hp toner`` -> ``canon toner``),
-* loses a number, with its unit (``16gb ram`` -> ``8gb ram`` or ``ram``),
+* names a brand the query does not (``toner`` -> ``hp toner``, ``hp toner`` -> ``canon toner``),
+* holds a number the query does not (``printer`` -> ``printer 300 dpi``),
+* (optional) loses a brand the query names or a number with its unit (``16gb ram`` -> ``ram``):
+  off by default, since the original clause stays in the merged query,
 * loses a negation (``-wireless``, ``without cable``, ``no bluetooth``, ``not refurbished``),
 * copies the query, or an earlier rewrite (case, punctuation and spacing ignored), or is too long.
 
 Drift in brand, number and type is exactly what the JD.com paper reports as harmful rewrites; these
-catch the first two without a model.
+catch the first two without a model. Brands come from the config, a file, or the index itself
+(``brands_field``: ``brands_from_terms`` reads a terms aggregation).
 """
 
 from __future__ import annotations
@@ -89,14 +92,39 @@ def lost_number(query: str, rewrite: str) -> str | None:
     return None
 
 
+def new_brand(query: str, rewrite: str, brands: Iterable[str]) -> str | None:
+    brands = tuple(brands)
+    added = brands_in(rewrite, brands) - brands_in(query, brands)
+    return f"adds brand {sorted(added)[0]!r}" if added else None
+
+
+def new_number(query: str, rewrite: str) -> str | None:
+    have = {number for number, _ in numbers(query)}
+    added = sorted(number for number, _ in numbers(rewrite) if number not in have)
+    return f"adds number {added[0]}" if added else None
+
+
 def lost_negation(query: str, rewrite: str) -> str | None:
     missing = negations(query) - negations(rewrite)
     return f"loses negation of {sorted(missing)[0]!r}" if missing else None
 
 
-def load_brands(config: GuardConfig) -> frozenset[str]:
-    """The brand vocabulary in ``copy_key`` form: the config's list plus its ``brands_file``."""
-    names = list(config.brands)
+def brands_aggregation(config: GuardConfig) -> dict | None:
+    """The search body that reads brands from the index (a terms aggregation), or None without ``brands_field``."""
+    if not config.brands_field:
+        return None
+    return {"size": 0, "aggs": {"brands": {"terms": {"field": config.brands_field, "size": config.brands_max}}}}
+
+
+def brands_from_response(response: dict) -> list[str]:
+    """The brand names of a ``brands_aggregation`` response."""
+    buckets = ((response or {}).get("aggregations") or {}).get("brands", {}).get("buckets", [])
+    return [str(bucket["key"]) for bucket in buckets if bucket.get("key")]
+
+
+def load_brands(config: GuardConfig, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The brand vocabulary in ``copy_key`` form: the config's list, its ``brands_file`` and ``extra`` (from the index)."""
+    names = list(config.brands) + list(extra)
     if config.brands_file is not None:
         path = Path(config.brands_file)
         if not path.is_file():
@@ -120,6 +148,10 @@ def check(query: str, rewrites: Sequence[str], config: GuardConfig, brands: froz
             reason = "copies the query"
         elif config.drop_copies and key in seen:
             reason = "duplicates an earlier rewrite"
+        elif config.no_new_brand and brands and (added := new_brand(query, rewrite, brands)):
+            reason = added
+        elif config.no_new_number and (added := new_number(query, rewrite)):
+            reason = added
         elif config.keep_brand and brands and (lost := lost_brand(query, rewrite, brands)):
             reason = lost
         elif config.keep_numbers and (lost := lost_number(query, rewrite)):

@@ -131,23 +131,33 @@ def _without(spec: Mapping, *keys: str) -> dict:
     return {key: value for key, value in spec.items() if key not in keys}
 
 
-def _rewrite_clause(kind: str, spec: Mapping, text: str, weight: float, name: str) -> dict:
+def _with_operator(options: Mapping, operator: str | None) -> dict:
+    """``options`` with the rewrite operator applied (``None``: unchanged). ``and`` replaces any minimum_should_match."""
+    if operator is None:
+        return dict(options)
+    return {**_without(options, "operator", "minimum_should_match"), "operator": operator}
+
+
+def _rewrite_clause(kind: str, spec: Mapping, text: str, weight: float, name: str, operator: str | None = None) -> dict:
     if kind == "match":
         (field,) = [key for key in spec if key not in ("boost", "_name")]
         value = spec[field]
         options = _without(value, "boost", "_name") if isinstance(value, Mapping) else {}
-        return {"match": {field: {**options, "query": text, "boost": weight, "_name": name}}}
+        return {"match": {field: {**_with_operator(options, operator), "query": text, "boost": weight, "_name": name}}}
     if kind in SYNTAX_KINDS:
         clause: dict[str, Any] = {"query": text}
         if isinstance(spec.get("fields"), list) and spec["fields"]:
             clause["fields"] = list(spec["fields"])
         elif isinstance(spec.get("default_field"), str):
             clause["fields"] = [spec["default_field"]]
-        operator = spec.get("default_operator")
-        if isinstance(operator, str) and operator.lower() in ("and", "or"):
-            clause["operator"] = operator.lower()
-        return {"multi_match": {**clause, "boost": weight, "_name": name}}
-    return {kind: {**_without(spec, "boost", "_name"), "query": text, "boost": weight, "_name": name}}
+        default = spec.get("default_operator")
+        if isinstance(default, str) and default.lower() in ("and", "or"):
+            clause["operator"] = default.lower()
+        return {"multi_match": {**_with_operator(clause, operator), "boost": weight, "_name": name}}
+    options = _without(spec, "boost", "_name")
+    if kind in ("multi_match", "combined_fields"):
+        options = _with_operator(options, operator)
+    return {kind: {**options, "query": text, "boost": weight, "_name": name}}
 
 
 def _original_clause(kind: str, spec: Mapping) -> dict:
@@ -168,11 +178,12 @@ def _outer_options(kind: str, spec: Mapping) -> dict:
     return {key: source[key] for key in ("boost", "_name") if key in source}
 
 
-def merged_clause(clause: Mapping, rewrites: Sequence[WeightedRewrite]) -> dict:
+def merged_clause(clause: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_operator: str | None = None) -> dict:
     """One text clause -> the bool/should of the original and its rewrites."""
     kind, spec = next(iter(clause.items()))
     should = [_original_clause(kind, spec)]
-    should += [_rewrite_clause(kind, spec, rw.text, rw.weight, rewrite_name(i)) for i, rw in enumerate(rewrites)]
+    should += [_rewrite_clause(kind, spec, rw.text, rw.weight, rewrite_name(i), rewrite_operator)
+               for i, rw in enumerate(rewrites)]
     return {"bool": {"should": should, "minimum_should_match": 1, **_outer_options(kind, spec)}}
 
 
@@ -189,13 +200,18 @@ def _replace(container: Any, path: Path, make: Any) -> Any:
     return copy
 
 
-def merge_rewrites(body: Mapping, rewrites: Sequence[WeightedRewrite]) -> dict:
+def merge_rewrites(body: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_operator: str | None = None) -> dict:
     """``body`` with its text clauses OR-merged with ``rewrites`` (weight 0 ones left out).
 
     Every text clause whose text equals the first one's is merged (a ``bool.should`` of ``match``
     clauses over several fields stays one query with the same rewrites). With no usable rewrite,
-    or no text clause, a shallow copy of ``body`` comes back unchanged.
+    or no text clause, a shallow copy of ``body`` comes back unchanged. ``rewrite_operator``
+    (``and`` / ``or``; None or ``same``: as the original clause) sets how each rewrite clause's terms
+    combine: ``and`` adds only documents holding every rewrite term, so rewrites cannot flood the
+    result set with documents matching one generic word.
     """
+    if rewrite_operator == "same":
+        rewrite_operator = None
     kept = [rw for rw in rewrites if rw.weight > 0 and rw.text.strip()]
     target = find_text_query(body)
     result = dict(body)
@@ -203,7 +219,7 @@ def merge_rewrites(body: Mapping, rewrites: Sequence[WeightedRewrite]) -> dict:
         return result
     paths = [path for path, _, text in _text_clauses(body) if text == target.text]
     for path in paths:
-        result = _replace(result, path, lambda clause: merged_clause(clause, kept))
+        result = _replace(result, path, lambda clause: merged_clause(clause, kept, rewrite_operator))
     return result
 
 

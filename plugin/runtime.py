@@ -61,7 +61,7 @@ CUDA = "CUDAExecutionProvider"
 STRATEGIES = ("greedy", "beam", "sample")
 
 
-DEFAULT_MAX_NEW_TOKENS = 32
+DEFAULT_MAX_NEW_TOKENS = 24
 """Token cap when neither the GenerationConfig nor the manifest names one."""
 
 
@@ -73,7 +73,7 @@ class GenerationConfig:
     """greedy (one sequence listing the rewrites: the serving default), beam (N best beams, each a
     list) or sample (N samples)."""
     max_new_tokens: int | None = None
-    """Cap on generated tokens per sequence; None: the manifest's cap (from the training targets), else 32."""
+    """Cap on generated tokens per sequence; None: the manifest's cap (from the training targets), else 24."""
     stop_at_newline: bool = True
     """Greedy: end a sequence at a token holding a newline (the list is one line) and once it holds
     as many separators as rewrites were asked for. Off, greedy equals transformers' greedy search."""

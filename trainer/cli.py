@@ -61,7 +61,8 @@ def config_command(name: str, config_cls: type, runner_path: str, summary: str) 
 
         module_name, attr = runner_path.split(":")
         result = getattr(importlib.import_module(module_name), attr)(config)
-        summary_keys = ("stage", "output_dir", "steps", "seconds", "files", "tag_balance", "results")
+        summary_keys = ("stage", "output_dir", "steps", "seconds", "files", "tag_balance", "results",
+                    "cv_gain", "cv_harm", "ungated_gain", "ungated_harm", "best", "agreement_with_opensearch")
         click.echo(json.dumps({k: result[k] for k in summary_keys if k in result}, indent=2, default=str))
 
     return click.Command(name, params=params, callback=callback, help=summary)
@@ -73,6 +74,7 @@ def train() -> None:
 
 
 def _register() -> None:
+    from qrw.trainer.calibrate import CalibrateConfig
     from qrw.trainer.data import DataConfig
     from qrw.trainer.evaluate import EvaluateConfig
     from qrw.trainer.grpo import GrpoStageConfig
@@ -87,6 +89,8 @@ def _register() -> None:
                                      "Multi-task SFT (rewrite + tag) with trl's SFTTrainer."))
     train.add_command(config_command("grpo", GrpoStageConfig, "qrw.trainer.grpo:run_grpo",
                                      "GRPO with retrieval rewards (relevance, SIMULATED conversion, validity, drift)."))
+    train.add_command(config_command("calibrate", CalibrateConfig, "qrw.trainer.calibrate:run_calibrate",
+                                     "Choose the gate on held-out pseudo-queries and write serving.yaml into the model."))
     train.add_command(config_command("evaluate", EvaluateConfig, "qrw.trainer.evaluate:run_evaluate",
                                      "Evaluate checkpoints on the validation fold, side by side."))
 

@@ -1,28 +1,24 @@
-"""Training data for the multi-task rewriter: rewrite pairs and graded relevance tags, from
-retrieval against the real OpenSearch index.
+"""Training data for the multi-task rewriter, labelled by *measured retrieval gain*.
 
-Sources (all deterministic for a given seed, catalog and index):
+For every training query (a judged development query of a training fold, or a pseudo-query written
+from the catalog, ``trainer.pseudo``) the builder
 
-* ``judged``: the development queries of the *training* folds. Candidate rewrites are mined from the
-  titles of their grade-3 products (product type, brand + type, type + key attribute, ...), ranked
-  by how much more often they describe grade-3 than low-grade (0-1) products, and searched. A
-  candidate becomes a rewrite example when its own top-k, judged against the original query, is
-  mostly grade >= 2 (``accept_share`` of the judged hits). Every searched candidate becomes a tagging
-  example labelled with the mean judged grade of its top-k.
-* ``pseudo``: pseudo-queries written the way users type (lowercase, brand dropped, user words like
-  "laptop" for the catalog's "notebook", squashed units "32gb", a misspelling, a dropped or extra
-  word) from sampled catalog products, paired with a catalog-vocabulary rewrite
-  ``{Brand} {product type} {key attribute}``. The rewrite is kept when it retrieves the source
-  product; its tag is the mean pseudo-grade of its top-k (``facets.hit_grade``: the source and exact
-  neighbours 3, same brand and type 2, same type 1, other 0).
-* ``drift`` (hard negatives, tagging only): accepted rewrites with the brand swapped, the product
-  type swapped, or a number changed or dropped; labelled by retrieval like the rest, capped by the
-  kind of drift (``DRIFT_CAPS``).
+1. states its intent (``trainer.intent``): judged grades plus type agreement, or the product kind
+   the pseudo-query names;
+2. proposes candidate rewrites without labels (``trainer.candidates``: vocabulary bridge, spelling,
+   product types of the baseline's results; never a brand, number or value the query lacks);
+3. measures each candidate with the in-process baseline (``trainer.lexical``): the nDCG@10 change
+   when it is merged into the query at the serving weight, and the share of its own top 10 that is
+   of the asked-for kind;
+4. writes a **tagging** example per candidate, its tag from the measured outcome (``LabelRule``:
+   helps -> exact, neutral-positive -> substitute, neutral -> weak, hurts -> irrelevant), and a
+   **rewrite** example per query whose target lists the candidates that help, best first, or
+   ``none`` when nothing helps;
+5. writes GRPO prompts with what the reward needs to rebuild the intent.
 
-Folds: every development query is assigned to one of ``folds`` folds by a hash of its text; fold
-``valid_fold`` is validation and is never trained on (its examples are written to ``*_valid.jsonl``
-for ``qrw train evaluate``). Pseudo-queries are split the same way by product id, and a pseudo-query
-equal to a validation query is dropped.
+Folds: judged queries are assigned to folds by a hash of their text; fold ``valid_fold`` is
+validation and never trained on. Pseudo-queries are split by the same hash of their text, and one
+equal to a validation query is dropped (the leakage check in the data card counts what is left).
 """
 
 from __future__ import annotations
@@ -33,54 +29,16 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from qrw.errors import ConfigError
 from qrw.eval.folds import fold_of, split_queries
-from qrw.plugin.prompt import TAGS, normalize_text, rewrite_completion, rewrite_prompt, tag_completion, tag_for_grade, tag_prompt
-from qrw.search.catalog import Product
+from qrw.plugin.prompt import TAGS, rewrite_completion, rewrite_prompt, tag_completion, tag_prompt
 from qrw.trainer.config import field
-from qrw.trainer.facets import Facets, facets_of, hit_grade, numbers_in, squash
-from qrw.trainer.retrieval import Searcher, judged_grade, share_relevant
+from qrw.trainer.intent import Intent, LabelRule, MergeSettings, judged_intent, measure, pseudo_intent
 
-DATA_FORMAT = "qrw-data-1"
-
-# User vocabulary for catalog product types (applied to pseudo-queries only). Written a priori from
-# how shoppers commonly name electronics, not read from the judged queries.
-USER_WORDS: dict[str, tuple[str, ...]] = {
-    "notebook": ("laptop",),
-    "mobile phone": ("cell phone", "phone"),
-    "smartphone": ("phone", "cell phone"),
-    "hard disk drive": ("hdd", "hard drive"),
-    "internal hard drive": ("hdd", "hard drive"),
-    "solid state drive": ("ssd",),
-    "usb flash drive": ("usb stick", "thumb drive"),
-    "memory card": ("sd card",),
-    "memory module": ("ram",),
-    "toner cartridge": ("toner",),
-    "ink cartridge": ("ink",),
-    "networking card": ("wifi adapter", "network card"),
-    "graphics card": ("gpu", "video card"),
-    "headset": ("headphones with mic",),
-    "headphones": ("headphone", "earphones"),
-    "mouse": ("mice",),
-    "keyboard": ("keybord",),
-    "computer monitor": ("monitor", "screen"),
-    "flat panel desk mount": ("monitor arm",),
-    "television": ("tv",),
-    "power adapter": ("charger", "power supply"),
-    "notebook case": ("laptop bag", "laptop case"),
-    "tablet case": ("ipad case", "tablet cover"),
-    "rechargeable battery": ("batteries",),
-    "docking station": ("dock",),
-    "cable": ("cord",),
-}
-_STANDALONE_NUMBER = re.compile(r"(?<![A-Za-z0-9.,])\d+(?:[.,]\d+)?")
-EXTRA_WORDS = ("cheap", "best", "new", "buy", "good", "original", "sale")
-DRIFT_CAPS: dict[str, int] = {"type": 0, "brand": 1, "number_changed": 1, "number_dropped": 2}
-"""Highest grade a drifted rewrite may be labelled: a wrong product type is never relevant; a wrong
-brand or number is at most weak; a dropped number broadens the search and is at most a substitute."""
+DATA_FORMAT = "qrw-data-2"
 
 
 @dataclasses.dataclass
@@ -91,225 +49,78 @@ class DataConfig:
     output_dir: str = field("runs/data", "folder for the JSONL files and the data card")
     data_dir: str | None = field(None, "Icecat folder (products/, judgments/); default: QRW_DATA_DIR or shared/data/icecat")
     judgments: str | None = field(None, "judgments CSV; default: <data_dir>/judgments/judgments.csv")
-    url: str = field("http://127.0.0.1:9200", "OpenSearch URL (the catalog indexed with `qrw index`)")
-    index: str = field("products", "index or alias to search")
+    url: str | None = field("http://127.0.0.1:9200", "OpenSearch URL for the agreement check of the in-process index (none: skip)")
+    index: str = field("products", "index or alias the agreement check searches")
     # --- split
-    seed: int = field(13, "seed for sampling and noise")
+    seed: int = field(13, "seed for sampling")
     folds: int = field(5, "number of hash folds over the development queries")
     valid_fold: int = field(0, "the fold held out for validation (never trained on)")
-    # --- retrieval labels
-    k: int = field(10, "top-k searched for every candidate rewrite")
-    min_judged: int = field(3, "judged hits needed in the top-k to label a judged-query candidate")
-    accept_share: float = field(0.6, "share of judged top-k hits with grade >= 2 for a mined rewrite to be kept")
-    max_candidates: int = field(12, "candidate rewrites mined per development query")
     # --- pseudo-queries
-    pseudo_products: int = field(2000, "catalog products sampled for pseudo-queries (0 disables)")
-    pseudo_accept_grade: float = field(1.5, "mean pseudo-grade of the top-k for a pseudo rewrite to be kept")
-    # --- hard negatives and balance
-    drifts_per_rewrite: int = field(2, "drifted variants (hard negatives) made per accepted rewrite")
-    max_class_ratio: float = field(3.0, "each tag class is cut to at most this many times the smallest class (train only; 0 = off)")
+    pseudo_queries: int = field(70_000, "pseudo-queries written from the catalog (0 disables)")
+    # --- measuring
+    merge_weight: float = field(0.5, "weight of a rewrite clause while its gain is measured")
+    merge_operator: str = field("and", "operator of a rewrite clause while its gain is measured (and | or)")
+    max_candidates: int = field(10, "candidate rewrites measured per query")
+    helps: float = field(0.03, "nDCG@10 gain from which a rewrite helps")
+    hurts: float = field(-0.01, "nDCG@10 gain at or below which a rewrite hurts")
+    on_intent: float = field(0.3, "share of its own top 10 of the asked-for kind that puts a rewrite on intent")
+    # --- writing
+    max_targets: int = field(3, "rewrites listed in one rewrite target")
+    none_share: float = field(0.5, "largest share of 'none' targets among pseudo rewrite examples (train only)")
+    judged_repeat: int = field(20, "times each judged training query's examples are repeated in the train files")
+    max_class_ratio: float = field(3.0, "each tag class is cut to at most this many times the smallest (train only; 0 = off)")
+    agreement_sample: int = field(400, "candidate gains compared between the in-process index and OpenSearch (0 = skip)")
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ValueError(f"folds={self.folds}: need at least 2 folds to hold one out")
         if not 0 <= self.valid_fold < self.folds:
             raise ValueError(f"valid_fold={self.valid_fold} must be in 0..{self.folds - 1}")
-        if not 0.0 < self.accept_share <= 1.0:
-            raise ValueError(f"accept_share={self.accept_share} must be in (0, 1]")
-        if self.k < 1 or self.max_candidates < 1:
-            raise ValueError("k and max_candidates must be at least 1")
+        if self.merge_operator not in ("and", "or"):
+            raise ValueError(f"merge_operator={self.merge_operator!r}: choose and | or")
+        if not 0.0 < self.merge_weight <= 10.0:
+            raise ValueError(f"merge_weight={self.merge_weight} must be in (0, 10]")
+        if not self.hurts < self.helps:
+            raise ValueError(f"hurts={self.hurts} must be below helps={self.helps}")
+        if not 0.0 <= self.none_share <= 1.0:
+            raise ValueError(f"none_share={self.none_share} must be in [0, 1]")
 
+    @property
+    def merge(self) -> MergeSettings:
+        return MergeSettings(self.merge_weight, self.merge_operator)
 
-def _same(a: str, b: str) -> bool:
-    return squash(a) == squash(b)
-
-
-# ----------------------------------------------------------------------------------------------
-# Mining rewrites for judged queries
-
-
-def _candidates_from(facets: Facets, query: str) -> list[tuple[str, dict]]:
-    out: list[tuple[str, dict]] = []
-    t, b, k = facets.product_type, facets.brand, facets.key
-    if t:
-        out.append((t, {"type": t}))
-        if b:
-            out.append((f"{b} {t}", {"brand": b, "type": t}))
-        if k:
-            out.append((f"{t} {k}", {"type": t, "key": k}))
-            if b:
-                out.append((f"{b} {t} {k}", {"brand": b, "type": t, "key": k}))
-        if t.casefold() not in query.casefold():
-            out.append((f"{query} {t}", {"type": t}))
-    return out
-
-
-def mine_candidates(query: str, judged: Mapping[str, int], facets_by_id: Mapping[str, Facets], limit: int) -> list[tuple[str, dict]]:
-    """Candidate rewrites of ``query`` from its grade-3 products, most discriminative first."""
-    top_grade = 3 if any(g == 3 for g in judged.values()) else 2
-    good = [facets_by_id[d] for d, g in judged.items() if g >= top_grade and d in facets_by_id]
-    low = [facets_by_id[d] for d, g in judged.items() if g <= 1 and d in facets_by_id]
-    meta: dict[str, dict] = {}
-    for product in good:
-        for text, info in _candidates_from(product, query):
-            text = normalize_text(text)
-            if text and not _same(text, query):
-                meta.setdefault(text, info)
-
-    def describes(text: str, product: Facets) -> bool:
-        title = product.title_lower + " " + product.brand.casefold()
-        return all(word in title for word in text.casefold().split())
-
-    scored = []
-    for text in meta:
-        score = sum(describes(text, p) for p in good) / max(len(good), 1) - sum(describes(text, p) for p in low) / max(len(low), 1)
-        scored.append((-score, len(text), text))
-    scored.sort()
-    return [(text, meta[text]) for neg, _, text in scored[:limit] if -neg > 0]
-
-
-# ----------------------------------------------------------------------------------------------
-# Pseudo-queries
-
-
-def _misspell(word: str, rng: random.Random) -> str:
-    if len(word) < 5 or not word.isalpha():
-        return word
-    i = rng.randrange(1, len(word) - 2)
-    op = rng.choice(("swap", "drop", "double"))
-    if op == "swap":
-        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
-    if op == "drop":
-        return word[:i] + word[i + 1 :]
-    return word[:i] + word[i] + word[i:]
-
-
-def _user_key(key: str, rng: random.Random) -> str:
-    key = key.replace('"', " inch").strip()
-    return squash(key) if rng.random() < 0.6 else key.casefold()
-
-
-def pseudo_query(facets: Facets, rng: random.Random) -> tuple[str, str] | None:
-    """(user-style query, catalog-vocabulary rewrite) for one product, or None if it has no type."""
-    if not facets.product_type or not facets.brand:
-        return None
-    rewrite = " ".join(part for part in (facets.brand, facets.product_type, facets.key) if part)
-    ptype = facets.product_type
-    for catalog_word, user_words in USER_WORDS.items():
-        if catalog_word in ptype and rng.random() < 0.7:
-            ptype = ptype.replace(catalog_word, rng.choice(user_words))
-            break
-    words: list[str] = []
-    if rng.random() < 0.75:
-        words.append(facets.brand.casefold())
-    words.extend(ptype.split())
-    if facets.key and rng.random() < 0.7:
-        words.append(_user_key(facets.key, rng))
-    if rng.random() < 0.25:
-        j = rng.randrange(len(words))
-        words[j] = _misspell(words[j], rng)
-    if len(words) > 2 and rng.random() < 0.15:
-        words.pop(rng.randrange(len(words)))
-    if rng.random() < 0.15:
-        words.insert(rng.randrange(len(words) + 1), rng.choice(EXTRA_WORDS))
-    if rng.random() < 0.2:
-        rng.shuffle(words)
-    query = normalize_text(" ".join(words))
-    if not query or _same(query, rewrite):
-        return None
-    return query, rewrite
-
-
-# ----------------------------------------------------------------------------------------------
-# Drift (hard negatives)
-
-
-def drift_variants(rewrite: str, info: Mapping[str, str], pools: Mapping[str, Sequence[str]], rng: random.Random) -> list[tuple[str, str]]:
-    """(drift kind, drifted rewrite) variants of ``rewrite``: brand, type, number changed or dropped."""
-    out: list[tuple[str, str]] = []
-    lower = rewrite.casefold()
-    brand = info.get("brand", "")
-    if brand and brand.casefold() in lower:
-        others = [b for b in pools["brand"] if b.casefold() != brand.casefold()]
-        if others:
-            start = lower.index(brand.casefold())
-            out.append(("brand", rewrite[:start] + rng.choice(others) + rewrite[start + len(brand) :]))
-    ptype = info.get("type", "")
-    if ptype and ptype in lower:
-        others = [t for t in pools["type"] if t != ptype and t not in ptype and ptype not in t]
-        if others:
-            start = lower.index(ptype)
-            out.append(("type", rewrite[:start] + rng.choice(others) + rewrite[start + len(ptype) :]))
-    numbers = _STANDALONE_NUMBER.findall(rewrite)
-    if numbers:
-        number = numbers[0]
-        value = float(number)
-        changed = value * 2 if rng.random() < 0.5 or value < 2 else value / 2
-        new = str(int(changed)) if changed == int(changed) else f"{changed:g}"
-        out.append(("number_changed", rewrite.replace(number, new, 1)))
-        key = info.get("key", "")
-        dropped = rewrite.replace(key, "") if key and key in rewrite else rewrite.replace(number, "", 1)
-        out.append(("number_dropped", normalize_text(dropped)))
-    out = [(kind, normalize_text(text)) for kind, text in out if normalize_text(text) and not _same(text, rewrite)]
-    rng.shuffle(out)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Building
+    @property
+    def rule(self) -> LabelRule:
+        return LabelRule(self.helps, self.hurts, self.on_intent)
 
 
 @dataclasses.dataclass
-class Example:
-    query: str
-    rewrite: str
+class Measured:
+    """One training query with its measured candidates."""
+
+    intent: Intent
     source: str  # judged | pseudo
     split: str  # train | valid
-    grade: float | None = None  # mean (pseudo-)grade of the rewrite's top-k; None = not labelled
-    drift: str | None = None
-    source_id: str | None = None  # pseudo-queries: the product they were made from
-    original: str | None = None  # drifted examples: the drifted facet's original value
+    base: float
+    outcomes: list  # [Outcome]
+    meta: dict
 
-    def drift_applies(self) -> bool:
-        """A drift caps the label only if the query asked for what was drifted (a pseudo-query always did;
-        a judged query like "huawei" did not ask for a product type, so "huawei mouse" is judged by retrieval)."""
-        if self.drift is None:
-            return False
-        if self.source == "pseudo" or self.original is None:
-            return True
-        query = self.query.casefold()
-        words = set(re.findall(r"\w+", query))
-        if self.drift == "brand":
-            return bool(self.original) and all(w in words for w in re.findall(r"\w+", self.original.casefold()))
-        if self.drift == "type":
-            return bool(self.original) and any(w in words for w in re.findall(r"\w+", self.original.casefold()))
-        return bool(numbers_in(self.query))
 
-    def tag_record(self) -> dict:
-        tag = tag_for_grade(self.grade)
-        if self.drift_applies():
-            cap = DRIFT_CAPS[self.drift]
-            if tag.grade > cap:
-                tag = next(t for t in TAGS if t.grade == cap)
-        return {
-            "prompt": tag_prompt(self.query, self.rewrite),
-            "completion": tag_completion(tag),
-            "query": self.query,
-            "rewrite": self.rewrite,
-            "tag": tag.name,
-            "grade": None if self.grade is None else round(self.grade, 4),
-            "source": self.source if self.drift is None else f"{self.source}-drift-{self.drift}",
-        }
+def squash(text: str) -> str:
+    return re.sub(r"\s+", "", text.casefold())
 
-    def rewrite_record(self) -> dict:
-        return {
-            "prompt": rewrite_prompt(self.query),
-            "completion": rewrite_completion(self.rewrite),
-            "query": self.query,
-            "rewrite": self.rewrite,
-            "source": self.source,
-            "grade": None if self.grade is None else round(self.grade, 4),
-        }
+
+def target_rewrites(item: Measured, rule: LabelRule, limit: int) -> list[str]:
+    """The candidates that help (tag exact), best gain first."""
+    helping = [o for o in item.outcomes if rule.tag(o).name == "exact"]
+    helping.sort(key=lambda o: (-o.gain, o.rewrite))
+    return [o.rewrite for o in helping[:limit]]
+
+
+def _intent_record(intent: Intent) -> dict:
+    if intent.kind == "judged":
+        return {"kind": "judged"}
+    return {"kind": "pseudo", "ptype": intent.ptype, "brand": intent.brand, "values": sorted(intent.values)}
 
 
 def _write_jsonl(path: Path, records: Iterable[dict]) -> int:
@@ -329,211 +140,261 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def _balance(records: list[dict], ratio: float, rng: random.Random) -> list[dict]:
-    if ratio <= 0:
+    """Cut every tag class to at most ``ratio`` times the smallest one."""
+    if ratio <= 0 or not records:
         return records
     by_tag: dict[str, list[dict]] = collections.defaultdict(list)
     for record in records:
         by_tag[record["tag"]].append(record)
-    smallest = min(len(v) for v in by_tag.values()) if by_tag else 0
-    cap = max(int(smallest * ratio), 1)
+    cap = max(int(min(len(v) for v in by_tag.values()) * ratio), 1)
     kept: list[dict] = []
     for tag in TAGS:
         group = by_tag.get(tag.name, [])
-        if len(group) > cap:
-            group = rng.sample(group, cap)
-        kept.extend(group)
+        kept.extend(rng.sample(group, cap) if len(group) > cap else group)
+    rng.shuffle(kept)
     return kept
 
 
-def build_data(config: DataConfig, *, catalog: Sequence[Product] | None = None, searcher: Searcher | None = None,
-               progress: bool = True) -> dict:
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    import numpy as np
+
+    if len(a) < 3:
+        return None
+    ra = np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(float)
+    rb = np.argsort(np.argsort(b, kind="stable"), kind="stable").astype(float)
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def gain_agreement(items: Sequence[Measured], url: str, alias: str, merge: MergeSettings, sample: int,
+                   facets, rng: random.Random) -> dict:
+    """Spearman correlation of candidate gains measured in process and on the real node, on a sample."""
+    from qrw.search.baseline import DEFAULT_BASELINE
+    from qrw.search.connect import open_client
+    from qrw.search.runner import search_many
+    from qrw.trainer.intent import ndcg
+
+    pairs = [(item, o) for item in items for o in item.outcomes]
+    pairs = rng.sample(pairs, min(sample, len(pairs)))
+    if not pairs:
+        return {"pairs": 0}
+    client = open_client(url)
+    bodies = {}
+    for n, (item, outcome) in enumerate(pairs):
+        rewrite = DEFAULT_BASELINE.clause(outcome.rewrite, boost=merge.weight)
+        spec = next(iter(rewrite.values()))
+        target = spec if "query" in spec else next(iter(spec.values()))
+        target["operator"] = merge.operator
+        bodies[("merged", n)] = {"query": {"bool": {"should": [DEFAULT_BASELINE.clause(item.intent.query), rewrite]}}}
+        bodies[("base", n)] = DEFAULT_BASELINE.build(item.intent.query)
+    rankings = search_many(client, alias, bodies, depth=10, batch_size=100, url=url)
+    node = [ndcg(rankings[("merged", n)].ids, item.intent, facets) - ndcg(rankings[("base", n)].ids, item.intent, facets)
+            for n, (item, _) in enumerate(pairs)]
+    mine = [outcome.gain for _, outcome in pairs]
+    same_sign = sum((a > 0) == (b > 0) and (a < 0) == (b < 0) for a, b in zip(node, mine)) / len(pairs)
+    return {"pairs": len(pairs), "spearman_gain": _spearman(mine, node), "same_sign_share": same_sign,
+            "mean_abs_diff": sum(abs(a - b) for a, b in zip(node, mine)) / len(pairs)}
+
+
+def build_data(config: DataConfig, *, catalog=None, progress: bool = True) -> dict:
     """Build every file under ``config.output_dir``; return the data card (also written as JSON and markdown)."""
     from tqdm import tqdm
 
     from qrw.eval.judgments import load_judgments
+    from qrw.search.baseline import DEFAULT_BASELINE
     from qrw.search.catalog import default_data_dir, load_catalog
+    from qrw.trainer.bridge import catalog_texts, mine_bridge
+    from qrw.trainer.candidates import CandidateGenerator, SpellingIndex
+    from qrw.trainer.facets import CatalogFacets, by_type
+    from qrw.trainer.lexical import LexicalIndex
+    from qrw.trainer.pseudo import describe, sample_pseudo_queries
 
     started = time.perf_counter()
     data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
     judgments_path = Path(config.judgments) if config.judgments else data_dir / "judgments" / "judgments.csv"
     qrels = load_judgments(judgments_path)
-    if catalog is None:
-        catalog = load_catalog(data_dir)
-    if searcher is None:
-        searcher = Searcher.connect(config.url, config.index, depth=config.k)
+    catalog = load_catalog(data_dir) if catalog is None else catalog
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(config.seed)
 
-    facets_by_id = {p.id: facets_of(p) for p in catalog}
-    types_by_brand: dict[str, set[str]] = collections.defaultdict(set)
-    for f in facets_by_id.values():
-        if f.product_type and f.brand:
-            types_by_brand[f.brand].add(f.product_type)
-    type_counts = collections.Counter(f.product_type for f in facets_by_id.values() if f.product_type)
-    pools = {
-        "brand": sorted(b for b, ts in types_by_brand.items() if len(ts) >= 3),
-        "type": sorted(t for t, n in type_counts.items() if n >= 20),
-    }
-
+    facets = CatalogFacets(catalog)
+    members = by_type(facets)
+    texts = catalog_texts(catalog)
+    bridge = mine_bridge(texts)
+    index = LexicalIndex.from_products(catalog, DEFAULT_BASELINE)
+    generator = CandidateGenerator(index, facets, bridge, SpellingIndex(texts), max_candidates=config.max_candidates)
     train_queries, valid_queries = split_queries(qrels, config.folds, config.valid_fold)
-    valid_keys = {squash(q) for q in valid_queries}
     split_of = {q: "train" for q in train_queries} | {q: "valid" for q in valid_queries}
 
-    # 1. judged queries: mine candidates, search, label with the original query's judgments
-    candidates: list[tuple[str, str, dict]] = []
-    for query in qrels:
-        for text, info in mine_candidates(query, qrels[query], facets_by_id, config.max_candidates):
-            candidates.append((query, text, info))
-    bar = tqdm(total=4, desc="building data", unit="stage", disable=not progress)
-    results = searcher.search(text for _, text, _ in candidates)
-    bar.update(1)
-    examples: list[Example] = []
-    accepted: list[tuple[Example, dict]] = []
-    for query, text, info in candidates:
-        ranked = results[text]
-        grade = judged_grade(ranked, qrels[query], config.k, min_judged=config.min_judged)
-        if grade is None:
-            continue
-        example = Example(query, text, "judged", split_of[query], grade)
-        examples.append(example)
-        share = share_relevant(ranked, qrels[query], config.k, min_judged=config.min_judged)
-        if share is not None and share >= config.accept_share:
-            accepted.append((example, info))
+    pseudo = sample_pseudo_queries(facets, bridge, config.pseudo_queries, rng, exclude=valid_queries)
+    # A training query written like a validation query ("smart watch" / "smartwatch") would leak it: left out.
+    valid_keys = {squash(q) for q in valid_queries}
+    work: list[tuple[Intent, str, str, dict]] = [
+        (judged_intent(q, qrels[q], facets), "judged", split_of[q], {}) for q in qrels
+        if split_of[q] == "valid" or squash(q) not in valid_keys
+    ]
+    for p in pseudo:
+        split = "valid" if fold_of(p.query, config.folds) == config.valid_fold else "train"
+        work.append((pseudo_intent(p.query, p.ptype, p.brand, p.values, facets, members), "pseudo", split,
+                     {"template": p.template, "transforms": list(p.transforms)}))
+    items: list[Measured] = []
+    for intent, source, split, meta in tqdm(work, desc="measuring candidates", unit="query", disable=not progress):
+        base, outcomes = measure(index, facets, intent, generator.propose(intent.query), config.merge)
+        items.append(Measured(intent, source, split, base, outcomes, meta))
 
-    # 2. pseudo-queries from sampled products
-    pseudo: list[tuple[Example, dict]] = []
-    if config.pseudo_products > 0:
-        eligible = sorted((f for f in facets_by_id.values() if f.product_type and f.brand), key=lambda f: f.id)
-        sample = rng.sample(eligible, min(config.pseudo_products, len(eligible)))
-        made = []
-        for f in sample:
-            pair = pseudo_query(f, rng)
-            if pair is None or squash(pair[0]) in valid_keys:
-                continue
-            made.append((f, pair[0], pair[1]))
-        results = searcher.search(rewrite for _, _, rewrite in made)
-        for f, query, rewrite in made:
-            ranked = results[rewrite][: config.k]
-            grades = [hit_grade(f, facets_by_id.get(doc)) for doc in ranked] + [0] * (config.k - len(ranked))
-            grade = sum(grades) / config.k
-            split = "valid" if fold_of(f.id, config.folds) == config.valid_fold else "train"
-            example = Example(query, rewrite, "pseudo", split, grade, source_id=f.id)
-            examples.append(example)
-            if f.id in ranked and grade >= config.pseudo_accept_grade:
-                info = {"brand": f.brand, "type": f.product_type, "key": f.key}
-                pseudo.append((example, info))
-    bar.update(1)
-
-    # 3. hard negatives: drift accepted rewrites, label by retrieval, cap by drift kind
-    drifted: list[tuple[Example, str, str]] = []
-    for example, info in accepted + pseudo:
-        for kind, text in drift_variants(example.rewrite, info, pools, rng)[: config.drifts_per_rewrite]:
-            drifted.append((example, kind, text, info))
-    results = searcher.search(text for _, _, text, _ in drifted)
-    for base, kind, text, info in drifted:
-        ranked = results[text][: config.k]
-        if base.source == "judged":
-            grade = judged_grade(ranked, qrels[base.query], config.k, min_judged=config.min_judged)
-            if grade is None:
-                grade = float(DRIFT_CAPS[kind])  # no judged evidence: the drift rule decides
-        else:
-            source = facets_by_id[base.source_id]
-            grade = sum(hit_grade(source, facets_by_id.get(doc)) for doc in ranked) / config.k
-        examples.append(Example(base.query, text, base.source, base.split, grade, drift=kind,
-                                source_id=base.source_id, original=info.get({"brand": "brand", "type": "type"}.get(kind, "key"))))
-    bar.update(1)
-
-    # 4. write files
-    rewrites = [e for e, _ in accepted] + [e for e, _ in pseudo]
+    rule = config.rule
     files: dict[str, int] = {}
+    examples: dict[str, list[dict]] = {}
     for split in ("train", "valid"):
-        rewrite_records = [e.rewrite_record() for e in rewrites if e.split == split]
-        tag_records = [e.tag_record() for e in examples if e.split == split]
+        rewrite_records, tag_records = [], []
+        for item in (i for i in items if i.split == split):
+            targets = target_rewrites(item, rule, config.max_targets)
+            record = {"prompt": rewrite_prompt(item.intent.query), "completion": rewrite_completion(targets),
+                      "query": item.intent.query, "rewrites": targets, "source": item.source,
+                      "base_ndcg": round(item.base, 4)}
+            repeat = config.judged_repeat if (item.source == "judged" and split == "train") else 1
+            rewrite_records += [record] * repeat
+            for o in item.outcomes:
+                tag = rule.tag(o)
+                tag_records += [{"prompt": tag_prompt(item.intent.query, o.rewrite), "completion": tag_completion(tag),
+                                 "query": item.intent.query, "rewrite": o.rewrite, "tag": tag.name, "gain": round(o.gain, 4),
+                                 "own": round(o.own, 3), "added_hits": o.added_hits, "source": item.source}] * repeat
         if split == "train":
             tag_records = _balance(tag_records, config.max_class_ratio, rng)
+            rewrite_records = _cap_none(rewrite_records, config.none_share, rng)
+        examples[split] = rewrite_records + tag_records
         files[f"rewrite_{split}.jsonl"] = _write_jsonl(out / f"rewrite_{split}.jsonl", rewrite_records)
         files[f"tag_{split}.jsonl"] = _write_jsonl(out / f"tag_{split}.jsonl", tag_records)
-    # GRPO prompts: training queries (judged train fold + pseudo train), with the columns rewards need
-    grpo = [{"prompt": rewrite_prompt(q), "query": q, "kind": "judged", "source_id": ""} for q in train_queries]
-    seen = {squash(q) for q in train_queries}
-    for example, _ in pseudo:
-        if example.split == "train" and squash(example.query) not in seen:
-            seen.add(squash(example.query))
-            grpo.append({"prompt": rewrite_prompt(example.query), "query": example.query, "kind": "pseudo",
-                         "source_id": example.source_id})
+    grpo = [{"prompt": rewrite_prompt(i.intent.query), "query": i.intent.query, "intent": json.dumps(_intent_record(i.intent))}
+            for i in items if i.split == "train"]
     files["grpo_train.jsonl"] = _write_jsonl(out / "grpo_train.jsonl", grpo)
-    split_record = {
-        "method": "sha1(normalized casefolded query)[:8] mod folds; pseudo-queries by product id",
-        "folds": config.folds,
-        "valid_fold": config.valid_fold,
-        "train_queries": train_queries,
-        "valid_queries": valid_queries,
-    }
-    (out / "split.json").write_text(json.dumps(split_record, indent=2, ensure_ascii=False))
-    bar.update(1)
-    bar.close()
+    # held-out pseudo-queries with their intents: `qrw train calibrate` chooses the gate on them
+    files["calibration_pseudo.jsonl"] = _write_jsonl(out / "calibration_pseudo.jsonl", (
+        {"query": i.intent.query, "ptype": i.intent.ptype, "brand": i.intent.brand, "values": sorted(i.intent.values)}
+        for i in items if i.split == "valid" and i.source == "pseudo"))
+    (out / "split.json").write_text(json.dumps({
+        "method": "sha1(normalized casefolded query)[:8] mod folds; pseudo-queries by the same hash of their text",
+        "folds": config.folds, "valid_fold": config.valid_fold,
+        "train_queries": train_queries, "valid_queries": valid_queries,
+    }, indent=2, ensure_ascii=False))
 
-    card = _data_card(config, out, files, judgments_path, data_dir, len(catalog), train_queries, valid_queries,
-                      len(candidates), len(accepted), len(pseudo), time.perf_counter() - started)
+    agreement = {"pairs": 0, "note": "skipped"}
+    if config.url and config.agreement_sample > 0:
+        judged_train = [i for i in items if i.source == "judged" and i.split == "train"]
+        pseudo_train = [i for i in items if i.source == "pseudo" and i.split == "train"]
+        agreement = gain_agreement(judged_train + pseudo_train[: len(judged_train) * 4], config.url, config.index,
+                                   config.merge, config.agreement_sample, facets, rng)
+    card = _data_card(config, out, files, items, bridge, describe(pseudo), agreement, valid_queries, judgments_path,
+                      data_dir, len(catalog), facets.coverage(), rule, rng, time.perf_counter() - started)
     return card
 
 
-def _count(path: Path, key: str) -> dict[str, int]:
-    counter = collections.Counter(record[key] for record in read_jsonl(path))
-    return dict(sorted(counter.items()))
+def _cap_none(records: list[dict], share: float, rng: random.Random) -> list[dict]:
+    """Drop pseudo 'none' examples until they are at most ``share`` of all rewrite examples."""
+    none = [r for r in records if not r["rewrites"] and r["source"] == "pseudo"]
+    rest = [r for r in records if r["rewrites"] or r["source"] != "pseudo"]
+    if share >= 1.0 or not records:
+        return records
+    allowed = int(share / (1.0 - share) * len(rest)) if share < 1.0 else len(none)
+    kept = rest + (rng.sample(none, allowed) if len(none) > allowed else none)
+    rng.shuffle(kept)
+    return kept
 
 
-def _data_card(config: DataConfig, out: Path, files: Mapping[str, int], judgments_path: Path, data_dir: Path,
-               catalog_size: int, train_queries: list[str], valid_queries: list[str], n_candidates: int,
-               n_accepted: int, n_pseudo: int, seconds: float) -> dict:
+def _leakage(items: Sequence[Measured], valid_queries: Sequence[str]) -> dict:
+    valid = {squash(q) for q in valid_queries}
+    train = [i.intent.query for i in items if i.split == "train"]
+    exact = sorted({q for q in train if squash(q) in valid})
+    contains = sorted({q for q in train for v in valid_queries if len(v) > 3 and f" {v.casefold()} " in f" {q.casefold()} "})
+    return {"train_queries_equal_to_a_validation_query": len(exact), "examples_equal": exact[:10],
+            "train_queries_containing_a_validation_query": len(contains), "examples_containing": contains[:10]}
+
+
+def _data_card(config, out: Path, files, items, bridge, pseudo_stats, agreement, valid_queries, judgments_path, data_dir,
+               catalog_size, type_coverage, rule, rng, seconds) -> dict:
     from qrw.trainer.config import config_to_dict
 
+    def count(name: str, key: str) -> dict:
+        counter = collections.Counter(str(r[key]) for r in read_jsonl(out / name))
+        return dict(sorted(counter.items()))
+
+    rewrite_train = read_jsonl(out / "rewrite_train.jsonl")
+    tag_train = read_jsonl(out / "tag_train.jsonl")
+    samples = {
+        "rewrite (judged)": rng.sample([r for r in rewrite_train if r["source"] == "judged"],
+                                       min(20, sum(r["source"] == "judged" for r in rewrite_train))),
+        "rewrite (pseudo, with targets)": rng.sample([r for r in rewrite_train if r["source"] == "pseudo" and r["rewrites"]],
+                                                      min(20, sum(r["source"] == "pseudo" and bool(r["rewrites"]) for r in rewrite_train))),
+        "rewrite (pseudo, none)": rng.sample([r for r in rewrite_train if r["source"] == "pseudo" and not r["rewrites"]],
+                                             min(20, sum(r["source"] == "pseudo" and not r["rewrites"] for r in rewrite_train))),
+    }
+    for tag in TAGS:
+        group = [r for r in tag_train if r["tag"] == tag.name]
+        samples[f"tag {tag.name}"] = rng.sample(group, min(20, len(group)))
     card = {
         "format": DATA_FORMAT,
         "sources": {
             "catalog": f"{data_dir} ({catalog_size} products; Icecat Open Content License, provided AS IS)",
             "judgments": str(judgments_path),
-            "index": f"{config.url} / {config.index}",
+            "retrieval": "in-process BM25 mirror of qrw.search.baseline.DEFAULT_BASELINE (trainer.lexical)",
+            "product_type_coverage": round(type_coverage, 4),
         },
-        "split": {"folds": config.folds, "valid_fold": config.valid_fold, "train_queries": len(train_queries),
-                  "valid_queries": len(valid_queries), "valid_query_list": valid_queries},
-        "mining": {"judged_candidates_searched": n_candidates, "judged_rewrites_accepted": n_accepted,
-                   "pseudo_rewrites_accepted": n_pseudo},
+        "split": {"folds": config.folds, "valid_fold": config.valid_fold, "valid_queries": list(valid_queries)},
+        "queries": dict(collections.Counter(f"{i.source}/{i.split}" for i in items)),
+        "pseudo_queries": pseudo_stats,
+        "bridge": {"pairs": len(bridge), "by_kind": bridge.counts(),
+                   "examples": {k: bridge.examples(k, 8) for k in bridge.counts()}},
+        "label_rule": rule.describe(),
+        "merge_while_measuring": dataclasses.asdict(config.merge),
+        "candidates_measured": sum(len(i.outcomes) for i in items),
         "files": dict(files),
-        "tag_balance": {name: _count(out / name, "tag") for name in ("tag_train.jsonl", "tag_valid.jsonl")},
-        "tag_sources": {name: _count(out / name, "source") for name in ("tag_train.jsonl", "tag_valid.jsonl")},
-        "rewrite_sources": {name: _count(out / name, "source") for name in ("rewrite_train.jsonl", "rewrite_valid.jsonl")},
-        "drift_caps": DRIFT_CAPS,
+        "tag_balance": {name: count(name, "tag") for name in ("tag_train.jsonl", "tag_valid.jsonl")},
+        "rewrite_targets": {name: dict(collections.Counter(
+            f"{r['source']}/{'none' if not r['rewrites'] else 'rewrites'}" for r in read_jsonl(out / name)))
+            for name in ("rewrite_train.jsonl", "rewrite_valid.jsonl")},
+        "leakage_check": _leakage(items, valid_queries),
+        "agreement_with_opensearch": agreement,
         "seconds": round(seconds, 1),
         "config": config_to_dict(config),
     }
-    (out / "data_card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+    (out / "data_card.json").write_text(json.dumps({**card, "samples": samples}, indent=2, ensure_ascii=False))
     lines = [
         "# Data card: qrw rewriter training data",
         "",
         f"Built in {card['seconds']} s with seed {config.seed}. Format `{DATA_FORMAT}`; prompts from `qrw.plugin.prompt`.",
         "",
         "## Sources",
-        f"- Catalog: {card['sources']['catalog']}",
-        f"- Judgments: {card['sources']['judgments']} (development queries)",
-        f"- Retrieval labels: baseline multi_match on {card['sources']['index']}, top-{config.k}",
-        "- Pseudo-queries: user-style queries generated from sampled catalog products (see `trainer/data.py`)",
-        "- Hard negatives: drifted rewrites (brand, product type, number changed or dropped), capped at "
-        + ", ".join(f"{k} <= {v}" for k, v in DRIFT_CAPS.items()),
+        f"- Catalog: {card['sources']['catalog']}; product type known for {type_coverage:.1%} of products",
+        f"- Judgments: {judgments_path} (development queries; only training folds are trained on)",
+        f"- Retrieval: {card['sources']['retrieval']}",
+        f"- Pseudo-queries: {pseudo_stats}",
+        f"- Vocabulary bridge mined from the catalog: {len(bridge)} pairs {bridge.counts()}",
         "",
-        "## Split",
-        f"- {config.folds} hash folds; fold {config.valid_fold} is validation: {len(valid_queries)} queries held out, "
-        f"{len(train_queries)} used for training. Validation queries are never trained on.",
-        f"- Validation queries: {', '.join(valid_queries)}",
+        "## Labels",
+        f"- Candidates measured: {card['candidates_measured']}, merged at weight {config.merge_weight} with operator {config.merge_operator}",
+        f"- Tag mapping: {rule.describe()}",
+        f"- Agreement of the in-process gain with OpenSearch: {agreement}",
+        "",
+        "## Split and leakage",
+        f"- {config.folds} hash folds; fold {config.valid_fold} is validation ({len(valid_queries)} judged queries, never trained on)",
+        f"- Queries by source/split: {card['queries']}",
+        f"- Leakage check: {card['leakage_check']}",
         "",
         "## Sizes",
         *[f"- `{name}`: {n}" for name, n in files.items()],
-        f"- judged candidates searched: {n_candidates}; accepted as rewrites: {n_accepted}; pseudo rewrites accepted: {n_pseudo}",
-        "",
-        "## Tag balance",
-        *[f"- `{name}`: " + ", ".join(f"{k} {v}" for k, v in counts.items()) for name, counts in card["tag_balance"].items()],
+        f"- Tag balance: {card['tag_balance']}",
+        f"- Rewrite targets: {card['rewrite_targets']}",
         "",
     ]
+    for kind, rows in samples.items():
+        lines += [f"## 20 random examples: {kind}", ""]
+        for r in rows:
+            if "tag" in r:
+                lines.append(f"- `{r['query']}` -> `{r['rewrite']}`: **{r['tag']}** (gain {r['gain']:+.3f}, own {r['own']:.2f}, {r['source']})")
+            else:
+                lines.append(f"- `{r['query']}` ->{r['completion']} (base nDCG@10 {r['base_ndcg']:.2f}, {r['source']})")
+        lines.append("")
     (out / "data_card.md").write_text("\n".join(lines))
     return card

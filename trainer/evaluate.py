@@ -34,10 +34,10 @@ class EvaluateConfig:
     url: str = field("http://127.0.0.1:9200", "OpenSearch URL")
     index: str = field("products", "index or alias")
     num_rewrites: int = field(4, "rewrites generated per validation query")
-    strategy: str = field("sample", "sample | beam | greedy")
+    strategy: str = field("greedy", "sample | beam | greedy (one sequence lists the rewrites, prompt v2)")
     temperature: float = field(0.8, "sampling temperature")
     max_new_tokens: int = field(24, "tokens generated per rewrite")
-    max_tag_examples: int = field(0, "evaluate at most this many tagging examples (0 = all)")
+    max_tag_examples: int = field(2000, "evaluate at most this many tagging examples, sampled with the seed (0 = all)")
     seed: int = field(0, "sampling seed")
 
     def __post_init__(self) -> None:
@@ -105,13 +105,15 @@ def evaluate_model(model, *, valid_queries: Sequence[str], tag_rows: Sequence[di
     for query, row in zip(valid_queries, raw):
         rewrites = list(dict.fromkeys(t for t in row if t is not None))
         outcomes[query] = RewriteOutcome(rewrites, [], 0.0)
-    relevance = rewrite_relevance(client, index, outcomes, qrels)
+    pairs = [(q, r) for q, outcome in outcomes.items() for r in outcome.rewrites]
+    relevance = rewrite_relevance(client, index, pairs, qrels)
     return {
         "tag_examples": len(gold),
         "tag_accuracy": accuracy,
         "tag_macro_f1": macro_f1(gold, predicted, names),
         "validation_queries": len(valid_queries),
         "rewrites_generated": sum(len(o.rewrites) for o in outcomes.values()),
+        "queries_without_rewrite": sum(not o.rewrites for o in outcomes.values()) / max(len(outcomes), 1),
         "rewrite_relevance_rate": relevance if relevance is not None else 0.0,
         **rates,
         "seconds": round(time.perf_counter() - started, 1),
@@ -119,7 +121,8 @@ def evaluate_model(model, *, valid_queries: Sequence[str], tag_rows: Sequence[di
     }
 
 
-METRICS = ("tag_accuracy", "tag_macro_f1", "rewrite_relevance_rate", "duplicate_rate", "copy_rate", "empty_rate")
+METRICS = ("tag_accuracy", "tag_macro_f1", "rewrite_relevance_rate", "queries_without_rewrite", "duplicate_rate",
+           "copy_rate", "empty_rate")
 
 
 def run_evaluate(config: EvaluateConfig) -> dict:
@@ -138,8 +141,10 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     qrels = load_judgments(card["sources"]["judgments"])
     valid_queries = split["valid_queries"]
     tag_rows = read_jsonl(data_dir / "tag_valid.jsonl")
-    if config.max_tag_examples:
-        tag_rows = tag_rows[: config.max_tag_examples]
+    if config.max_tag_examples and len(tag_rows) > config.max_tag_examples:
+        import random
+
+        tag_rows = random.Random(config.seed).sample(tag_rows, config.max_tag_examples)
     client = open_client(config.url)
     results = {}
     for name, path in _parse_models(config.models):

@@ -2,7 +2,8 @@
 
 Prompts are the training-fold development queries and the training pseudo-queries
 (``grpo_train.jsonl``); validation queries never appear. Rewards (``trainer.rewards``): relevance
-(live index + the policy's own tag probability), conversion (SIMULATED), validity and a drift guard,
+(the measured nDCG@10 gain of the completion's rewrite list, in process), conversion (SIMULATED),
+validity and a drift guard,
 weighted by ``reward_weights``; ``beta`` > 0 adds the KL drift term against the starting model.
 Prompts are short by construction (``plugin.prompt.clip_query`` cuts queries to 200 characters) and
 ``max_prompt_tokens`` drops any row whose prompt is still longer, since GRPOConfig has no prompt limit.
@@ -39,10 +40,10 @@ class GrpoStageConfig(StageConfig):
     reward_weights: dict[str, float] = field(
         {"relevance": 1.0, "conversion_simulated": 0.5, "validity": 0.5, "drift_guard": 0.5},
         "weight of each reward in the total (conversion_simulated is SIMULATED)")
-    tag_weight: float = field(0.3, "share of the relevance reward taken from the model's own tag probability")
-    url: str = field("http://127.0.0.1:9200", "OpenSearch URL for retrieval rewards")
-    index: str = field("products", "index or alias")
-    k: int = field(10, "top-k searched per completion")
+    gain_scale: float = field(5.0, "the relevance reward is the measured nDCG@10 gain times this, clipped to [-1, 1]")
+    reward_backend: str = field("lexical", "where rewards are measured: lexical (in-process BM25 mirror) | opensearch (the real node)")
+    url: str = field("http://127.0.0.1:9200", "OpenSearch URL (reward_backend opensearch)")
+    index: str = field("products", "index or alias (reward_backend opensearch)")
     max_prompts: int = field(0, "use at most this many prompts (0 = all), sampled with the seed")
     log_completions: bool = field(False, "print sample completions with their rewards while training")
 
@@ -58,76 +59,51 @@ class GrpoStageConfig(StageConfig):
             raise ValueError(
                 f"per_device_train_batch_size x gradient_accumulation_steps = {generation_batch} is not divisible by "
                 f"num_generations={self.num_generations}; make it a multiple (e.g. batch {self.num_generations * 2})")
-        if not 0.0 <= self.tag_weight <= 1.0:
-            raise ValueError(f"tag_weight={self.tag_weight} must be in [0, 1]")
-
-
-class PolicyTagger:
-    """Expected grade / 3 of (query, rewrite) pairs under the policy being trained (no gradient)."""
-
-    def __init__(self, trainer, tokenizer, batch_size: int = 32) -> None:
-        from qrw.trainer.model import tag_token_ids
-
-        self.trainer = trainer
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self.tag_ids = tag_token_ids(tokenizer)
-
-    def __call__(self, pairs):
-        import torch
-
-        from qrw.plugin.prompt import tag_prompt
-        from qrw.trainer.rewards import expected_grade
-
-        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        was_training = model.training
-        model.eval()
-        scores: list[float] = []
-        try:
-            for start in range(0, len(pairs), self.batch_size):
-                batch = pairs[start : start + self.batch_size]
-                self.tokenizer.padding_side = "left"
-                enc = self.tokenizer([tag_prompt(q, r) for q, r in batch], return_tensors="pt", padding=True,
-                                     add_special_tokens=False).to(next(model.parameters()).device)
-                with torch.no_grad():
-                    logits = model(**enc).logits[:, -1, :]
-                probs = torch.softmax(logits[:, self.tag_ids].float(), dim=-1).cpu().tolist()
-                scores.extend(expected_grade(row) for row in probs)
-        finally:
-            if was_training:
-                model.train()
-        return scores
+        if self.gain_scale <= 0:
+            raise ValueError(f"gain_scale={self.gain_scale} must be positive")
+        if self.reward_backend not in ("lexical", "opensearch"):
+            raise ValueError(f"reward_backend={self.reward_backend!r}: choose lexical or opensearch")
 
 
 def build_rewards(config: GrpoStageConfig, data_dir: Path):
-    """The reward functions (in ``REWARD_NAMES`` order, weight > 0) and their weights."""
+    """The reward functions (in ``REWARD_NAMES`` order, weight > 0) and their weights.
+
+    Judged intents come from the training folds only (the split file); validation judgments never
+    reach a reward.
+    """
     from qrw.eval.judgments import load_judgments
+    from qrw.search.baseline import DEFAULT_BASELINE
     from qrw.search.catalog import load_catalog
-    from qrw.trainer.facets import facets_of
-    from qrw.trainer.retrieval import Searcher
-    from qrw.trainer.rewards import make_conversion_reward, make_drift_guard, make_relevance_reward, validity
+    from qrw.trainer.facets import CatalogFacets, by_type
+    from qrw.trainer.intent import MergeSettings, judged_intent
+    from qrw.trainer.lexical import LexicalIndex
+    from qrw.trainer.rewards import RewardContext, make_conversion_reward, make_drift_guard, make_relevance_reward, validity
 
     card = json.loads((data_dir / "data_card.json").read_text())
     split = json.loads((data_dir / "split.json").read_text())
-    qrels_all = load_judgments(card["sources"]["judgments"])
     train_queries = set(split["train_queries"])
-    qrels = {q: g for q, g in qrels_all.items() if q in train_queries}  # never reward with validation judgments
+    qrels = {q: g for q, g in load_judgments(card["sources"]["judgments"]).items() if q in train_queries}
     catalog_dir = card["config"].get("data_dir")
     catalog = load_catalog(catalog_dir) if catalog_dir else load_catalog()
-    facets_by_id = {p.id: facets_of(p) for p in catalog}
-    brand_counts: dict[str, int] = {}
-    for p in catalog:
-        if p.supplier:
-            brand_counts[p.supplier] = brand_counts.get(p.supplier, 0) + 1
-    searcher = Searcher.connect(config.url, config.index, depth=config.k)
+    facets = CatalogFacets(catalog)
+    merge = MergeSettings(card["merge_while_measuring"]["weight"], card["merge_while_measuring"]["operator"])
+    judged = {q: judged_intent(q, g, facets) for q, g in qrels.items()}
+    if config.reward_backend == "opensearch":
+        from qrw.search.connect import open_client
+        from qrw.trainer.rewards import NodeRewardContext
+
+        context = NodeRewardContext(open_client(config.url), config.index, facets, judged, merge, by_type(facets),
+                                    DEFAULT_BASELINE)
+    else:
+        context = RewardContext(LexicalIndex.from_products(catalog, DEFAULT_BASELINE), facets, judged, merge, by_type(facets))
     available = {
-        "relevance": make_relevance_reward(searcher, qrels, facets_by_id, k=config.k, tag_weight=config.tag_weight),
-        "conversion_simulated": make_conversion_reward(searcher, qrels, facets_by_id, k=config.k),
+        "relevance": make_relevance_reward(context, config.gain_scale),
+        "conversion_simulated": make_conversion_reward(context),
         "validity": validity,
-        "drift_guard": make_drift_guard(b for b, n in brand_counts.items() if n >= 5),
+        "drift_guard": make_drift_guard(facets),
     }
     names = [n for n in REWARD_NAMES if config.reward_weights.get(n, 0.0) != 0.0]
-    return [available[n] for n in names], [float(config.reward_weights[n]) for n in names], available["relevance"]
+    return [available[n] for n in names], [float(config.reward_weights[n]) for n in names]
 
 
 def run_grpo(config: GrpoStageConfig) -> dict:
@@ -140,13 +116,18 @@ def run_grpo(config: GrpoStageConfig) -> dict:
 
     started = time.perf_counter()
     data_dir = Path(config.data_dir)
-    model, tokenizer, base = load_base(config.model)
+    from qrw.trainer.stage import apply_freezing
+
+    # A LoRA run continues the adapter it starts from (so one adapter ships); otherwise the model is fine-tuned.
+    model, tokenizer, base = load_base(config.model, trainable_adapter=config.lora)
+    continuing = config.lora and hasattr(model, "peft_config")
+    trainable = apply_freezing(model, config) if not config.lora else {}
     rows = read_jsonl(data_dir / "grpo_train.jsonl")
     rows = [r for r in rows if len(tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]) <= config.max_prompt_tokens]
     if config.max_prompts and len(rows) > config.max_prompts:
         rows = random.Random(config.seed).sample(rows, config.max_prompts)
-    dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "query", "kind", "source_id")} for r in rows])
-    reward_funcs, weights, relevance = build_rewards(config, data_dir)
+    dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "query", "intent")} for r in rows])
+    reward_funcs, weights = build_rewards(config, data_dir)
     args = config.make_trl_config(GRPOConfig, dict(
         num_generations=config.num_generations,
         max_completion_length=config.max_completion_length,
@@ -156,15 +137,14 @@ def run_grpo(config: GrpoStageConfig) -> dict:
         log_completions=config.log_completions,
     ))
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=config.peft_config())
-    if config.tag_weight > 0:
-        relevance.tagger = PolicyTagger(trainer, tokenizer)
+                          processing_class=tokenizer,
+                          peft_config=None if continuing else config.peft_config(model.config.num_hidden_layers))
     trainer.train(resume_from_checkpoint=config.resume_path())
     return finish(trainer, tokenizer, config, stage="grpo", base=base,
                   data_sizes={"prompts": len(rows),
-                              "judged_prompts": sum(r["kind"] == "judged" for r in rows),
-                              "pseudo_prompts": sum(r["kind"] == "pseudo" for r in rows)},
+                              "judged_prompts": sum('"judged"' in r["intent"] for r in rows),
+                              "pseudo_prompts": sum('"pseudo"' in r["intent"] for r in rows)},
                   started=started,
                   extra={"rewards": {f.__name__: w for f, w in zip(reward_funcs, weights)},
-                         "note": "conversion_simulated is SIMULATED (position-based click model over judged grades); "
-                                 "no real click or purchase logs exist for this catalog"})
+                         "note": "conversion_simulated is SIMULATED (position-based click model over proxy grades); "
+                                 "no real click or purchase logs exist for this catalog", **trainable})

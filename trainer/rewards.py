@@ -1,37 +1,36 @@
 """GRPO rewards: named functions ``(prompts, completions, **columns) -> list[float]`` (trl style).
 
-Each reward's ``__name__`` is the metric key trl logs (``rewards/<name>/mean``). Rewards that need
-the index, the judgments or the catalog come from small factories; the returned functions hold only
-read-only state (and a search cache), so each can be tested alone with hand-made inputs.
+Each reward's ``__name__`` is the metric key trl logs (``rewards/<name>/mean``). A completion is a
+whole list of rewrites (prompt v2: ``"r1 ; r2"`` or ``"none"``). Dataset columns used (written by
+``qrw train data`` into ``grpo_train.jsonl``): ``query`` and ``intent`` (JSON: ``{"kind": "judged"}``,
+or the pseudo-query's type, brand and values).
 
-Dataset columns used (written by ``qrw train data`` into ``grpo_train.jsonl``): ``query`` (the
-original query), ``kind`` (``judged`` or ``pseudo``) and ``source_id`` (the product a pseudo-query was
-made from).
-
-* ``relevance``: retrieval feedback from the live index (the judged grades of the rewrite's top-k
-  for the original query, unjudged = 0; for a pseudo-query the pseudo-grades of ``facets.hit_grade``),
-  combined with the model's own tag probability (expected grade under its tag distribution).
+* ``relevance``: the **measured gain** of the list, the same quantity the training labels come from:
+  nDCG@10 of the query with every rewrite merged at the serving weight, minus nDCG@10 of the
+  baseline alone, under the intent's relevance proxy (``trainer.intent``), scaled by ``gain_scale``
+  and clipped to [-1, 1]. ``none`` earns 0: rewriting must beat not rewriting. Measured in process
+  (``RewardContext``, ``trainer.lexical``) or on the real node (``NodeRewardContext``: the merged
+  body the plugin would send, searched).
 * ``conversion_simulated``: SIMULATED conversion. No click or purchase logs exist for this catalog;
-  this is a position-based click-and-purchase model over judged grades (or, for a pseudo-query,
-  whether its source product reaches the top-k and how high). It is a proxy, never a measurement.
-* ``validity``: 1 for a parsable, non-empty rewrite that is not a copy of the query and not a
-  duplicate of an earlier completion in its group; else 0.
-* ``drift_guard``: -1 when the rewrite drops or changes a brand or a number the query asked for,
-  else 0 (a penalty; the KL term ``beta`` is the other guard).
+  a position-based click-and-purchase model over the proxy grades of the merged top 10, minus the
+  same for the baseline. It is a proxy, never a measurement.
+* ``validity``: 1 for a parsable list (or ``none``) with no rewrite copying the query; 0 otherwise.
+* ``drift_guard``: -1 when a rewrite adds a brand, a number or an attribute value the query does
+  not hold (catalog brands), else 0.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 
-from qrw.plugin.prompt import TAGS, normalize_text, parse_rewrite
-from qrw.trainer.facets import Facets, hit_grade, numbers_in
+from qrw.plugin.prompt import NO_REWRITE, parse_rewrites
+from qrw.trainer.candidates import admissible, copy_key
+from qrw.trainer.facets import CatalogFacets
+from qrw.trainer.intent import Intent, MergeSettings, ndcg, pseudo_intent
+from qrw.trainer.lexical import LexicalIndex
 
 RewardFunc = Callable[..., list[float]]
-Tagger = Callable[[Sequence[tuple[str, str]]], list[float]]
-"""(query, rewrite) pairs -> expected grade / 3 under the model's tag probabilities, in [0, 1]."""
 
 # Simulated user model (position-based): the chance to examine rank r (0-based) is 1 / (r + 1) ** ETA;
 # an examined product is clicked and then bought with grade-dependent chances. Chosen a priori.
@@ -49,159 +48,128 @@ def completion_text(completion) -> str:
     return str(completion)
 
 
-def parse_all(completions: Iterable) -> list[str | None]:
-    return [parse_rewrite(completion_text(c)) for c in completions]
+def expected_purchases(grades: Sequence[int]) -> float:
+    """SIMULATED: expected purchases from a ranked list of grades under the position-based model."""
+    return sum(CLICK_BY_GRADE[g] * BUY_BY_GRADE[g] / (r + 1) ** EXAMINE_ETA for r, g in enumerate(grades))
 
 
-def _key(text: str) -> str:
-    return normalize_text(text).casefold()
+class RewardContext:
+    """What the rewards share: the in-process index, the facets, the intents and the merge."""
 
+    def __init__(self, index: LexicalIndex, facets: CatalogFacets, judged: Mapping[str, Intent],
+                 merge: MergeSettings, members: Mapping[str, Sequence[str]]) -> None:
+        self.index = index
+        self.facets = facets
+        self.judged = judged
+        self.merge = merge
+        self.members = members
+        self._intents: dict[tuple[str, str], Intent | None] = {}
 
-def validity(prompts: Sequence, completions: Sequence, query: Sequence[str] | None = None, **_) -> list[float]:
-    """1.0 for a usable rewrite: parsable, non-empty, not a copy of the query, not a repeat within its group."""
-    rewrites = parse_all(completions)
-    queries = list(query) if query is not None else [""] * len(rewrites)
-    seen: set[tuple[str, str]] = set()
-    scores = []
-    for prompt, q, rewrite in zip(prompts, queries, rewrites):
-        if rewrite is None or _key(rewrite) == _key(q):
-            scores.append(0.0)
-            continue
-        key = (str(prompt), _key(rewrite))
-        scores.append(0.0 if key in seen else 1.0)
-        seen.add(key)
-    return scores
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[\w-]+", text.casefold())
-
-
-def _contains(words: Sequence[str], phrase: Sequence[str]) -> bool:
-    n = len(phrase)
-    return n > 0 and any(list(words[i : i + n]) == list(phrase) for i in range(len(words) - n + 1))
-
-
-def make_drift_guard(brands: Iterable[str]) -> RewardFunc:
-    """A ``drift_guard`` reward knowing the catalog's brands (multi-word brands matched as phrases)."""
-    brand_words = sorted({tuple(_words(b)) for b in brands if _words(b)}, key=len, reverse=True)
-
-    def brands_in(words: list[str]) -> set[tuple[str, ...]]:
-        return {b for b in brand_words if _contains(words, b)}
-
-    def drift_guard(prompts: Sequence, completions: Sequence, query: Sequence[str], **_) -> list[float]:
-        """-1.0 if the rewrite drops or swaps a brand the query names, or drops or changes one of its numbers."""
-        scores = []
-        for q, rewrite in zip(query, parse_all(completions)):
-            if rewrite is None:
-                scores.append(0.0)
-                continue
-            q_words, r_words = _words(q), _words(rewrite)
-            q_brands, r_brands = brands_in(q_words), brands_in(r_words)
-            brand_drift = bool(q_brands) and (not q_brands <= r_brands or bool(r_brands - q_brands))
-            q_numbers, r_numbers = numbers_in(q), numbers_in(rewrite)
-            number_drift = bool(q_numbers) and (not q_numbers <= r_numbers or bool(r_numbers - q_numbers))
-            scores.append(-1.0 if brand_drift or number_drift else 0.0)
-        return scores
-
-    return drift_guard
-
-
-def judged_mean_grade(ranked: Sequence[str], judged: Mapping[str, int], k: int) -> float:
-    """Mean judged grade of the top ``k`` (unjudged and missing slots count 0), in 0-3."""
-    return sum(judged.get(doc, 0) for doc in ranked[:k]) / k
-
-
-def pseudo_mean_grade(ranked: Sequence[str], source: Facets, facets_by_id: Mapping[str, Facets], k: int) -> float:
-    """Mean pseudo-grade of the top ``k`` for a pseudo-query made from ``source`` (missing slots 0)."""
-    return sum(hit_grade(source, facets_by_id.get(doc)) for doc in ranked[:k]) / k
-
-
-def simulated_purchases(grades: Sequence[int]) -> float:
-    """SIMULATED expected purchases of a ranking with these grades under the position-based model."""
-    return sum(
-        (1.0 / (rank + 1) ** EXAMINE_ETA) * CLICK_BY_GRADE[g] * BUY_BY_GRADE[g] for rank, g in enumerate(grades)
-    )
-
-
-def _search(searcher, rewrites: Sequence[str | None]) -> dict[str, list[str]]:
-    return searcher.search(r for r in rewrites if r is not None)
-
-
-def make_relevance_reward(searcher, qrels: Mapping[str, Mapping[str, int]], facets_by_id: Mapping[str, Facets], *,
-                          k: int = 10, tagger: Tagger | None = None, tag_weight: float = 0.3) -> RewardFunc:
-    """The ``relevance`` reward: ``(1 - tag_weight) * retrieval + tag_weight * model``, both in [0, 1].
-
-    ``tagger`` may be set later through the returned function's ``tagger`` attribute (the GRPO stage
-    points it at the policy being trained). Without a tagger, the reward is retrieval only.
-    """
-
-    def relevance(prompts: Sequence, completions: Sequence, query: Sequence[str], kind: Sequence[str] | None = None,
-                  source_id: Sequence[str] | None = None, **_) -> list[float]:
-        """Retrieval feedback from the live index, combined with the model's own tag probability."""
-        rewrites = parse_all(completions)
-        kinds = list(kind) if kind is not None else ["judged"] * len(rewrites)
-        sources = list(source_id) if source_id is not None else [""] * len(rewrites)
-        results = _search(searcher, rewrites)
-        retrieval = []
-        for q, rewrite, kd, sid in zip(query, rewrites, kinds, sources):
-            if rewrite is None:
-                retrieval.append(None)
-            elif kd == "pseudo" and sid in facets_by_id:
-                retrieval.append(pseudo_mean_grade(results[rewrite], facets_by_id[sid], facets_by_id, k) / 3.0)
+    def intent(self, query: str, intent_json: str) -> Intent | None:
+        key = (query, intent_json)
+        if key not in self._intents:
+            spec = json.loads(intent_json) if intent_json else {"kind": "judged"}
+            if spec.get("kind") == "judged":
+                found = self.judged.get(query)
             else:
-                retrieval.append(judged_mean_grade(results[rewrite], qrels.get(q, {}), k) / 3.0)
-        model_scores: list[float | None] = [None] * len(rewrites)
-        active = relevance.tagger
-        if active is not None and tag_weight > 0:
-            idx = [i for i, r in enumerate(rewrites) if r is not None]
-            if idx:
-                for i, score in zip(idx, active([(query[i], rewrites[i]) for i in idx])):
-                    model_scores[i] = float(score)
+                found = pseudo_intent(query, spec["ptype"], spec.get("brand"), spec.get("values") or (),
+                                      self.facets, self.members)
+            self._intents[key] = found
+        return self._intents[key]
+
+    def ranked(self, query: str, rewrites: Sequence[str]) -> tuple[list[str], list[str]]:
+        """(baseline top 10, merged top 10)."""
+        original = self.index.clause_scores(query)
+        merged = original.copy()
+        for rewrite in rewrites:
+            merged = merged + self.merge.weight * self.index.clause_scores(rewrite, operator=self.merge.operator)
+        return self.index.rank(original, 10), self.index.rank(merged, 10)
+
+
+class NodeRewardContext(RewardContext):
+    """The same rewards measured on the real OpenSearch node: the body the plugin would send, searched."""
+
+    def __init__(self, client, alias: str, facets: CatalogFacets, judged: Mapping[str, Intent], merge: MergeSettings,
+                 members: Mapping[str, Sequence[str]], baseline) -> None:
+        super().__init__(None, facets, judged, merge, members)  # type: ignore[arg-type]
+        self.client = client
+        self.alias = alias
+        self.baseline = baseline
+
+    def ranked(self, query: str, rewrites: Sequence[str]) -> tuple[list[str], list[str]]:
+        from qrw.plugin.merge import WeightedRewrite, merge_rewrites
+        from qrw.search.runner import search_many
+
+        base = self.baseline.build(query)
+        merged = merge_rewrites(base, [WeightedRewrite(r, self.merge.weight) for r in rewrites], self.merge.operator)
+        rankings = search_many(self.client, self.alias, {"base": base, "merged": merged}, depth=10)
+        return rankings["base"].ids, rankings["merged"].ids
+
+
+def _columns(n: int, values: Sequence | None) -> Sequence:
+    return values if values is not None else [""] * n
+
+
+def make_relevance_reward(context: RewardContext, gain_scale: float = 5.0) -> RewardFunc:
+    def relevance(prompts: Sequence, completions: Sequence, query: Sequence[str] | None = None,
+                  intent: Sequence[str] | None = None, **_) -> list[float]:
         out = []
-        for ret, mod in zip(retrieval, model_scores):
-            if ret is None:
+        for q, spec, completion in zip(_columns(len(prompts), query), _columns(len(prompts), intent), completions):
+            found = context.intent(q, spec)
+            rewrites = parse_rewrites(completion_text(completion))
+            if found is None or not rewrites:
                 out.append(0.0)
-            elif mod is None:
-                out.append(ret)
-            else:
-                out.append((1.0 - tag_weight) * ret + tag_weight * mod)
+                continue
+            base, merged = context.ranked(q, rewrites)
+            gain = ndcg(merged, found, context.facets) - ndcg(base, found, context.facets)
+            out.append(max(-1.0, min(1.0, gain * gain_scale)))
         return out
 
-    relevance.tagger = tagger
     return relevance
 
 
-def make_conversion_reward(searcher, qrels: Mapping[str, Mapping[str, int]], facets_by_id: Mapping[str, Facets], *,
-                           k: int = 10) -> RewardFunc:
-    """The ``conversion_simulated`` reward (SIMULATED: no real click or purchase data exists)."""
-
-    def conversion_simulated(prompts: Sequence, completions: Sequence, query: Sequence[str],
-                             kind: Sequence[str] | None = None, source_id: Sequence[str] | None = None, **_) -> list[float]:
-        """SIMULATED conversion in [0, 1]: position-based click-and-purchase model over judged grades
-        (normalized by the best possible ranking), or for a pseudo-query 1/log2(rank + 2) of its source product."""
-        rewrites = parse_all(completions)
-        kinds = list(kind) if kind is not None else ["judged"] * len(rewrites)
-        sources = list(source_id) if source_id is not None else [""] * len(rewrites)
-        results = _search(searcher, rewrites)
+def make_conversion_reward(context: RewardContext, scale: float = 2.0) -> RewardFunc:
+    def conversion_simulated(prompts: Sequence, completions: Sequence, query: Sequence[str] | None = None,
+                             intent: Sequence[str] | None = None, **_) -> list[float]:
         out = []
-        for q, rewrite, kd, sid in zip(query, rewrites, kinds, sources):
-            if rewrite is None:
+        for q, spec, completion in zip(_columns(len(prompts), query), _columns(len(prompts), intent), completions):
+            found = context.intent(q, spec)
+            rewrites = parse_rewrites(completion_text(completion))
+            if found is None or not rewrites:
                 out.append(0.0)
                 continue
-            ranked = results[rewrite][:k]
-            if kd == "pseudo" and sid:
-                out.append(1.0 / math.log2(ranked.index(sid) + 2) if sid in ranked else 0.0)
-                continue
-            judged = qrels.get(q, {})
-            ideal = simulated_purchases(sorted(judged.values(), reverse=True)[:k])
-            got = simulated_purchases([judged.get(doc, 0) for doc in ranked])
-            out.append(got / ideal if ideal > 0 else 0.0)
+            base, merged = context.ranked(q, rewrites)
+            delta = expected_purchases([found.grade(d, context.facets) for d in merged]) - \
+                expected_purchases([found.grade(d, context.facets) for d in base])
+            out.append(max(-1.0, min(1.0, delta * scale)))
         return out
 
     return conversion_simulated
 
 
-def expected_grade(probabilities: Sequence[float]) -> float:
-    """Expected grade / 3 under tag probabilities given in ``TAGS`` order."""
-    return sum(p * tag.grade for p, tag in zip(probabilities, TAGS)) / 3.0
+def validity(prompts: Sequence, completions: Sequence, query: Sequence[str] | None = None, **_) -> list[float]:
+    """1 for a parsable list (or ``none``) without a copy of the query, else 0."""
+    out = []
+    for q, completion in zip(_columns(len(prompts), query), completions):
+        text = completion_text(completion).strip()
+        first = text.split("\n", 1)[0].strip()
+        rewrites = parse_rewrites(text)
+        if first.casefold() == NO_REWRITE:
+            out.append(1.0)
+        elif not rewrites or any(copy_key(r) == copy_key(q) for r in rewrites):
+            out.append(0.0)
+        else:
+            out.append(1.0)
+    return out
+
+
+def make_drift_guard(facets: CatalogFacets) -> RewardFunc:
+    def drift_guard(prompts: Sequence, completions: Sequence, query: Sequence[str] | None = None, **_) -> list[float]:
+        out = []
+        for q, completion in zip(_columns(len(prompts), query), completions):
+            rewrites = parse_rewrites(completion_text(completion))
+            drifted = any(not admissible(q, r, facets) and copy_key(r) != copy_key(q) for r in rewrites)
+            out.append(-1.0 if drifted else 0.0)
+        return out
+
+    return drift_guard

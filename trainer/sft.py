@@ -65,20 +65,23 @@ def run_sft(config: SftStageConfig) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     started = time.perf_counter()
+    from qrw.trainer.stage import apply_freezing
+
     model, tokenizer, base = load_base_for(config)
+    trainable = apply_freezing(model, config) if not config.lora else {}
     records, sizes = mix_tasks(config.data_dir, config.task_mix, config.seed)
     eos = tokenizer.eos_token
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"] + eos} for r in records])
     args = config.make_trl_config(SFTConfig, dict(max_length=config.max_length, completion_only_loss=True,
                                                   packing=False, dataset_num_proc=None))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=config.peft_config())
+                         peft_config=config.peft_config(model.config.num_hidden_layers))
     trainer.train(resume_from_checkpoint=config.resume_path())
     from qrw.trainer.stage import finish
 
     return finish(trainer, tokenizer, config, stage="sft", base=base,
                   data_sizes={"examples": len(records), **{f"{k}_examples": v for k, v in sizes.items()}},
-                  started=started)
+                  started=started, extra=trainable)
 
 
 def load_base_for(config: StageConfig):

@@ -43,6 +43,9 @@ class StageConfig:
     lora_dropout: float = field(0.05, "LoRA dropout")
     lora_target_modules: list[str] = field(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                                            "module names LoRA adapts")
+    train_layers: int = field(-1, "train only the top N transformer layers (and the final norm); lower layers and the "
+                                  "embeddings stay frozen, so backward stops early (about 2x faster on CPU); -1 = all")
+    freeze_embeddings: bool = field(False, "keep the (tied) embedding / output matrix frozen")
     # --- hardware, logging, checkpoints
     device: str = field("auto", "auto | cpu | cuda (multi-GPU: launch with accelerate, see trainer/accelerate/)")
     bf16: bool | None = field(None, "bf16 mixed precision; default: on for a bf16-capable GPU, off on CPU")
@@ -115,13 +118,18 @@ class StageConfig:
         except ValueError as exc:
             raise ConfigError(f"{cls.__name__}: {exc}") from exc
 
-    def peft_config(self):
+    def peft_config(self, num_layers: int | None = None):
+        """The LoRA config, or None. With ``train_layers``, only the top layers get adapters (backward stops there)."""
         if not self.lora:
             return None
         from peft import LoraConfig
 
+        layers = None
+        if self.train_layers >= 0 and num_layers:
+            layers = list(range(num_layers - min(self.train_layers, num_layers), num_layers))
         return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                          target_modules=list(self.lora_target_modules), task_type="CAUSAL_LM")
+                          target_modules=list(self.lora_target_modules), task_type="CAUSAL_LM",
+                          layers_to_transform=layers)
 
     def resume_path(self) -> str | None:
         if self.resume_from_checkpoint in (None, "", "none"):
@@ -137,15 +145,49 @@ class StageConfig:
         return str(path)
 
 
-def load_base(spec: str):
-    """(model, tokenizer) for training: resolves 'smollm2' or a folder; clear error when missing."""
+def apply_freezing(model, config: StageConfig) -> dict:
+    """Freeze what ``train_layers`` / ``freeze_embeddings`` leave out; return the trainable parameter count."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if config.train_layers >= 0 and layers is None:
+        raise ConfigError("train_layers needs a decoder with model.layers (Llama/Qwen-style)")
+    if config.train_layers >= 0 or config.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+        if model.get_output_embeddings() is not None:
+            model.get_output_embeddings().weight.requires_grad_(False)
+    if config.train_layers >= 0:
+        keep = len(layers) - min(config.train_layers, len(layers))
+        for layer in layers[:keep]:
+            layer.requires_grad_(False)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"parameters": total, "trainable_parameters": trainable}
+
+
+def load_base(spec: str, *, trainable_adapter: bool = False):
+    """(model, tokenizer, path) for training: 'smollm2', a checkpoint folder, or a LoRA adapter folder.
+
+    An adapter folder (``adapter_config.json``, no ``config.json``) is loaded on its base; with
+    ``trainable_adapter`` it stays a trainable PeftModel (a later stage continues the same adapter,
+    so one small adapter ships), else it is merged.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from qrw.trainer.base_model import resolve_base_model
 
-    path = resolve_base_model(spec)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    folder = Path(str(spec)).expanduser()
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        from peft import PeftModel
+
+        base_path = resolve_base_model(__import__("json").loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"])
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        model = PeftModel.from_pretrained(base, folder, is_trainable=trainable_adapter)
+        if not trainable_adapter:
+            model = model.merge_and_unload()
+        path = folder
+    else:
+        path = resolve_base_model(spec)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -13,7 +13,7 @@ from qrw.settings import EvalSettings, load_settings
 @click.command("eval")
 @click.option("--judgments", type=click.Path(path_type=Path), required=True, help="CSV with query,docid,rating (0-3)")
 @click.option("--systems", default="original", show_default=True,
-              help="comma list of original, prf, ungated[:MODEL], gated[:MODEL]")
+              help="comma list of original, legacy, prf, ungated[:MODEL], gated[:MODEL]")
 @click.option("--model", "models", multiple=True,
               help="rewriter (exported folder or checkpoint) for ungated/gated; repeat to compare several "
                    "[default: the sandbox's default rewriter]")
@@ -27,9 +27,11 @@ from qrw.settings import EvalSettings, load_settings
 @click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
               help="split.json from `qrw train data`: evaluate only its validation queries (never trained on)")
 @click.option("--quiet", is_flag=True, help="print only the mean rows")
+@click.option("--report", "report_out", type=click.Path(path_type=Path), default=None,
+              help="write a markdown report: summary, and the 20 largest per-query wins and losses with rewrites and tags")
 def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_config: Path | None, num_rewrites: int,
                  url: str | None, index: str | None, json_out: Path | None, plots_dir: Path | None,
-                 config_file: Path | None, split_file: Path | None, quiet: bool) -> None:
+                 config_file: Path | None, split_file: Path | None, quiet: bool, report_out: Path | None) -> None:
     """nDCG@10, condensed nDCG@10, recall@100, precision@10, judged@10 (and, with several systems,
     harm/win rate, increment, rewrite relevance, latency and significance against original)."""
     from qrw.eval.judgments import load_judgments
@@ -49,6 +51,16 @@ def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2))
         click.echo(f"wrote {json_out}")
+    if report_out is not None and "systems" in report:
+        import shlex
+        import sys
+
+        from qrw.eval.report import write_report
+
+        method = (f"{report['queries']} judged queries{' (validation fold of ' + str(split_file) + ')' if split_file else ''}; "
+                  f"index {report['index']}; harm/win: nDCG@10 change beyond ±0.05 against original.")
+        command = "qrw eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "qrw eval"
+        click.echo(f"wrote {write_report(report, report_out, title='Rewriting against the strongest baseline', method=method, command=command)}")
 
 
 def _single(client, settings: EvalSettings, qrels, quiet: bool) -> dict:

@@ -2,10 +2,16 @@
 
 Systems:
 
-* ``original``: the strongest baseline (``qrw.search.baseline.DEFAULT_BASELINE``);
+* ``original``: the strongest baseline (``qrw.search.baseline.DEFAULT_BASELINE``), the reference;
+* ``legacy``: the project's first baseline query (best_fields, standard analyzer), kept for comparison;
 * ``prf``: pseudo-relevance feedback from the top 10 titles (``qrw.eval.prf``), a classic expansion;
-* ``ungated[:MODEL]``: every rewrite of the model OR-merged at full weight;
-* ``gated[:MODEL]``: the plugin's gate policy decides full weight, down-weight or drop per rewrite.
+* ``ungated[:MODEL]``: every rewrite of the model (no guard, no gate) OR-merged at the gate's full weight;
+* ``gated[:MODEL]``: the plugin's serving policy: guards, then the gate decides full weight,
+  down-weight or drop per rewrite.
+
+Rewrite clauses are merged with the plugin's ``merge.rewrite_operator``, as serving does. The
+plugin configuration is the model's shipped ``serving.yaml`` (calibrated on training folds) unless
+a file is given.
 
 For a model, rewrites and tags are produced once per query and shared by ``ungated`` and ``gated``,
 so the two differ only by the gate. Every clause carries a ``_name``; the hits' ``matched_queries``
@@ -15,6 +21,7 @@ give the *increment*: relevant documents (grade >= 2) in the top 100 that no ori
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +39,7 @@ from qrw.search.connect import translate_errors
 from qrw.search.runner import Ranking, search_many
 
 ORIGINAL_CLAUSE = "qrw:original"  # = qrw.plugin.merge.ORIGINAL_NAME; prf names its original clause alike
-KNOWN_KINDS = ("original", "prf", "ungated", "gated")
+KNOWN_KINDS = ("original", "legacy", "prf", "ungated", "gated")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +60,7 @@ class SystemSpec:
         kind, _, model = text.strip().partition(":")
         if kind not in KNOWN_KINDS:
             raise ConfigError(f"unknown system {kind!r}; choose from {', '.join(KNOWN_KINDS)}")
-        if kind in ("original", "prf"):
+        if kind in ("original", "legacy", "prf"):
             if model:
                 raise ConfigError(f"system {kind!r} takes no model")
             return cls(kind)
@@ -97,24 +104,14 @@ def _increment(hits: Ranking, judged: Mapping[str, int]) -> int:
     return count
 
 
-def rewrite_relevance(
-    client: OpenSearch, index: str, outcomes: Mapping[str, RewriteOutcome], qrels: Qrels, kept: Mapping[str, list[bool]] | None = None
-) -> float | None:
-    """Share of rewrites whose own top 10 has a mean judged grade >= 2 for the original query.
+def rewrite_relevance(client: OpenSearch, index: str, pairs: Sequence[tuple[str, str]], qrels: Qrels) -> float | None:
+    """Share of (query, rewrite) pairs whose rewrite's own top 10 has a mean judged grade >= 2 for the query.
 
-    Unjudged hits count as grade 0 (the conservative reading). With ``kept``, only rewrites the gate
-    kept are counted. None when there is no rewrite at all.
+    Unjudged hits count as grade 0 (the conservative reading). None when there is no pair.
     """
-    pairs = [
-        (query, rewrite)
-        for query, outcome in outcomes.items()
-        for i, rewrite in enumerate(outcome.rewrites)
-        if kept is None or kept[query][i]
-    ]
     if not pairs:
         return None
-    builder = DEFAULT_BASELINE
-    bodies = {f"{i}": builder.build(rewrite) for i, (_, rewrite) in enumerate(pairs)}
+    bodies = {f"{i}": DEFAULT_BASELINE.build(rewrite) for i, (_, rewrite) in enumerate(pairs)}
     hits = _search_all(client, index, bodies, depth=10)
     good = 0
     for i, (query, _) in enumerate(pairs):
@@ -122,6 +119,22 @@ def rewrite_relevance(
         if grades and sum(grades) / 10 >= RELEVANT_GRADE:
             good += 1
     return good / len(pairs)
+
+
+def index_brands(client: OpenSearch, index: str, field: str | None, size: int = 5000) -> list[str]:
+    """Brand names read from the index (a terms aggregation on ``field``); [] without a field."""
+    if not field:
+        return []
+    from qrw.plugin.guards import brands_from_response
+
+    body = {"size": 0, "aggs": {"brands": {"terms": {"field": field, "size": size}}}}
+    return brands_from_response(client.search(index=index, body=body))
+
+
+def adds_brand_or_number(query: str, rewrite: str, brands) -> bool:
+    from qrw.plugin.guards import new_brand, new_number
+
+    return bool(new_brand(query, rewrite, brands) or new_number(query, rewrite))
 
 
 def system_report(per_query_rows: list[dict], baseline_ndcg: Mapping[str, float] | None) -> dict:
@@ -143,13 +156,14 @@ def system_report(per_query_rows: list[dict], baseline_ndcg: Mapping[str, float]
 
 def format_comparison(result: Mapping) -> str:
     names = list(result["systems"])
-    columns = ["ndcg@10", "condensed_ndcg@10", "recall@100", "precision@10", "judged@10",
-               "harm_rate", "win_rate", "increment", "rewrite_relevance_rate", "p50_ms", "p"]
+    columns = ["ndcg@10", "ratio", "recall@100", "precision@10", "harm_rate", "win_rate", "increment",
+               "rewrite_relevance_rate", "adds_brand_or_number_rate", "median_total_hits", "p50_ms", "p"]
     width = max(12, max(len(n) for n in names) + 2)
     lines = [f"{'system':<{width}}" + "".join(f"{c[:10]:>11}" for c in columns)]
     for name in names:
         s = result["systems"][name]
-        values = [s.get(c) for c in columns[:-2]] + [s["latency_ms"]["p50"], s.get("p_value_vs_original")]
+        values = [s.get("ndcg@10"), s.get("ndcg@10_ratio_vs_original")] + [s.get(c) for c in columns[2:-2]] + \
+            [s["latency_ms"]["p50"], s.get("p_value_vs_original")]
         cells = "".join(f"{'-':>11}" if v is None else f"{v:>11.4f}" if isinstance(v, float) else f"{v:>11}" for v in values)
         lines.append(f"{name:<{width}}{cells}")
     return "\n".join(lines)
@@ -186,24 +200,29 @@ def load_rewrite_model(path: str):
     if (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file():
         from qrw.trainer.model import TorchRewriteModel
 
-        return TorchRewriteModel(folder, strategy="beam")
+        return TorchRewriteModel(folder, strategy="greedy")
     raise ConfigError(f"model not found: {folder} is neither an exported model (manifest.json) nor a checkpoint")
 
 
-def gated_rewrites(query: str, outcome: RewriteOutcome, plugin_config, brands) -> tuple[list, list[bool]]:
-    """The plugin's serving policy on shared model output: guards first, then the gate."""
+def gated_rewrites(query: str, outcome: RewriteOutcome, plugin_config, brands) -> tuple[list, list[dict]]:
+    """The plugin's serving policy on shared model output: guards first, then the gate.
+
+    Returns the weighted rewrites (weight 0 = dropped) and, per rewrite, what happened and why.
+    """
     from qrw.plugin.gate import decide
     from qrw.plugin.guards import check
     from qrw.plugin.merge import WeightedRewrite
 
     reasons = check(query, outcome.rewrites, plugin_config.guards, brands)
-    weighted, kept = [], []
+    weighted, decisions = [], []
     for rewrite, probabilities, reason in zip(outcome.rewrites, outcome.tag_probabilities, reasons):
         decision = decide(probabilities, plugin_config.gate)
         weight = 0.0 if reason is not None else decision.weight
         weighted.append(WeightedRewrite(rewrite, weight))
-        kept.append(weight > 0)
-    return weighted, kept
+        decisions.append({"text": rewrite, "tag": decision.tag, "p_exact": round(float(probabilities.get("exact", 0.0)), 4),
+                          "action": "drop" if reason is not None else decision.action, "weight": weight,
+                          "reason": f"guard: {reason}" if reason is not None else decision.reason})
+    return weighted, decisions
 
 
 def compare_systems(
@@ -217,18 +236,26 @@ def compare_systems(
     depth: int = 100,
     url: str = "",
     progress: bool = True,
+    brand_field: str | None = "supplier.raw",
+    baseline=None,
 ) -> dict:
-    """Run every system on the same index and judgments; the JSON shape documented in the README."""
+    """Run every system on the same index and judgments; the JSON shape documented in the README.
+
+    ``plugin_config``: the serving configuration for ``gated`` (None: each model's shipped
+    ``serving.yaml``, else the defaults). ``brand_field``: the index field whose terms are the brands
+    for the guards and for the added-brand rate. ``baseline``: the ``BaselineSpec`` of ``original``.
+    """
     from qrw.eval.prf import PrfQueryBuilder
-    from qrw.plugin.config import PluginConfig
+    from qrw.plugin.config import load_config
     from qrw.plugin.guards import load_brands
     from qrw.plugin.merge import WeightedRewrite, merge_rewrites
+    from qrw.search.baseline import VARIANTS
 
     check_index(client, index, url)
-    plugin_config = plugin_config or PluginConfig()
-    brands = load_brands(plugin_config.guards)
     queries = list(qrels)
-    baseline = DEFAULT_BASELINE
+    baseline = baseline or DEFAULT_BASELINE
+    with translate_errors(url, index=index):
+        catalog_brands = index_brands(client, index, brand_field)
     outcomes_by_model: dict[str, dict[str, RewriteOutcome]] = {}
     systems: dict[str, dict] = {}
     baseline_ndcg: dict[str, float] | None = None
@@ -237,32 +264,43 @@ def compare_systems(
         ordered.insert(0, SystemSpec("original"))
     for spec in ordered:
         latencies: list[float] = []
-        relevance = None
+        relevance = adds_rate = None
+        served = 0
+        decisions_by_query: dict[str, list[dict]] = {}
         with translate_errors(url, index=index):
             if spec.kind == "original":
                 bodies = {q: baseline.build(q) for q in queries}
+            elif spec.kind == "legacy":
+                bodies = {q: VARIANTS["legacy_best_fields"].build(q) for q in queries}
             elif spec.kind == "prf":
-                prf = PrfQueryBuilder(client, index)
+                prf = PrfQueryBuilder(client, index, baseline=baseline)
                 bodies = {}
                 for q in queries:
                     started = time.perf_counter()
                     bodies[q] = prf.build(q)
                     latencies.append((time.perf_counter() - started) * 1000.0)
             else:
+                config = plugin_config or load_config(shipped=_shipped_serving(spec.model))
+                brands = load_brands(config.guards, catalog_brands)
                 if spec.model not in outcomes_by_model:
                     model = load_rewrite_model(spec.model)
                     outcomes_by_model[spec.model] = produce_rewrites(model, queries, num_rewrites, progress)
                 outcomes = outcomes_by_model[spec.model]
                 latencies = [outcomes[q].latency_ms for q in queries]
-                bodies, kept = {}, {}
+                bodies, pairs = {}, []
                 for q in queries:
                     if spec.kind == "ungated":
-                        weighted = [WeightedRewrite(r, 1.0) for r in outcomes[q].rewrites]
-                        kept[q] = [True] * len(weighted)
+                        weighted = [WeightedRewrite(r, config.gate.full_weight) for r in outcomes[q].rewrites]
+                        decisions_by_query[q] = [{"text": r, "action": "full", "weight": config.gate.full_weight}
+                                                 for r in outcomes[q].rewrites]
                     else:
-                        weighted, kept[q] = gated_rewrites(q, outcomes[q], plugin_config, brands)
-                    bodies[q] = merge_rewrites(baseline.build(q), weighted)
-                relevance = rewrite_relevance(client, index, outcomes, qrels, kept)
+                        weighted, decisions_by_query[q] = gated_rewrites(q, outcomes[q], config, brands)
+                    pairs += [(q, rw.text) for rw in weighted if rw.weight > 0]
+                    bodies[q] = merge_rewrites(baseline.build(q), weighted, config.merge.rewrite_operator)
+                served = len(pairs)
+                relevance = rewrite_relevance(client, index, pairs, qrels)
+                if pairs:
+                    adds_rate = sum(adds_brand_or_number(q, r, brands) for q, r in pairs) / len(pairs)
             hits = _search_all(client, index, bodies, depth)
         rows = per_query_rows(hits, qrels)
         report = system_report(rows, baseline_ndcg if spec.kind != "original" else None)
@@ -270,14 +308,27 @@ def compare_systems(
             baseline_ndcg = {row["query"]: row["ndcg@10"] for row in rows}
             report.update({"harm_rate": 0.0, "win_rate": 0.0})
         report["increment"] = sum(row["increment"] for row in rows)
+        report["median_total_hits"] = float(statistics.median(row["total_hits"] for row in rows)) if rows else None
         report["rewrite_relevance_rate"] = relevance
+        report["served_rewrites"] = served
+        report["adds_brand_or_number_rate"] = adds_rate
         report["latency_ms"] = {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
         report["latency_samples_ms"] = latencies
         if spec.kind in ("ungated", "gated"):
             outcomes = outcomes_by_model[spec.model]
             for row in rows:
                 row["rewrites"] = outcomes[row["query"]].rewrites
+                row["decisions"] = decisions_by_query[row["query"]]
         report["per_query"] = rows
         systems[spec.name] = report
-    return {"queries": len(queries), "index": index, "systems": systems}
+    return {"queries": len(queries), "index": index, "baseline": baseline.model_dump(), "systems": systems}
 
+
+def _shipped_serving(model: str | None) -> Path | None:
+    """The ``serving.yaml`` a model folder ships (calibrated gate and merge settings), if any."""
+    if not model:
+        return None
+    from qrw.plugin.config import SERVING_NAME
+
+    path = Path(model) / SERVING_NAME
+    return path if path.is_file() else None

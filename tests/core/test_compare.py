@@ -28,24 +28,33 @@ def test_compare_systems_json_and_plots(tmp_path, opensearch_url, indexed_catalo
     out = tmp_path / "cmp.json"
     result = subprocess.run(
         [sys.executable, "-m", "qrw.cli", "eval", "--judgments", str(small_judgments), "--url", opensearch_url,
-         "--systems", "original,prf,ungated,gated", "--model", str(table), "--json", str(out),
-         "--plots", str(tmp_path / "plots")],
+         "--systems", "original,legacy,prf,ungated,gated", "--model", str(table), "--json", str(out),
+         "--plots", str(tmp_path / "plots"), "--report", str(tmp_path / "report.md")],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["queries"] == 2
     systems = report["systems"]
-    assert set(systems) == {"original", "prf", "ungated:rewrites.jsonl", "gated:rewrites.jsonl"}
+    assert set(systems) == {"original", "legacy", "prf", "ungated:rewrites.jsonl", "gated:rewrites.jsonl"}
     for system in systems.values():
         for key in ("ndcg@10", "condensed_ndcg@10", "recall@100", "precision@10", "judged@10", "harm_rate",
-                    "win_rate", "increment", "rewrite_relevance_rate", "latency_ms", "per_query"):
+                    "win_rate", "increment", "rewrite_relevance_rate", "latency_ms", "per_query", "median_total_hits",
+                    "served_rewrites", "adds_brand_or_number_rate"):
             assert key in system
         assert set(system["latency_ms"]) == {"p50", "p95"}
     ungated, gated = systems["ungated:rewrites.jsonl"], systems["gated:rewrites.jsonl"]
     # the gate dropped the irrelevant rewrite: fewer rewrites counted in its relevance rate
     assert gated["rewrite_relevance_rate"] >= ungated["rewrite_relevance_rate"]
     assert "p_value_vs_original" in gated and len(gated["ndcg@10_delta_ci95"]) == 2
+    assert gated["served_rewrites"] == 2 and ungated["served_rewrites"] == 3  # the irrelevant one was dropped
+    laptop = next(row for row in gated["per_query"] if row["query"] == "laptop")
+    assert [d["action"] for d in laptop["decisions"]] == ["full", "drop"] and "P(exact)" in laptop["decisions"][1]["reason"]
+    assert gated["adds_brand_or_number_rate"] == 0.0
+    # the rewrite clauses use operator "and": rewriting adds only documents holding every rewrite term
+    assert ungated["median_total_hits"] < 3 * systems["original"]["median_total_hits"]
+    report_md = (tmp_path / "report.md").read_text()
+    assert "| gated:rewrites.jsonl |" in report_md and "largest wins" in report_md and "largest losses" in report_md
     assert (tmp_path / "plots" / "ndcg_deltas.png").stat().st_size > 5000
     assert (tmp_path / "plots" / "latency_cdf.png").stat().st_size > 5000
 

@@ -28,7 +28,7 @@ def test_fp32_export_passes_parity_and_writes_a_full_manifest(tiny_export: Path,
     assert manifest.logits == "last" and "last-position-logits" in manifest.optimizations
     assert manifest.fused_ops.get("SkipSimplifiedLayerNormalization", 0) > 0  # fused norms
     assert manifest.fused_ops.get("Attention") == 2 and "fused-attention" in manifest.optimizations  # one per layer
-    assert manifest.max_new_tokens == 32 and manifest.max_new_tokens_source.startswith("default")
+    assert manifest.max_new_tokens == 24 and manifest.max_new_tokens_source.startswith("default")
     parity = manifest.parity
     assert parity["run"] and parity["passed"], parity
     assert parity["greedy_agreement"] == 1.0

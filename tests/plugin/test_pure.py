@@ -222,20 +222,47 @@ def test_guard_helpers():
 
 
 def test_guards_check():
-    config = GuardConfig()
+    strict = GuardConfig(keep_brand=True, keep_numbers=True)
     brands = guards.load_brands(GuardConfig(brands=("HP", "Canon", "Western Digital")))
     query = "hp toner 2 pack without chip"
     rewrites = ["HP toner!", "canon toner 2 pack without chip", "hp cartridge pack without chip",
                 "hp cartridge 2 pack without chip", "hp cartridge 2 pack with chip", "HP cartridge 2 pack without chip", " "]
-    assert guards.check(query, rewrites, config, brands) == [
-        "loses 2pack", "loses brand 'hp'", "loses 2pack", None,
+    assert guards.check(query, rewrites, strict, brands) == [
+        "loses 2pack", "adds brand 'canon'", "loses 2pack", None,
         "loses negation of 'chip'", "duplicates an earlier rewrite", "empty",
     ]
-    assert guards.check("hp toner", ["HP  Toner"], config, brands) == ["copies the query"]
-    assert guards.check("wd 2tb", ["western digital 2 tb"], config, brands) == [None]
-    assert guards.check("ssd 2tb", ["ssd 2gb"], config, brands) == ["loses 2tb"]
-    off = GuardConfig(keep_brand=False, keep_numbers=False, keep_negations=False, drop_copies=False)
+    # defaults: a rewrite may drop a brand or number (the original clause keeps it), never add one
+    default = GuardConfig()
+    assert guards.check(query, ["toner", "canon toner", "toner 3 pack", "hp toner 2 pack without chip cartridge"], default, brands) == [
+        "loses negation of 'chip'", "adds brand 'canon'", "adds number 3", None]
+    assert guards.check("printer", ["HP printer 300 dpi"], default, brands) == ["adds brand 'hp'"]
+    assert guards.check("printer", ["laser printer 300 dpi"], default, brands) == ["adds number 300"]
+    assert guards.check("hp toner", ["HP  Toner"], default, brands) == ["copies the query"]
+    assert guards.check("ssd 2tb", ["solid state drive 2 tb"], strict, brands) == [None]  # 2tb = 2 tb
+    assert guards.check("ssd 2tb", ["ssd 2gb"], strict, brands) == ["loses 2tb"]
+    off = GuardConfig(no_new_brand=False, no_new_number=False, keep_negations=False, drop_copies=False)
     assert guards.check(query, rewrites[:5], off, brands) == [None] * 5
+
+
+def test_brands_are_read_from_a_terms_aggregation():
+    config = GuardConfig(brands=("HP",), brands_field="supplier.raw", brands_max=3)
+    assert guards.brands_aggregation(config) == {"size": 0, "aggs": {"brands": {"terms": {"field": "supplier.raw", "size": 3}}}}
+    assert guards.brands_aggregation(GuardConfig()) is None
+    response = {"aggregations": {"brands": {"buckets": [{"key": "Canon", "doc_count": 9}, {"key": "Western Digital", "doc_count": 2}]}}}
+    assert guards.load_brands(config, guards.brands_from_response(response)) == frozenset({"hp", "canon", "western digital"})
+    assert guards.brands_from_response({}) == []
+
+
+def test_rewrite_operator_keeps_rewrite_clauses_from_flooding():
+    body = {"query": {"multi_match": {"query": "usb stick", "fields": ["all_text"], "minimum_should_match": "1"}}}
+    merged = merge_rewrites(body, [WeightedRewrite("flash drive", 0.5)], rewrite_operator="and")
+    original, rewrite = merged["query"]["bool"]["should"]
+    assert original["multi_match"]["minimum_should_match"] == "1" and "operator" not in original["multi_match"]
+    assert rewrite["multi_match"]["operator"] == "and" and "minimum_should_match" not in rewrite["multi_match"]
+    match = merge_rewrites({"query": {"match": {"all_text": "usb stick"}}}, [WeightedRewrite("flash drive", 0.5)], "and")
+    assert match["query"]["bool"]["should"][1]["match"]["all_text"]["operator"] == "and"
+    same = merge_rewrites(body, [WeightedRewrite("flash drive", 0.5)], rewrite_operator="same")
+    assert same["query"]["bool"]["should"][1]["multi_match"]["minimum_should_match"] == "1"
 
 
 # -- cache -------------------------------------------------------------------------------------

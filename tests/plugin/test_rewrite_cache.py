@@ -51,6 +51,16 @@ def onnx_model(tiny_export):
     return load_model(tiny_export)
 
 
+def wait_stored(engine, queries) -> None:
+    """The model call's result reaches the cache from a done-callback in the worker thread, just
+    after the waiting request got it: wait for the store to hold every query."""
+    cache = engine.cache
+    deadline = time.monotonic() + 10
+    while not all(cache.store.load(cache._store_key(cache_key(q))) for q in queries):
+        assert time.monotonic() < deadline, "outputs never reached the store"
+        time.sleep(0.01)
+
+
 def engine(model, **cache):
     return RewriteEngine(load_config(None, chain={"deadline_ms": 5000, "warm_up": False}, cache=cache), model)
 
@@ -65,6 +75,7 @@ def test_a_restarted_engine_answers_from_the_file_without_the_model(onnx_model, 
     assert isinstance(cold.cache, RewriteCache) and cold.cache.namespace.endswith(f"{onnx_model.model_hash}:n3")
     computed = {q: cold.source.outputs(q, time.monotonic() + 5) for q in QUERIES}
     assert first.calls == len(QUERIES) and all(origin == "model" for _, origin, _ in computed.values())
+    wait_stored(cold, QUERIES)
     cold.close()
 
     second = CountingModel(onnx_model)
@@ -170,6 +181,7 @@ def test_two_engines_share_outputs_through_redis(onnx_model, redis_url):
     second = engine(reader, store="redis", redis_url=redis_url)  # another proxy, elsewhere
     value, origin, _ = first.source.outputs("wireless mouse", time.monotonic() + 5)
     assert origin == "model" and writer.calls == 1
+    wait_stored(first, ["wireless mouse"])
     shared, origin, _ = second.source.outputs("Wireless  Mouse", time.monotonic() + 5)
     assert origin == "cache" and shared == value and reader.calls == 0
     assert second.cache.stats()["store"].startswith("redis redis://127.0.0.1")

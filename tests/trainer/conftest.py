@@ -11,7 +11,7 @@ def small_data_config(tmp_path_factory, data_dir, judgments_path, opensearch_url
 
     return DataConfig(output_dir=str(tmp_path_factory.mktemp("data")), data_dir=str(data_dir),
                       judgments=str(judgments_path), url=opensearch_url, index=indexed_catalog,
-                      pseudo_products=300, max_candidates=6)
+                      pseudo_queries=400, max_candidates=6, agreement_sample=120)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""The whole pipeline on the tiny model, on CPU: data, SFT, GRPO (relevance against the real
-OpenSearch), resume, evaluate; the checkpoints load and give rewrites and tag probabilities."""
+"""The whole pipeline on the tiny model, on CPU: data, SFT, GRPO (the measured-gain reward against the
+real OpenSearch node), resume, calibrate, evaluate; the checkpoints load and give rewrites and tag
+probabilities."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def grpo_dir(built_data, sft_dir, opensearch_url, indexed_catalog, tmp_path_fact
     config, _ = built_data
     out = tmp_path_factory.mktemp("grpo")
     card = run_grpo(GrpoStageConfig(model=str(sft_dir), data_dir=config.output_dir, output_dir=str(out),
-                                    url=opensearch_url, index=indexed_catalog, max_steps=3, learning_rate=1e-3,
+                                    reward_backend="opensearch", url=opensearch_url, index=indexed_catalog,
+                                    max_steps=3, learning_rate=1e-3, max_prompts=64,
                                     per_device_train_batch_size=4, num_generations=4, max_completion_length=10,
                                     beta=0.02, logging_steps=1, save_steps=100, progress=False))
     assert card["steps"] == 3
@@ -82,13 +84,35 @@ def test_checkpoint_generates_rewrites_and_tag_probabilities(grpo_dir):
     from qrw.plugin.model import RewriteModel
     from qrw.trainer.model import TorchRewriteModel
 
-    model = TorchRewriteModel(grpo_dir, max_new_tokens=8)
+    model = TorchRewriteModel(grpo_dir, max_new_tokens=8, strategy="greedy")
     assert isinstance(model, RewriteModel)
     rewrites = model.generate(["hp toner", "laptop"], 3)
     assert len(rewrites) == 2 and all(isinstance(r, str) and r for row in rewrites for r in row)
+    assert all(len(row) <= 3 for row in rewrites)
     probs = model.tag([("hp toner", "HP toner cartridge"), ("laptop", "mouse")])
     assert [set(p) for p in probs] == [{"exact", "substitute", "weak", "irrelevant"}] * 2
     assert all(abs(sum(p.values()) - 1.0) < 1e-5 for p in probs)
+
+
+def test_calibration_ships_a_gate_with_the_model(built_data, grpo_dir, tmp_path):
+    import shutil
+
+    import yaml
+
+    from qrw.plugin.config import SERVING_NAME, load_config
+    from qrw.trainer.calibrate import CalibrateConfig, run_calibrate
+
+    config, _ = built_data
+    model_dir = tmp_path / "model"
+    shutil.copytree(grpo_dir, model_dir)
+    report = run_calibrate(CalibrateConfig(model=str(model_dir), data_dir=config.output_dir, queries=40, batch_size=8,
+                                           folds=2, full_min=[0.5, 1.01], keep_min=[1.01], full_weight=[0.5],
+                                           down_weight=[0.1], progress=False))
+    assert report["queries"] == 40 and len(report["folds"]) == 2 and report["cv_harm"] <= 1.0
+    shipped = yaml.safe_load((model_dir / SERVING_NAME).read_text())
+    assert shipped["gate"]["full_weight"] == 0.5 and shipped["merge"]["rewrite_operator"] == "and"
+    loaded = load_config(shipped=model_dir / SERVING_NAME)
+    assert loaded.gate.full_min == report["best"]["full_min"] and loaded.merge.rewrite_operator == "and"
 
 
 def test_evaluate_before_and_after_grpo(built_data, sft_dir, grpo_dir, opensearch_url, indexed_catalog, tmp_path):

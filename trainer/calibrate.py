@@ -1,0 +1,158 @@
+"""``qrw train calibrate``: choose the gate on held-out training data and ship it with the model.
+
+Why not on the judged training queries: the model was fine-tuned on them (repeated), so its tags are
+over-confident there and thresholds chosen on them would let drift through on new queries. The
+gate is therefore calibrated on the *held-out pseudo-queries* of the data build (the hash fold the
+model never trained on; never a judged validation query), scored with the same relevance proxy
+and in-process baseline the labels come from (``trainer.intent``, ``trainer.lexical``):
+
+1. the model writes its rewrites and tags them, once per query (batched);
+2. the serving guards run (brands from the catalog), as the chain does;
+3. for every grid point (full_min, keep_min, full_weight, down_weight) the kept rewrites are merged
+   with the serving operator and scored (proxy nDCG@10); K-fold cross-validation over queries
+   estimates the chosen point's held-out gain and harm; the point best on all queries is shipped,
+   ties going to the more conservative one.
+
+The result is written as ``serving.yaml`` (gate + merge sections) into the model folder;
+``qrw-export`` copies it into the exported folder, and ``qrw eval`` and the sandbox read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+
+from qrw.trainer.config import field
+
+
+@dataclasses.dataclass
+class CalibrateConfig:
+    """``qrw train calibrate``."""
+
+    model: str = field("runs/sft", "model folder (checkpoint or exported); serving.yaml is written into it")
+    data_dir: str = field("runs/data", "folder written by `qrw train data` (its held-out pseudo-queries are used)")
+    queries: int = field(1200, "held-out pseudo-queries sampled for calibration")
+    num_rewrites: int = field(3, "rewrites read per query")
+    batch_size: int = field(16, "queries per model call")
+    folds: int = field(5, "cross-validation folds over the calibration queries")
+    rewrite_operator: str = field("and", "merge operator shipped with the gate (and | or | same)")
+    full_min: list[float] = field([0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01], "P(exact) thresholds tried")
+    keep_min: list[float] = field([0.5, 0.7, 0.8, 0.9, 1.01], "P(exact)+P(substitute) thresholds tried")
+    full_weight: list[float] = field([0.3, 0.5, 1.0], "full-weight boosts tried")
+    down_weight: list[float] = field([0.1, 0.2], "down-weight boosts tried")
+    harm_margin: float = field(0.05, "a query is harmed when its proxy nDCG@10 drops by more than this")
+    max_harm: float = field(0.05, "grid points whose held-out harm rate exceeds this are not chosen")
+    seed: int = field(0, "sampling and fold seed")
+    progress: bool = field(True, "show progress bars")
+
+
+def run_calibrate(config: CalibrateConfig) -> dict:
+    from tqdm import tqdm
+
+    from qrw.eval.compare import load_rewrite_model
+    from qrw.plugin.calibrate import Grid, guarded, kept_for
+    from qrw.plugin.config import SERVING_NAME, GuardConfig
+    from qrw.search.baseline import DEFAULT_BASELINE
+    from qrw.search.catalog import load_catalog
+    from qrw.trainer.data import read_jsonl
+    from qrw.trainer.facets import CatalogFacets, by_type
+    from qrw.trainer.intent import ndcg, pseudo_intent
+    from qrw.trainer.lexical import LexicalIndex
+
+    started = time.perf_counter()
+    data_dir = Path(config.data_dir)
+    card = json.loads((data_dir / "data_card.json").read_text())
+    catalog_dir = card["config"].get("data_dir")
+    catalog = load_catalog(catalog_dir) if catalog_dir else load_catalog()
+    facets = CatalogFacets(catalog)
+    members = by_type(facets)
+    index = LexicalIndex.from_products(catalog, DEFAULT_BASELINE)
+    rows = [r for r in read_jsonl(data_dir / "calibration_pseudo.jsonl")]
+    rng = random.Random(config.seed)
+    rows = rng.sample(rows, min(config.queries, len(rows)))
+    intents = {r["query"]: pseudo_intent(r["query"], r["ptype"], r.get("brand"), r.get("values") or (), facets, members)
+               for r in rows}
+    queries = list(intents)
+
+    model = load_rewrite_model(config.model)
+    outcomes: dict[str, list[tuple[str, dict]]] = {}
+    for start in tqdm(range(0, len(queries), config.batch_size), desc="rewriting (calibration)", unit="batch",
+                      disable=not config.progress):
+        batch = queries[start : start + config.batch_size]
+        generated = model.generate(batch, config.num_rewrites)
+        pairs = [(q, r) for q, rewrites in zip(batch, generated) for r in rewrites[: config.num_rewrites]]
+        tags = model.tag(pairs) if pairs else []
+        for q in batch:
+            outcomes[q] = []
+        for (q, r), probs in zip(pairs, tags):
+            outcomes[q].append((r, probs))
+
+    guard_config = GuardConfig()
+    rows_by_query = guarded(outcomes, guard_config, sorted(facets.brands))
+    grid = Grid(tuple(config.full_min), tuple(config.keep_min), tuple(config.down_weight), tuple(config.full_weight))
+    points = grid.points()
+    operator = None if config.rewrite_operator == "same" else config.rewrite_operator
+    base_scores = {q: index.clause_scores(q) for q in queries}
+    base_ndcg = {q: ndcg(index.rank(base_scores[q], 10), intents[q], facets) for q in queries}
+    cache: dict[tuple, float] = {}
+
+    def score(query: str, kept) -> float:
+        key = (query, kept)
+        if key not in cache:
+            merged = base_scores[query].copy()
+            for text, weight in kept:
+                merged = merged + weight * index.clause_scores(text, operator=operator)
+            cache[key] = ndcg(index.rank(merged, 10), intents[query], facets)
+        return cache[key]
+
+    per_point = []
+    for point in tqdm(points, desc="gate grid", unit="point", disable=not config.progress):
+        per_point.append([score(q, kept_for(rows_by_query[q], point)) - base_ndcg[q] for q in queries])
+    ungated = [score(q, kept_for(rows_by_query[q], None, max(config.full_weight))) - base_ndcg[q] for q in queries]
+
+    def harm(deltas) -> float:
+        return sum(d < -config.harm_margin for d in deltas) / max(len(deltas), 1)
+
+    def best_index(indices) -> int:
+        allowed = [i for i, deltas in enumerate(per_point) if harm([deltas[j] for j in indices]) <= config.max_harm]
+        candidates = allowed or list(range(len(per_point)))
+        means = {i: sum(per_point[i][j] for j in indices) / len(indices) for i in candidates}
+        top = max(means.values())
+        return next(i for i in candidates if means[i] >= top - 1e-12)  # conservative-first order wins ties
+
+    order = list(range(len(queries)))
+    rng.shuffle(order)
+    fold_of = {index_: n % config.folds for n, index_ in enumerate(order)}
+    held_out, fold_reports = [], []
+    for fold in range(config.folds):
+        train = [i for i in range(len(queries)) if fold_of[i] != fold]
+        test = [i for i in range(len(queries)) if fold_of[i] == fold]
+        chosen = best_index(train)
+        deltas = [per_point[chosen][i] for i in test]
+        held_out += deltas
+        fold_reports.append({"fold": fold, "chosen": points[chosen].model_dump(), "held_out_gain": sum(deltas) / len(deltas),
+                             "held_out_harm": harm(deltas)})
+    best = points[best_index(list(range(len(queries))))]
+    report = {
+        "method": "gate grid on held-out pseudo-queries (never trained on), proxy nDCG@10 with the in-process baseline; "
+                  f"{config.folds}-fold CV; points with held-out harm above {config.max_harm} excluded",
+        "queries": len(queries),
+        "base_proxy_ndcg@10": sum(base_ndcg.values()) / len(queries),
+        "cv_gain": sum(held_out) / len(held_out), "cv_harm": harm(held_out),
+        "ungated_gain": sum(ungated) / len(ungated), "ungated_harm": harm(ungated),
+        "queries_with_rewrites": sum(bool(v) for v in outcomes.values()),
+        "best": best.model_dump(), "rewrite_operator": config.rewrite_operator, "folds": fold_reports,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    import yaml
+
+    serving = {"gate": best.model_dump(), "merge": {"rewrite_operator": config.rewrite_operator},
+               "guards": {"brands_field": "supplier.raw"}}
+    header = ("# Shipped with the model by `qrw train calibrate` (held-out pseudo-queries, "
+              f"CV gain {report['cv_gain']:+.4f}, harm {report['cv_harm']:.3f}); a plugin.yaml overrides any key.\n")
+    Path(config.model, SERVING_NAME).write_text(header + yaml.safe_dump(serving, sort_keys=False))
+    Path(config.model, "calibration.json").write_text(json.dumps(report, indent=2))
+    return report
