@@ -328,6 +328,24 @@ def quality(systems: list, queries: list[str], every: int) -> dict:
     return out
 
 
+def markdown(results: dict) -> str:
+    """The README/docs table of one run's JSON (``--from-json FILE`` prints it without running)."""
+    quality_rows = results.get("quality", {}).get("systems", {})
+    lines = ["| system | workload | one query p50 / p95 (wall) | CPU p50 | × torch (p50) | × today (p50) | batch q/s | × today (batch) "
+             "| tokens/seq | same list | tag agreement | gate flips |", "|---" * 12 + "|"]
+    for name, row in results["systems"].items():
+        q = quality_rows.get(name.removesuffix(NO_LOOKUP)) if not name.endswith(NO_LOOKUP) else None
+        workload = "beam 4 × 12 + tags" if name == "today" else ("list, no drafts" if name.endswith(NO_LOOKUP) else "list")
+        today_p50 = f"{row['speedup_vs_today_p50']:.2f}" if row.get("speedup_vs_today_p50") else "–"
+        today_qps = f"{row['throughput_vs_today']:.2f}" if row.get("throughput_vs_today") else "–"
+        agreement = (f"{q['same_rewrite_list']:.1%} | {q['tag_argmax_agreement']:.2%} | {q['gate_flips']}" if q
+                     else "(reference) | (reference) | –" if name == "torch" else "– | – | –")
+        lines.append(f"| {name} | {workload} | {row['p50_ms']:,.0f} / {row['p95_ms']:,.0f} ms | {row.get('cpu_p50_ms', 0):,.0f} ms | "
+                     f"{row['speedup_vs_torch_p50']:.2f} | {today_p50} | {row['batch_qps']:.2f} | {today_qps} | "
+                     f"{row['tokens_per_sequence'] or 0:.1f} | {agreement} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2", help="LoRA adapter folder, checkpoint folder or 'smollm2' (PyTorch reference and export source)")
@@ -343,7 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", action="store_true", help="rewrite, tag and gate agreement with torch fp32 on judged queries/pairs")
     parser.add_argument("--agreement-every", type=int, default=3, help="use every k-th judged pair for tags (1 = all)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--from-json", type=Path, default=None, help="print the markdown table of an earlier run's JSON and exit")
     args = parser.parse_args(argv)
+    if args.from_json:
+        print(markdown(json.loads(args.from_json.read_text())))
+        return 0
 
     import logging
 
@@ -433,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.quality:
         results["quality"] = quality(systems, queries, args.agreement_every)
+    print("\n" + markdown(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
