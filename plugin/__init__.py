@@ -10,6 +10,7 @@ from typing import Any
 
 _LAZY = {
     "RewritingOpenSearch": "qrw.plugin.client",
+    "AsyncRewritingOpenSearch": "qrw.plugin.async_client",
     "RewriteEngine": "qrw.plugin.engine",
     "load_model": "qrw.plugin.engine",
     "PluginConfig": "qrw.plugin.config",

@@ -63,6 +63,12 @@ class TTLCache(Generic[Value]):
                 self.stale_hits += 1
             return Hit(value, fresh, age)
 
+    def peek(self, key: str) -> Value | None:
+        """The value of a fresh entry, or None; neither counted in the stats nor moved in the LRU order."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry[1] if entry is not None and self._clock() - entry[0] < self.ttl_s else None
+
     def is_fresh(self, key: str) -> bool:
         """Whether a fresh entry exists; neither counted in the stats nor moved in the LRU order."""
         with self._lock:
@@ -207,11 +213,11 @@ def decode_outputs(text: str) -> tuple:
     return tuple((text, {str(k): float(v) for k, v in probs.items()}) for text, probs in data)
 
 
-class RewriteCache:
+class PersistentCache:
     """The in-memory ``TTLCache`` in front of a persistent store, keyed by model hash and query.
 
-    Same interface as ``TTLCache`` (``get``, ``is_fresh``, ``put``, ``stats``), so the chain does not
-    know which it has. The store's key is ``{namespace}:{query key}``, where the namespace names the
+    Same interface as ``TTLCache`` (the chain's ``RewriteCache`` protocol: ``get``, ``peek``,
+    ``is_fresh``, ``put``, ``stats``), so the chain does not know which it has. The store's key is ``{namespace}:{query key}``, where the namespace names the
     model (its graph's sha256) and the number of rewrites asked for: outputs of another model or
     another request shape are never served. A store entry is fresh for ``persist_ttl_s`` (None:
     forever; greedy decoding of one model is deterministic, so a stored output is what the model
@@ -288,6 +294,14 @@ class RewriteCache:
             return True
         stored = self._from_store(key)
         return stored is not None and stored.fresh
+
+    def peek(self, key: str) -> Any:
+        """A fresh value (memory, else the store, which then moves into memory), or None."""
+        value = self.memory.peek(key)
+        if value is not None:
+            return value
+        stored = self._from_store(key)
+        return stored.value if stored is not None and stored.fresh else None
 
     def put(self, key: str, value: Any) -> None:
         self.memory.put(key, value)

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, Protocol
 
 from qrw.plugin import gate as gate_policy
 from qrw.plugin import guards
-from qrw.plugin.cache import TTLCache
 from qrw.plugin.config import ChainConfig, GateConfig, GuardConfig
 from qrw.plugin.errors import ModelBusy, ModelError, ModelTimeout
 from qrw.plugin.gate import Decision
@@ -140,6 +140,8 @@ class RequestContext:
     model_origin: str = "none"
     model_error: str | None = None
     model_ms: float = 0.0
+    prefetched: tuple[ModelOutput, str, str | None] | None = None
+    """Model outputs the caller already fetched from ``ModelSource.outputs`` (the model step uses them)."""
 
 
 class Rewriter(Protocol):
@@ -176,24 +178,92 @@ def _validated(query: str, rewrites: Any, probabilities: Any) -> ModelOutput:
     return tuple(out)
 
 
-class ModelSource:
-    """Model outputs for a query through the fallback ladder (see the module docstring). Thread-safe."""
+class RewriteCache(Protocol):
+    """What ``ModelSource`` needs from a cache of model outputs (``cache.TTLCache`` in process).
 
-    def __init__(self, model: RewriteModel | None, config: ChainConfig, cache: TTLCache) -> None:
+    A shared backend (for example Valkey, so that several proxy workers or proxies share one cache)
+    plugs in by implementing these four methods and being passed to ``ModelSource`` in place of the
+    ``TTLCache``: ``get`` returns an object with ``value`` and ``fresh`` (or None), ``put`` stores a
+    ``ModelOutput``, ``is_fresh`` and ``peek`` (a fresh value or None) answer without counting,
+    ``stats`` returns a JSON-able dict.
+    """
+
+    def get(self, key: str) -> Any: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+    def is_fresh(self, key: str) -> bool: ...
+
+    def peek(self, key: str) -> Any: ...
+
+    def stats(self) -> dict: ...
+
+
+class _Call:
+    """One model call, queued or running; requests for the same query share it."""
+
+    __slots__ = ("key", "query", "future", "waiters", "started")
+
+    def __init__(self, key: str, query: str, waiters: int) -> None:
+        self.key = key
+        self.query = query
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.waiters = waiters
+        self.started = False
+
+
+def _reason(exc: ModelError) -> str:
+    if isinstance(exc, ModelTimeout):
+        return "timeout"
+    if isinstance(exc, ModelBusy):
+        return "busy"
+    return "error"
+
+
+class ModelSource:
+    """Model outputs for a query through the fallback ladder (see the module docstring). Thread-safe.
+
+    The model queue is built so that no client can make another wait (defect: 40 requests that asked
+    for a 60 s deadline made other clients' uncached searches take 38 s):
+
+    * a request's deadline is capped at the server's ``chain.deadline_ms``, whatever the client asks;
+    * identical queries in flight share one call;
+    * calls somebody is waiting for run before calls nobody waits for any more (those still run when
+      the model is idle, to fill the cache for the next request);
+    * the queue is bounded (``chain.max_pending``): when it is full of calls with waiters, or when
+      the calls ahead would take longer than the request has left (estimated from recent call
+      times), the request falls back at once instead of waiting for its deadline.
+    """
+
+    def __init__(self, model: RewriteModel | None, config: ChainConfig, cache: RewriteCache) -> None:
         self.model = model
         self.config = config
         self.cache = cache
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=config.model_workers, thread_name_prefix="qrw-model")
-        self._lock = threading.Lock()
-        self._inflight: dict[str, concurrent.futures.Future] = {}
+        self._cond = threading.Condition()
+        self._pending: list[_Call] = []
+        self._inflight: dict[str, _Call] = {}
+        self._running = 0
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self.call_seconds: float | None = None
+        """Moving average of recent model call durations (None before the first call)."""
         self.failures = 0
+        self.on_outcome: Callable[[str, str | None], None] | None = None
+        """Metrics hook: (origin, fallback reason or None) once per query asked."""
+        self.on_model_call: Callable[[float], None] | None = None
+        """Metrics hook: the duration of each model call."""
 
     @property
     def name(self) -> str:
         return getattr(self.model, "name", "none") if self.model is not None else "none"
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._cond:
+            self._closed = True
+            for call in self._pending:
+                call.future.cancel()
+            self._pending.clear()
+            self._cond.notify_all()
 
     def compute(self, query: str) -> ModelOutput:
         """Call the model now, in this thread (precompute, calibration)."""
@@ -224,50 +294,126 @@ class ModelSource:
         """True when a fresh cache entry answers ``query`` (no model call, no waiting)."""
         return self.cache.is_fresh(cache_key(query))
 
-    def _submit(self, query: str, key: str) -> concurrent.futures.Future:
-        with self._lock:
-            future = self._inflight.get(key)
-            if future is not None:
-                return future
+    # -- the queue -------------------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        if not self._threads:
+            for i in range(self.config.model_workers):
+                thread = threading.Thread(target=self._work, name=f"qrw-model-{i}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                call = next((c for c in self._pending if c.waiters > 0), self._pending[0])
+                self._pending.remove(call)
+                call.started = True
+                self._running += 1
+            started = time.perf_counter()
+            result: ModelOutput | None = None
+            error: BaseException | None = None
+            try:
+                result = self.compute(call.query)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiters
+                error = exc
+            seconds = time.perf_counter() - started
+            with self._cond:
+                self._running -= 1
+                if self._inflight.get(call.key) is call:
+                    del self._inflight[call.key]
+                self.call_seconds = seconds if self.call_seconds is None else 0.7 * self.call_seconds + 0.3 * seconds
+            if error is None:
+                self.cache.put(call.key, result)
+                call.future.set_result(result)
+            else:
+                call.future.set_exception(error)
+            if self.on_model_call is not None:
+                self.on_model_call(seconds)
+
+    def _submit(self, query: str, key: str, remaining: float) -> tuple[_Call, bool]:
+        """(the call for ``key``, whether to wait for it). Raises ``ModelBusy`` when nothing can be queued."""
+        with self._cond:
+            if self._closed:
+                raise ModelBusy("the model queue is closed")
+            call = self._inflight.get(key)
+            if call is not None:
+                call.waiters += 1
+                return call, True
             if len(self._inflight) >= self.config.max_pending:
-                raise ModelBusy(f"{len(self._inflight)} model calls pending (max_pending {self.config.max_pending})")
-            future = self._pool.submit(self.compute, query)
-            self._inflight[key] = future
+                abandoned = next((c for c in self._pending if c.waiters == 0), None)
+                if abandoned is None:
+                    raise ModelBusy(f"{len(self._inflight)} model calls pending (max_pending {self.config.max_pending})")
+                self._pending.remove(abandoned)
+                del self._inflight[abandoned.key]
+                abandoned.future.cancel()
+            ahead = self._running + sum(1 for c in self._pending if c.waiters > 0)
+            rounds = ahead // self.config.model_workers + 1
+            wait = self.call_seconds is None or rounds * self.call_seconds <= remaining
+            call = _Call(key, query, 1 if wait else 0)
+            self._pending.append(call)
+            self._inflight[key] = call
+            self._start_workers()
+            self._cond.notify()
+        if not wait:
+            raise ModelBusy(f"{ahead} model calls ahead would take ~{rounds * self.call_seconds * 1000:.0f} ms; "
+                            f"{remaining * 1000:.0f} ms left (the call still runs to fill the cache)")
+        return call, True
 
-        def finished(done: concurrent.futures.Future) -> None:
-            with self._lock:
-                self._inflight.pop(key, None)
-            if not done.cancelled() and done.exception() is None:
-                self.cache.put(key, done.result())
+    def _give_up(self, call: _Call) -> None:
+        with self._cond:
+            call.waiters = max(0, call.waiters - 1)
 
-        future.add_done_callback(finished)
-        return future
+    def count_cache_hit(self) -> None:
+        """Record a fresh cache hit answered outside ``outputs`` (the engine's remembered verdicts)."""
+        self._done("cache", None)
+
+    def _done(self, origin: str, reason: str | None) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(origin, reason)
 
     def outputs(self, query: str, deadline: float) -> tuple[ModelOutput, str, str | None]:
-        """(outputs, origin, error): origin is ``cache``, ``model``, ``stale`` or ``none``."""
+        """(outputs, origin, error): origin is ``cache``, ``model``, ``stale`` or ``none``.
+
+        ``deadline`` (a ``time.monotonic()`` value) is capped at the server's ``chain.deadline_ms``.
+        """
+        now = time.monotonic()
+        deadline = min(deadline, now + self.config.deadline_ms / 1000.0)
         key = cache_key(query)
         hit = self.cache.get(key)
         if hit is not None and hit.fresh:
+            self._done("cache", None)
             return hit.value, "cache", None
         fallback: tuple[ModelOutput, str] = (hit.value, "stale") if hit is not None else ((), "none")
         if self.model is None:
+            self._done(fallback[1], "no_model")
             return (*fallback, "no model loaded")
         try:
-            future = self._submit(query, key)
-            remaining = deadline - time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise ModelTimeout("no time left for the model")
+            call, _ = self._submit(query, key, remaining)
             try:
-                return future.result(timeout=remaining), "model", None
+                result = call.future.result(timeout=max(0.0, deadline - time.monotonic()))
             except concurrent.futures.TimeoutError:
-                raise ModelTimeout(f"model did not answer within {self.config.deadline_ms:.0f} ms") from None
+                self._give_up(call)
+                raise ModelTimeout(f"model did not answer within {(deadline - now) * 1000:.0f} ms") from None
+            except concurrent.futures.CancelledError:
+                raise ModelBusy("the model call was cancelled") from None
             except ModelError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any model failure falls back, never reaches the client
                 raise ModelError(f"model failed: {type(exc).__name__}: {exc}") from exc
+            self._done("model", None)
+            return result, "model", None
         except ModelError as exc:
             self.failures += 1
-            log.warning("rewrite model fallback (%s) for %r: %s", fallback[1], query[:80], exc.message)
+            log.warning("rewrite model fallback (%s): %s", fallback[1], exc.message)
+            self._done(fallback[1], _reason(exc))
             return (*fallback, exc.message)
 
     def precompute(self, queries: Sequence[str]) -> int:
@@ -291,7 +437,10 @@ class _ModelRewriter:
 
     def rewrite(self, candidates: list[Candidate], step: StepLog) -> list[Candidate]:
         started = time.perf_counter()
-        outputs, origin, error = self.source.outputs(self.context.query, self.context.deadline)
+        if self.context.prefetched is not None:
+            outputs, origin, error = self.context.prefetched
+        else:
+            outputs, origin, error = self.source.outputs(self.context.query, self.context.deadline)
         self.context.model_ms = (time.perf_counter() - started) * 1000.0
         self.context.model_origin, self.context.model_error = origin, error
         step.action("model", None, origin=origin, model=self.source.name, error=error, count=len(outputs))
@@ -320,7 +469,7 @@ class _GuardRewriter:
 
     def rewrite(self, candidates: list[Candidate], step: StepLog) -> list[Candidate]:
         live = [c for c in candidates if c.dropped_by is None and c.rule is None]
-        reasons = guards.check(self.context.query, [c.text for c in live], self.factory.config, self.factory.brands)
+        reasons = self.factory.check(self.context.query, tuple(c.text for c in live))
         verdict = {id(c): reason for c, reason in zip(live, reasons)}
         out = []
         for candidate in candidates:
@@ -339,6 +488,15 @@ class GuardsFactory:
 
     def __post_init__(self) -> None:
         self.brands = guards.load_brands(self.config)
+        # The guards are a pure function of (query, rewrites) and cost ~60 µs a request; on the
+        # cache-hit path the same pairs come back again and again, so their verdicts are memoised.
+        self._memo = functools.lru_cache(maxsize=20_000)(self._check)
+
+    def check(self, query: str, rewrites: tuple[str, ...]) -> tuple[str | None, ...]:
+        return self._memo(query, rewrites, self.brands)  # the vocabulary is part of the key: it may grow at run time
+
+    def _check(self, query: str, rewrites: tuple[str, ...], brands: frozenset[str]) -> tuple[str | None, ...]:
+        return tuple(guards.check(query, list(rewrites), self.config, brands))
 
     def create(self, context: RequestContext) -> Rewriter:
         return _GuardRewriter(self, context)
@@ -435,9 +593,10 @@ class Chain:
     def ids(self) -> tuple[str, ...]:
         return tuple(f.id for f in self.factories)
 
-    def run(self, query: str, deadline: float, explain: Explain | None = None) -> ChainResult:
+    def run(self, query: str, deadline: float, explain: Explain | None = None,
+            prefetched: tuple[ModelOutput, str, str | None] | None = None) -> ChainResult:
         explain = explain or Explain("off")
-        context = RequestContext(query, deadline, explain)
+        context = RequestContext(query, deadline, explain, prefetched=prefetched)
         started = time.perf_counter()
         candidates: list[Candidate] = []
         for factory in self.factories:

@@ -2,25 +2,34 @@
 
 ``RewritingOpenSearch`` *is* an ``opensearchpy.OpenSearch`` (same constructor, same transport, same
 namespaced sub-clients); only ``search`` and ``msearch`` pass their body through the engine before
-calling the parent. Every other API is inherited untouched. Explain: pass the header
-``X-QRW-Explain: true`` (``headers={...}``) or put ``"ext": {"qrw": {"explain": true}}`` in the body;
-the report is added to the response under ``"qrw"`` (for msearch, in each response).
+calling the parent. Every other API is inherited untouched. Its twin for ``AsyncOpenSearch`` is
+``qrw.plugin.async_client.AsyncRewritingOpenSearch``; both share the body handling below. Explain:
+pass the header ``X-QRW-Explain: true`` (``headers={...}``) or put ``"ext": {"qrw": {"explain": true}}``
+in the body; the report is added to the response under ``"qrw"`` (for msearch, in each response).
 
     from qrw.plugin import RewritingOpenSearch
     client = RewritingOpenSearch(hosts=["http://127.0.0.1:9200"], model=my_model, rules=load_rules("rules.txt"))
     client.search(index="products", body={"query": {"match": {"title": "laptop"}}})
+
+``msearch`` takes what opensearch-py takes: a list (or any iterable, generators included) of header
+and body dicts or JSON strings, or NDJSON text/bytes, which is read with OpenSearch's own framing
+rules (``qrw.plugin.msearch``) so that only the body lines that change are replaced.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opensearchpy import OpenSearch
 
+from qrw.plugin import lograte
+from qrw.plugin import msearch as msearch_framing
 from qrw.plugin.config import PluginConfig
 from qrw.plugin.engine import RewriteEngine, truthy
+from qrw.plugin.jsonbody import dumps, loads_faithful
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.rules import RuleSet
 
@@ -41,8 +50,20 @@ def _explain_header(headers: Mapping | None) -> bool:
     return any(key.lower() == EXPLAIN_HEADER.lower() and truthy(value) for key, value in headers.items())
 
 
-def parse_msearch(body: Any) -> list[tuple[dict, Any]] | None:
-    """An msearch body (list of dicts/JSON strings, or NDJSON str/bytes) as (header, body) pairs; None if unparseable."""
+def materialise(body: Any) -> Any:
+    """A one-shot iterable (generator, iterator) as a list, so it can be read and still be sent."""
+    if body is None or isinstance(body, (str, bytes, bytearray, Mapping, list, tuple)):
+        return body
+    if isinstance(body, Iterable):
+        return list(body)
+    return body
+
+
+def parse_msearch(body: Any) -> list[tuple[Any, Any]] | None:
+    """An msearch body (list of dicts/JSON strings, or NDJSON str/bytes) as (header, body) pairs; None if unparseable.
+
+    Headers that are not objects stay as they are (OpenSearch reads them as empty headers).
+    """
     try:
         if isinstance(body, (bytes, bytearray)):
             body = body.decode("utf-8")
@@ -55,9 +76,112 @@ def parse_msearch(body: Any) -> list[tuple[dict, Any]] | None:
         items = [json.loads(item) if isinstance(item, (str, bytes)) else item for item in items]
     except (ValueError, UnicodeDecodeError):
         return None
-    if len(items) % 2 or not all(isinstance(item, Mapping) for item in items):
+    if len(items) % 2:
         return None
-    return [(dict(items[i]), items[i + 1]) for i in range(0, len(items), 2)]
+    return [(items[i], items[i + 1]) for i in range(0, len(items), 2)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Body handling shared by the sync and async clients
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A request body ready to send, and what to add to the response afterwards."""
+
+    body: Any
+    reports: list[dict | None]
+    single: bool
+
+
+def _search_parse(body: Any) -> Any:
+    if isinstance(body, (str, bytes, bytearray)):
+        try:
+            return loads_faithful(body)
+        except ValueError:
+            return body
+    return body
+
+
+def prepare_search(engine: RewriteEngine, body: Any, index: Any, headers: Any) -> Prepared:
+    parsed = _search_parse(body)
+    new_body, report = engine.rewrite_body(parsed, index=_index_text(index), explain=_explain_header(headers))
+    if new_body is parsed and parsed is not body:
+        new_body = body  # unparseable text body: send the caller's bytes as they were
+    elif parsed is not body and new_body == parsed:
+        new_body = body  # a text body that was not changed goes out as the caller wrote it
+    elif parsed is not body:
+        new_body = dumps(new_body).decode("utf-8")
+    return Prepared(new_body, [report], True)
+
+
+def _prepare_ndjson(engine: RewriteEngine, body: str | bytes, index: Any, explain: bool) -> Prepared | None:
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+    if raw and not raw.endswith(b"\n"):
+        raw += b"\n"  # opensearch-py adds it before sending
+    items = msearch_framing.split(raw)
+    if items is None:
+        return None
+    replacements: dict[int, bytes] = {}
+    reports: list[dict | None] = []
+    for i, item in enumerate(items):
+        line = raw[item.body_start:item.body_end]
+        try:
+            parsed = loads_faithful(line)
+        except ValueError:
+            reports.append(None)
+            continue
+        new_body, report = engine.rewrite_body(parsed, index=msearch_framing.target_index(item.header, _index_text(index)),
+                                               explain=explain)
+        if new_body != parsed:
+            replacements[i] = dumps(new_body)
+        reports.append(report)
+    joined = msearch_framing.join(raw, items, replacements)
+    return Prepared(joined.decode("utf-8", "surrogatepass") if isinstance(body, str) else joined, reports, False)
+
+
+def prepare_msearch(engine: RewriteEngine, body: Any, index: Any, headers: Any) -> Prepared:
+    explain = _explain_header(headers)
+    if isinstance(body, (str, bytes, bytearray)):
+        prepared = _prepare_ndjson(engine, body, index, explain)
+        return prepared if prepared is not None else Prepared(body, [], False)
+    pairs = parse_msearch(body)
+    if pairs is None:
+        return Prepared(body, [], False)
+    rewritten, reports = engine.rewrite_msearch(pairs, index=_index_text(index), explain=explain)
+    return Prepared([item for pair in rewritten for item in pair], reports, False)
+
+
+def finish(prepared: Prepared, response: Any) -> Any:
+    """The response with the explain reports added (if any were asked for)."""
+    if prepared.single:
+        report = prepared.reports[0] if prepared.reports else None
+        if report is not None and isinstance(response, dict):
+            return {**response, "qrw": report}
+        return response
+    if any(r is not None for r in prepared.reports) and isinstance(response, dict) and isinstance(response.get("responses"), list):
+        responses = [
+            {**item, "qrw": report} if report is not None and isinstance(item, dict) else item
+            for item, report in zip(response["responses"], prepared.reports)
+        ]
+        return {**response, "responses": responses}
+    return response
+
+
+def needs_model(engine: RewriteEngine, prepared_input: Any) -> bool:
+    """Whether preparing this body may wait for the model (the async client then runs it in a thread)."""
+    if engine.source.model is None:
+        return False
+    if isinstance(prepared_input, Mapping):
+        return engine.needs_model(prepared_input)
+    return True
+
+
+def make_engine(engine: RewriteEngine | None, config: PluginConfig | None, model: RewriteModel | None,
+                rules: RuleSet | None) -> RewriteEngine:
+    lograte.install()
+    return engine if engine is not None else RewriteEngine(config, model, rules)
 
 
 class RewritingOpenSearch(OpenSearch):
@@ -74,39 +198,19 @@ class RewritingOpenSearch(OpenSearch):
         **kwargs: Any,
     ) -> None:
         super().__init__(hosts, **kwargs)
-        self.qrw = engine if engine is not None else RewriteEngine(config, model, rules)
+        self.qrw = make_engine(engine, config, model, rules)
 
     def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-        explain = _explain_header(headers)
-        parsed = body
-        if isinstance(body, (str, bytes)):
-            try:
-                parsed = json.loads(body)
-            except ValueError:
-                parsed = body
-        new_body, report = self.qrw.rewrite_body(parsed, index=_index_text(index), explain=explain)
-        if new_body is parsed and parsed is not body:
-            new_body = body  # unparseable or untouched text body: send the caller's bytes as they were
-        response = super().search(body=new_body, index=index, params=params, headers=headers, **kwargs)
-        if report is not None and isinstance(response, dict):
-            response = {**response, "qrw": report}
-        return response
+        prepared = prepare_search(self.qrw, body, index, headers)
+        response = super().search(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
+        return finish(prepared, response)
 
     def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-        pairs = parse_msearch(body)
-        if pairs is None:
-            return super().msearch(body=body, index=index, params=params, headers=headers, **kwargs)
-        rewritten, reports = self.qrw.rewrite_msearch(pairs, index=_index_text(index), explain=_explain_header(headers))
-        lines: list[Any] = [item for pair in rewritten for item in pair]
-        response = super().msearch(body=lines, index=index, params=params, headers=headers, **kwargs)
-        if any(r is not None for r in reports) and isinstance(response, dict) and isinstance(response.get("responses"), list):
-            responses = [
-                {**item, "qrw": report} if report is not None and isinstance(item, dict) else item
-                for item, report in zip(response["responses"], reports)
-            ]
-            response = {**response, "responses": responses}
-        return response
+        prepared = prepare_msearch(self.qrw, materialise(body), index, headers)
+        response = super().msearch(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
+        return finish(prepared, response)
 
     def close(self) -> None:
         self.qrw.close()
         super().close()
+

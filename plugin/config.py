@@ -11,7 +11,7 @@ File layout (every section optional, every field has its default here and nowher
     guards:  {brands: [hp, canon], brands_file: brands.txt, brands_field: supplier.raw, ...}
     merge:   {rewrite_operator: and}
     cache:   {max_entries: 10000, ttl_s: 3600, store: file, file: cache.sqlite, precompute_file: queries.txt}
-    proxy:   {rewrite_indices: ["products*"], max_body_bytes: 1048576, ...}
+    proxy:   {rewrite_indices: ["products*"], upstreams: [http://127.0.0.1:9200], debug_networks: [127.0.0.1/32], ...}
 """
 
 from __future__ import annotations
@@ -130,13 +130,35 @@ class CacheConfig(_Frozen):
 
 
 class ProxyConfig(_Frozen):
-    """The REST proxy's limits and which indices it rewrites."""
+    """The REST proxy: which indices it rewrites, its limits, its upstream nodes, who may see its debug surfaces."""
 
     rewrite_indices: tuple[str, ...] = Field(("*",), description="fnmatch patterns; a search is rewritten only if every index it names matches; a search on all indices (no index, _all or *) only if '*' or '_all' is listed")
-    max_body_bytes: int = Field(1_048_576, ge=1024, le=104_857_600, description="larger _search/_msearch bodies are refused with 413")
-    upstream_timeout_s: float = Field(30.0, gt=0.0, le=600.0, description="read timeout towards OpenSearch")
-    max_connections: int = Field(256, ge=1, le=10_000, description="pooled connections to OpenSearch")
-    explain_header: bool = Field(True, description="honour the X-QRW-Explain request header and ext.qrw.explain")
+    upstreams: tuple[str, ...] = Field((), description="OpenSearch node base URLs (http://host:port); `qrw proxy --upstream` adds to this list. Requests are spread over the healthy ones; idempotent reads are retried on another node")
+    max_body_bytes: int = Field(104_857_600, ge=1024, le=2_147_483_647, description="larger request bodies are refused with 413; the default is OpenSearch's own http.max_content_length (100 MB)")
+    max_json_depth: int = Field(200, ge=8, le=900, description="search, count, explain, validate, by-query, reindex and alias bodies nested deeper than this (objects and arrays) are refused with a 400 before they reach OpenSearch: about 400 nested bool queries crash the node with a StackOverflowError")
+    upstream_timeout_s: float | None = Field(None, gt=0.0, le=86_400.0, description="read timeout towards OpenSearch; none by default, so OpenSearch's own timeouts (e.g. ?timeout=35s) decide")
+    connect_timeout_s: float = Field(5.0, gt=0.0, le=600.0, description="time to open a connection to a node before trying the next one")
+    max_connections: int = Field(256, ge=1, le=10_000, description="pooled keep-alive connections per node and worker process")
+    pool_timeout_s: float = Field(10.0, gt=0.0, le=600.0, description="how long a request waits for a free pooled connection before a 503")
+    health_interval_s: float = Field(1.0, gt=0.0, le=3600.0, description="seconds between health checks of each upstream node")
+    retry_reads: bool = Field(True, description="retry idempotent reads (GET/HEAD, _search, _msearch, _count, ...) on another node when a node fails or answers 503")
+    debug_networks: tuple[str, ...] = Field((), description="client networks (CIDR, e.g. 127.0.0.1/32) allowed to use the debug surfaces: the X-QRW-Explain header, ext.qrw.explain, /_qrw/stats, /_qrw/metrics. Empty and no debug_token: debug surfaces are off")
+    debug_token: str | None = Field(None, min_length=16, description="shared secret; a request carrying it in the X-QRW-Debug-Token header may use the debug surfaces from any network")
+    workers: int = Field(1, ge=1, le=64, description="proxy worker processes (`qrw proxy --workers`); each loads its own model and cache")
+
+    @model_validator(mode="after")
+    def _check(self) -> ProxyConfig:
+        import ipaddress
+
+        for network in self.debug_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"debug_networks: {network!r} is not a network (use CIDR like 10.0.0.0/8): {exc}") from None
+        for url in self.upstreams:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"upstreams: {url!r} must start with http:// or https://")
+        return self
 
 
 class PluginConfig(_Frozen):

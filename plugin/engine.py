@@ -15,10 +15,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from qrw.plugin.cache import FileStore, RedisStore, RewriteCache, RewriteStore, StoreError, TTLCache
-from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RulesFactory, cache_key
+from qrw.plugin.cache import FileStore, PersistentCache, RedisStore, RewriteStore, StoreError, TTLCache
+from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RewriteCache, RulesFactory, cache_key
 from qrw.plugin.config import CacheConfig, PluginConfig
-from qrw.plugin.merge import WeightedRewrite, find_text_query, merge_rewrites, rewrite_name, strip_ext
+from qrw.plugin.fidelity import TermsFactory, faithful_merge
+from qrw.plugin.merge import WeightedRewrite, find_text_query, rewrite_name, strip_ext
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.prompt import normalize_text
 from qrw.plugin.rules import RuleSet
@@ -26,6 +27,7 @@ from qrw.plugin.rules import RuleSet
 log = logging.getLogger("qrw.plugin")
 
 TRUE_STRINGS = ("1", "true", "yes", "on")
+VERDICT_MEMO_SIZE = 50_000
 
 
 def truthy(value: Any) -> bool:
@@ -34,44 +36,47 @@ def truthy(value: Any) -> bool:
     return bool(value)
 
 
-def load_model(model_dir: str | Path | None) -> RewriteModel | None:
-    """Load an exported ONNX folder through ``qrw.plugin.runtime``; on any problem log and return None.
+def load_model(model: str | Path | None = "default", *, strict: bool = False) -> RewriteModel | None:
+    """The rewrite model named by ``model``, through one path (``qrw.plugin.model_store.resolve``):
 
-    A ``.jsonl`` file is read as a ``TableRewriteModel`` (precomputed rewrites and tags).
+    ``"default"`` (the default: the project's default rewriter), an exported ONNX folder, an adapter
+    or checkpoint folder (exported on first use, cached by content hash), or a ``.jsonl`` rewrite
+    table (``TableRewriteModel``). ``None`` means no model.
 
-    None means "serve the original query": a missing folder, a broken export or a runtime that cannot
-    be imported must never stop the proxy from answering searches.
+    On any problem it logs a warning naming the model and returns None, which means "serve the
+    original query": a missing folder, a broken export or a runtime that cannot be imported must
+    never stop the proxy from answering searches. ``strict=True`` raises instead (library use,
+    where a typo should fail loudly).
     """
-    if model_dir is None:
+    if model is None:
         return None
-    path = Path(model_dir)
-    if path.is_file() and path.suffix == ".jsonl":
+    from qrw.errors import QrwError
+    from qrw.plugin import model_store
+
+    try:
+        path = model_store.resolve(model)
+    except QrwError as exc:
+        if strict:
+            raise
+        log.warning("no usable model for %r (%s): serving original queries (no rewrites)", str(model), exc)
+        return None
+    if model_store.is_table(path):
         from qrw.plugin.table import TableRewriteModel
 
         try:
             return TableRewriteModel.from_file(path)
         except Exception as exc:  # noqa: BLE001
+            if strict:
+                raise
             log.warning("cannot read the rewrite table %s (%s): serving original queries (no rewrites)", path, exc)
             return None
-    if not path.is_dir():
-        log.warning("model folder %s does not exist: serving original queries (no rewrites)", path)
-        return None
     try:
         from qrw.plugin import runtime  # noqa: PLC0415 - lazy: onnxruntime is heavy and optional
+
+        return runtime.load_model(path, verify_hash=True)  # a corrupt model file of the right size must not load
     except Exception as exc:  # noqa: BLE001
-        log.warning("cannot import qrw.plugin.runtime (%s: %s): serving original queries (no rewrites)", type(exc).__name__, exc)
-        return None
-    try:
-        for name in ("load_model", "load"):
-            loader = getattr(runtime, name, None)
-            if callable(loader):
-                return loader(path)
-        for name in ("OnnxRewriteModel", "RuntimeModel", "OnnxModel"):
-            cls = getattr(runtime, name, None)
-            if cls is not None:
-                return cls.from_dir(path) if hasattr(cls, "from_dir") else cls(path)
-        log.warning("qrw.plugin.runtime has no load_model(); serving original queries (no rewrites)")
-    except Exception as exc:  # noqa: BLE001
+        if strict:
+            raise
         log.warning("cannot load the model from %s (%s: %s): serving original queries (no rewrites)", path, type(exc).__name__, exc)
     return None
 
@@ -97,7 +102,7 @@ def open_store(config: CacheConfig) -> RewriteStore | None:
     return FileStore(config.store_file())
 
 
-def build_cache(config: PluginConfig, model: RewriteModel | None) -> TTLCache | RewriteCache:
+def build_cache(config: PluginConfig, model: RewriteModel | None) -> TTLCache | PersistentCache:
     """The in-memory cache, with the persistent store in front of the model when the model has a hash.
 
     A store that cannot be opened (a read-only folder, an unreachable Redis) is logged and left out:
@@ -115,7 +120,7 @@ def build_cache(config: PluginConfig, model: RewriteModel | None) -> TTLCache | 
         return memory
     namespace = f"{cache.key_prefix}:{digest}:n{config.chain.num_rewrites}"
     log.info("rewrite cache: %s (namespace %s)", store.description if store else "memory", namespace)
-    return RewriteCache(memory, store, namespace, persist_ttl_s=cache.persist_ttl_s)
+    return PersistentCache(memory, store, namespace, persist_ttl_s=cache.persist_ttl_s)
 
 
 def _apply_decoding(model: RewriteModel | None, decoding: str) -> None:
@@ -127,17 +132,21 @@ def _apply_decoding(model: RewriteModel | None, decoding: str) -> None:
 
 class RewriteEngine:
     def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None,
-                 *, cache: TTLCache | RewriteCache | None = None) -> None:
+                 cache: RewriteCache | None = None) -> None:
         self.config = config or PluginConfig()
         _apply_decoding(model, self.config.chain.decoding)
-        self.cache = cache if cache is not None else build_cache(self.config, model)
+        # Any ``RewriteCache`` plugs in here; by default the in-process LRU, with the persistent store
+        # (``cache.store``) behind it for models with a hash (see ``build_cache``).
+        self.cache: RewriteCache = cache if cache is not None else build_cache(self.config, model)
         self.source = ModelSource(model, self.config.chain, self.cache)
+        self._verdicts: dict[str, tuple[Any, list[WeightedRewrite]]] = {}
         self.rules = rules or RuleSet()
         self.chain = Chain([
             ModelRewriterFactory(self.source),
             GuardsFactory(self.config.guards),
             GateFactory(self.config.gate),
             RulesFactory(self.rules),
+            TermsFactory(),
         ])
         self.warm_ms: float | None = None
         if self.config.chain.warm_up:
@@ -148,26 +157,24 @@ class RewriteEngine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def warm_up(self) -> float | None:
-        """Run the model through the serving path once on each model worker thread; idempotent.
+        """Run the model through the serving path once before traffic; idempotent.
 
-        Why: the first call of an ONNX session pays kernel selection and memory-arena growth, and the
-        first task of a worker thread pays the thread's start; a request that met them missed its
-        deadline. Only models that know how to warm up (``warmup()``: the ONNX runtime) are run;
-        tables and test doubles are left alone. Returns the milliseconds it took (None: nothing to do).
+        Why: the first call of an ONNX session pays kernel selection and memory-arena growth; a request
+        that met them missed its deadline. Only models that know how to warm up (``warmup()``: the
+        ONNX runtime) are run; tables and test doubles are left alone. The probe goes through
+        ``ModelSource.compute`` (the exact serving call) and is not cached. Returns the milliseconds it
+        took (None: nothing to do).
         """
         model = self.source.model
         if self.warm_ms is not None or model is None or not callable(getattr(model, "warmup", None)):
             return self.warm_ms
         started = time.perf_counter()
-        pool = self.source._pool
         if not getattr(model, "warmed", False):
-            pool.submit(model.warmup).result()
-        probes = [pool.submit(self.source.compute, WARM_UP_QUERY) for _ in range(self.config.chain.model_workers)]
-        for probe in probes:
-            try:
-                probe.result()
-            except Exception as exc:  # noqa: BLE001 - a failing model is the fallback ladder's business, not start-up's
-                log.warning("warm-up call failed: %s: %s", type(exc).__name__, exc)
+            model.warmup()
+        try:
+            self.source.compute(WARM_UP_QUERY)
+        except Exception as exc:  # noqa: BLE001 - a failing model is the fallback ladder's business, not start-up's
+            log.warning("warm-up call failed: %s: %s", type(exc).__name__, exc)
         self.warm_ms = (time.perf_counter() - started) * 1000.0
         log.info("model %s warmed in %.0f ms", self.model_name, self.warm_ms)
         return self.warm_ms
@@ -233,6 +240,7 @@ class RewriteEngine:
 
         guards_step = next(f for f in self.chain.factories if isinstance(f, GuardsFactory))
         guards_step.brands = load_brands(self.config.guards, [*guards_step.brands, *brands_from_response(dict(response))])
+        self._verdicts.clear()  # remembered chain verdicts were made with the old vocabulary
         return len(guards_step.brands)
 
     @property
@@ -273,6 +281,49 @@ class RewriteEngine:
         level = self.config.chain.explain_level if explain else "off"
         return self.chain.run(query, time.monotonic() + budget, Explain(level))
 
+    def _kept_rewrites(self, text: str, deadline_ms: float | None) -> list[WeightedRewrite]:
+        """The rewrites to merge for ``text`` (no explain). On a fresh cache hit the chain's verdict for
+        the same model outputs is reused: guards, gate and rules are pure functions of (query, outputs)
+        and would otherwise cost most of the proxy's CPU on the cache-hit path."""
+        budget = (deadline_ms if deadline_ms is not None else self.config.chain.deadline_ms) / 1000.0
+        deadline = time.monotonic() + budget
+        outputs, origin, error = self.source.outputs(text, deadline)
+        if origin == "cache":
+            remembered = self._verdicts.get(text)
+            if remembered is not None and (remembered[0] is outputs or remembered[0] == outputs):
+                return remembered[1]
+        result = self.chain.run(text, deadline, Explain("off"), prefetched=(outputs, origin, error))
+        kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
+        if origin in ("cache", "model"):
+            if len(self._verdicts) >= VERDICT_MEMO_SIZE:
+                self._verdicts.clear()
+            self._verdicts[text] = (outputs, kept)
+        return kept
+
+    def verdict(self, text: str) -> tuple[Any, list[WeightedRewrite]] | None:
+        """The (model outputs, kept rewrites) remembered for ``text``, or None; a token for ``verdict_is_current``."""
+        return self._verdicts.get(text)
+
+    def verdict_is_current(self, text: str, token: object, *, count: bool = True) -> bool:
+        """Whether ``token`` (from ``verdict``) still gives ``text``'s rewrites: the cache entry is fresh and holds
+        the outputs the verdict was made from. With ``count``, a cache hit in the stats and metrics, like the
+        chain's own lookup."""
+        if not self.source.is_fresh(text):
+            return False
+        remembered = self._verdicts.get(text)
+        if remembered is not token or remembered is None:
+            return False
+        if count:
+            hit = self.cache.get(cache_key(text))
+            value = hit.value if hit is not None and hit.fresh else None
+        else:
+            value = self.cache.peek(cache_key(text))
+        if value is None or not (remembered[0] is value or remembered[0] == value):
+            return False
+        if count:
+            self.source.count_cache_hit()
+        return True
+
     def rewrite_body(self, body: Any, *, index: str | None = None, explain: bool = False) -> tuple[Any, dict | None]:
         """(body to send, explain report or None). Never raises for a rewriting problem."""
         started = time.perf_counter()
@@ -289,10 +340,12 @@ class RewriteEngine:
                 return body, self._report(None, started, reason) if explain else None
             deadline_ms = options.get("deadline_ms")
             deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
+            if not explain:
+                return faithful_merge(body, self._kept_rewrites(text, deadline_ms), self.config.merge.rewrite_operator), None
             result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
             kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
-            new_body = merge_rewrites(body, kept, self.config.merge.rewrite_operator)
-            return new_body, self._report(result, started) if explain else None
+            new_body = faithful_merge(body, kept, self.config.merge.rewrite_operator)
+            return new_body, self._report(result, started)
         except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response
             log.exception("rewriting failed; sending the original query")
             fallback = strip_ext(body)[0] if isinstance(body, Mapping) else body

@@ -53,6 +53,23 @@ class BadRequest(ProxyError):
     error_type = "parse_exception"
 
 
+class BodyTooDeep(BadRequest):
+    """A query body nested deeper than ``proxy.max_json_depth``: refused before it can crash the node."""
+
+    error_type = "qrw_depth_limit_exception"
+
+
+class BodyUnreadable(BadRequest):
+    """A request body that could not be decoded (e.g. broken gzip)."""
+
+
+class Forbidden(ProxyError):
+    """A debug surface asked for by a client that is not allowed to use it."""
+
+    status = 403
+    error_type = "security_exception"
+
+
 class BodyTooLarge(ProxyError):
     status = 413
     error_type = "content_too_long_exception"
@@ -75,6 +92,11 @@ class UpstreamTimeout(ProxyError):
 class ProxyOverloaded(ProxyError):
     status = 503
     error_type = "qrw_overloaded_exception"
+
+
+class NotFound(ProxyError):
+    status = 404
+    error_type = "resource_not_found_exception"
 
 
 def error_body(status: int, error_type: str, reason: str) -> dict:

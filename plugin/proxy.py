@@ -1,109 +1,152 @@
-"""An asynchronous reverse proxy speaking OpenSearch's REST API, rewriting ``_search`` and ``_msearch``.
+"""A reverse proxy speaking OpenSearch's REST API that rewrites ``_search`` and ``_msearch`` and is
+otherwise invisible.
 
 * ``GET|POST [/{index}]/_search`` and ``[/{index}]/_msearch``: the body goes through the engine
   (on the event loop when a fresh cache entry answers, else in a worker thread bounded by the
-  request's deadline) and is forwarded; ``ext.qrw`` is always stripped.
-* Every other request is streamed through unchanged, both ways: method, path, query string,
-  headers (``Authorization`` included; hop-by-hop headers excepted), body, status.
-* Explain: request header ``X-QRW-Explain: true`` or ``"ext": {"qrw": {"explain": true}}``; the
-  report goes into the response JSON under ``"qrw"`` (per response for msearch) and a one-line
-  summary into the ``X-QRW-Explain`` response header.
-* Failures the proxy causes are answered like OpenSearch's errors (``errors.to_response``):
-  upstream unreachable 502, upstream timeout 504, connection pool exhausted 503, body too large 413.
-  The rewriter itself never causes an error response. ``GET /_qrw/stats`` reports model and cache.
+  server's deadline) and is forwarded; ``ext.qrw`` is always stripped. A body that is not changed is
+  forwarded as the client's very bytes; a changed one is serialised again by ``jsonbody.dumps``.
+  A gzip/deflate-encoded body is decoded, rewritten and encoded again.
+* Every other request passes through: method, target, headers (``Authorization`` included,
+  hop-by-hop ones excepted), body (streamed), and back status, raw headers (duplicates and case
+  kept, no compression added or removed) and body bytes (streamed).
+* Bodies of APIs that carry a query (``_search``, ``_msearch``, ``_count``, ``_explain``,
+  ``_validate``, ``_delete_by_query``, ``_update_by_query``, ``_reindex``, aliases) nested deeper than
+  ``proxy.max_json_depth`` are refused with an OpenSearch-shaped 400 before they reach a node:
+  about 400 nested ``bool`` queries crash OpenSearch 2.19 with a StackOverflowError.
+* Several upstream nodes: healthy ones round-robin; idempotent reads move to another node when one
+  fails (``upstream.Upstreams``).
+* Debug surfaces (``X-QRW-Explain``, ``ext.qrw.explain``, ``/_qrw/stats``, ``/_qrw/metrics``) only for
+  the networks or shared secret in ``proxy.debug_*`` (``access.DebugAccess``); ``/_qrw/health`` is
+  public and says whether the model is loaded, which nodes answer, and the last error.
+* Every error the proxy itself makes is OpenSearch-shaped JSON with the right status
+  (``errors.to_response``): 400 depth/unreadable body, 403 debug surface, 413 body too large,
+  502 no node reachable, 503 pool exhausted, 504 node timeout, 500 anything unexpected.
 
-The httpx client is opened in the app's lifespan and kept on ``app.state``; handlers never see globals.
+This is a plain ASGI app (no framework on the hot path), served by uvicorn with httptools and uvloop
+(``serve_config``); the upstream side is ``upstream.py``'s pooled HTTP/1.1 client.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import gzip
 import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import zlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import anyio
-import httpx
-from starlette.applications import Starlette
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+import orjson
 
-from qrw.plugin.client import parse_msearch
+from qrw.plugin import jsonbody, lograte
+from qrw.plugin import msearch as msearch_framing
+from qrw.plugin.access import TOKEN_HEADER, DebugAccess
 from qrw.plugin.config import ProxyConfig
 from qrw.plugin.engine import RewriteEngine, truthy
-from qrw.plugin.errors import BodyTooLarge, ProxyError, ProxyOverloaded, UpstreamTimeout, UpstreamUnavailable, to_response
+from qrw.plugin.errors import BodyTooDeep, BodyTooLarge, BodyUnreadable, Forbidden, NotFound, ProxyError, to_response
+from qrw.plugin.metrics import Metrics
+from qrw.plugin.upstream import HOP_BY_HOP, StreamBody, Upstreams, UpstreamSettings
 
 log = logging.getLogger("qrw.proxy")
 
 SEARCH_PATH = re.compile(r"^/(?:(?P<index>[^/]+)/)?(?P<api>_search|_msearch)/?$")
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-    "transfer-encoding", "upgrade", "host",
-})
-EXPLAIN_HEADER = "x-qrw-explain"
-METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]
+EXPLAIN_HEADER = b"x-qrw-explain"
+REWRITE_MARK = b'"_name":"qrw:rewrite:'
+"""Present in a forwarded body exactly when at least one rewrite clause was merged into it."""
+QRW_HEADERS = frozenset({EXPLAIN_HEADER, TOKEN_HEADER})
+QUERY_APIS = frozenset({"_search", "_msearch", "_count", "_explain", "_validate", "_delete_by_query", "_update_by_query",
+                        "_reindex", "_alias", "_aliases", "_field_caps", "_rank_eval", "_render"})
+"""APIs whose bodies may hold query DSL: buffered and depth-checked."""
+READ_APIS = frozenset({"_search", "_msearch", "_count", "_explain", "_validate", "_field_caps", "_mget", "_analyze",
+                       "_termvectors", "_mtermvectors", "_rank_eval", "_render"})
+"""APIs that only read: safe to send again to another node when a node fails."""
+NOT_REPLAYABLE = ("scroll", "point_in_time", "_pit")
+MEMO_ENTRIES = 20_000
+MEMO_MAX_BODY = 8192
+"""Search bodies up to this size are remembered with what was forwarded for them (``Proxy._remember``)."""
+JSON_TYPE = b"application/json; charset=UTF-8"
+LAST_RESORT = (b'{"error":{"root_cause":[{"type":"qrw_internal_exception","reason":"internal proxy error"}],'
+               b'"type":"qrw_internal_exception","reason":"internal proxy error"},"status":500}')
 
 
-def _request_headers(request: Request, *, drop_length: bool) -> list[tuple[str, str]]:
-    skip = HOP_BY_HOP | ({"content-length"} if drop_length else set())
-    return [(k, v) for k, v in request.headers.items() if k.lower() not in skip]
+def _apis(path: str) -> set[str]:
+    return {segment for segment in path.split("/") if segment.startswith("_")}
 
 
-def _response_headers(upstream: httpx.Response, *, decoded: bool) -> dict[str, str]:
-    skip = HOP_BY_HOP | ({"content-length", "content-encoding"} if decoded else set())
-    return {k: v for k, v in upstream.headers.items() if k.lower() not in skip}
+def is_idempotent_read(method: str, path: str) -> bool:
+    """GET/HEAD/OPTIONS, or a POST to a read-only API; never a scroll or point-in-time call."""
+    if any(word in path for word in NOT_REPLAYABLE):
+        return False
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return True
+    return method == "POST" and bool(_apis(path) & READ_APIS)
 
 
-def _upstream_path(request: Request) -> str:
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    path = raw.decode("latin-1")
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    return f"{path}?{query}" if query else path
+def _decode(body: bytes, encoding: bytes, limit: int) -> bytes | None:
+    """``body`` decoded per its content-encoding; None for an encoding we do not know (the node decides).
+
+    A body that claims gzip or deflate but does not decode is refused with a 400 here: OpenSearch
+    itself drops the connection without an answer, which a proxy would otherwise read as a dead node.
+    """
+    encoding = encoding.strip().lower()
+    if encoding in (b"", b"identity"):
+        return body
+    if encoding not in (b"gzip", b"x-gzip", b"deflate"):
+        return None
+    attempts = (47,) if encoding != b"deflate" else (15, -15)  # 47: gzip or zlib header; -15: raw deflate
+    for wbits in attempts:
+        decompressor = zlib.decompressobj(wbits)
+        try:
+            plain = decompressor.decompress(body, limit + 1)
+        except zlib.error:
+            continue
+        if len(plain) > limit or decompressor.unconsumed_tail:
+            raise BodyTooLarge(f"decoded request body exceeds the proxy's limit of {limit} bytes")
+        if not decompressor.eof:
+            break
+        return plain
+    raise BodyUnreadable(f"the request body is not valid {encoding.decode('latin-1')} (content-encoding)")
 
 
-async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-    """Send and map transport failures to our errors (the one place that knows httpx's exceptions)."""
-    try:
-        return await client.send(request, stream=True)
-    except httpx.PoolTimeout as exc:
-        raise ProxyOverloaded("no free connection to OpenSearch (pool exhausted)") from exc
-    except httpx.ConnectTimeout as exc:
-        raise UpstreamUnavailable(f"cannot connect to OpenSearch at {client.base_url}: connect timeout") from exc
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"OpenSearch at {client.base_url} did not answer in time: {type(exc).__name__}") from exc
-    except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError, httpx.UnsupportedProtocol) as exc:
-        raise UpstreamUnavailable(f"cannot reach OpenSearch at {client.base_url}: {type(exc).__name__}: {exc}") from exc
+def _encode(body: bytes, encoding: bytes) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in (b"gzip", b"x-gzip"):
+        return gzip.compress(body, compresslevel=5)
+    if encoding == b"deflate":
+        return zlib.compress(body)
+    return body
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body of {declared} bytes exceeds the proxy's limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body exceeds the proxy's limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
 
 
-async def _read_raw(upstream: httpx.Response) -> bytes:
-    return b"".join([chunk async for chunk in upstream.aiter_raw()])
+def _forward_headers(headers: list[tuple[bytes, bytes]], *, drop: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
+    """The client's headers minus hop-by-hop ones (and those the Connection header names), framing and ours."""
+    connection = _header(headers, b"connection")
+    listed = {token.strip().lower() for token in connection.split(b",")} if connection else set()
+    skip = HOP_BY_HOP | listed | drop | {b"content-length"}
+    return [(k, v) for k, v in headers if k not in skip]
 
 
-def _stream_back(upstream: httpx.Response, extra_headers: dict[str, str] | None = None) -> StreamingResponse:
-    headers = _response_headers(upstream, decoded=False)
-    if extra_headers:
-        headers.update(extra_headers)
-    return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code, headers=headers,
-                             background=BackgroundTask(upstream.aclose))
+def _response_headers(headers: list[tuple[bytes, bytes]], *, replace_length: int | None = None) -> list[tuple[bytes, bytes]]:
+    out = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            continue
+        if replace_length is not None and lower == b"content-length":
+            continue
+        out.append((name, value))
+    if replace_length is not None:
+        out.append((b"content-length", str(replace_length).encode()))
+    return out
 
 
 def _summary(reports: list[dict | None]) -> str:
@@ -115,156 +158,465 @@ def _summary(reports: list[dict | None]) -> str:
     return f"rewritten={rewritten}/{len(reports)}; kept={kept}; origin={origins}; ms={total:.3f}"
 
 
-class Proxy:
-    """Route handlers; state (engine, config, upstream client) comes from the app."""
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived."""
 
-    def __init__(self, engine: RewriteEngine, config: ProxyConfig) -> None:
+
+async def _read_body(receive: Callable, declared: bytes | None, limit: int) -> bytes:
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {int(declared)} bytes exceeds the proxy's limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"request body exceeds the proxy's limit of {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class Responder:
+    """Sends one ASGI response and remembers whether it started (an error can only replace an unstarted one)."""
+
+    def __init__(self, send: Callable) -> None:
+        self.send = send
+        self.started = False
+        self.status = 0
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        self.status = status
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        await self.start(status, headers)
+        await self.send({"type": "http.response.body", "body": body})
+
+    async def json(self, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        try:
+            body = jsonbody.dumps(payload)
+        except Exception:  # noqa: BLE001 - an error answer must go out even when our serialiser is the problem
+            body = json.dumps(payload, ensure_ascii=True, default=str).encode() if status < 500 else LAST_RESORT
+        headers = [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode()), *(extra or [])]
+        await self.whole(status, headers, body)
+
+    async def error(self, exc: BaseException) -> int:
+        status, payload = to_response(exc)
+        if not self.started:
+            await self.json(status, payload)
+        return status
+
+
+class Proxy:
+    """The ASGI application. State: engine (rewriting), upstreams (nodes), metrics, access control."""
+
+    def __init__(self, engine: RewriteEngine, upstreams: list[str], config: ProxyConfig | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.engine = engine
-        self.config = config
+        self.config = config or engine.config.proxy
+        urls = list(dict.fromkeys([*upstreams, *self.config.upstreams]))
+        if not urls:
+            raise ValueError("the proxy needs at least one upstream OpenSearch URL")
+        self.upstream_urls = urls
+        self.access = DebugAccess(self.config.debug_networks, self.config.debug_token)
+        self.metrics = metrics or Metrics()
+        self.upstreams: Upstreams | None = None
+        self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None]] = {}
+        self._startup_lock = asyncio.Lock()
+        self.last_error: dict | None = None
+        self._model_threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(16, engine.config.chain.max_pending + 8), thread_name_prefix="qrw-request")
+        source = engine.source
+        source.on_outcome = self._model_outcome
+        source.on_model_call = self.metrics.model_call
+        self.log_filter = lograte.install()
+        self.log_filter.on_suppressed = self.metrics.suppressed.inc
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _settings(self) -> UpstreamSettings:
+        c = self.config
+        return UpstreamSettings(connect_timeout_s=c.connect_timeout_s, read_timeout_s=c.upstream_timeout_s,
+                                max_connections=c.max_connections, pool_timeout_s=c.pool_timeout_s,
+                                health_interval_s=c.health_interval_s)
+
+    async def startup(self) -> None:
+        # the model is warm before uvicorn accepts a connection (idempotent: the engine warms at start too)
+        await asyncio.get_running_loop().run_in_executor(self._model_threads, self.engine.warm_up)
+        self.upstreams = Upstreams(self.upstream_urls, self._settings(), observe=self.metrics.upstream)
+        await self.upstreams.start()
+
+    async def shutdown(self) -> None:
+        if self.upstreams is not None:
+            await self.upstreams.close()
+        self._model_threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _lifespan(self, receive: Callable, send: Callable) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # noqa: BLE001
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _model_outcome(self, origin: str, reason: str | None) -> None:
+        self.metrics.model_outcome(origin, reason)
+        if reason not in (None, "no_model"):
+            self.last_error = {"where": "model", "reason": reason, "at": time.time()}
+
+    def _note_error(self, exc: BaseException, status: int) -> None:
+        if status >= 500:
+            self.last_error = {"where": "proxy" if status == 500 else "upstream", "status": status,
+                               "type": to_response(exc)[1]["error"]["type"], "message": str(getattr(exc, "message", exc))[:500],
+                               "at": time.time()}
+
+    # -- ASGI entry point -----------------------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if self.upstreams is None:  # served without lifespan (e.g. some test servers): start lazily, once
+            async with self._startup_lock:
+                if self.upstreams is None:
+                    await self.startup()
+        started = time.perf_counter()
+        responder = Responder(send)
+        route = "passthrough"
+        try:
+            route = await self._route(scope, receive, responder)
+        except ClientGone:
+            responder.status = 499
+        except ProxyError as exc:
+            status = await responder.error(exc)
+            self._note_error(exc, status)
+            if status >= 500:
+                log.warning("%s %s -> %d: %s", scope["method"], scope["path"], status, exc.message)
+        except Exception as exc:  # noqa: BLE001 - every error the proxy makes is answered in OpenSearch's shape
+            log.exception("unexpected error in the proxy for %s %s", scope.get("method"), scope.get("path"))
+            status = await responder.error(exc)
+            self._note_error(exc, status)
+        finally:
+            self.metrics.request(route, responder.status or 500, time.perf_counter() - started)
+
+    async def _route(self, scope: dict, receive: Callable, responder: Responder) -> str:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith("/_qrw/") or path == "/_qrw":
+            await self._qrw(scope, path, method, responder)
+            return "qrw"
+        match = SEARCH_PATH.match(path)
+        if match is not None and method in ("GET", "POST"):
+            api = match["api"]
+            await self._search(scope, receive, responder, match["index"], api)
+            return "search" if api == "_search" else "msearch"
+        await self._passthrough(scope, receive, responder, path, method)
+        return "passthrough"
 
     @staticmethod
-    def client(request: Request) -> httpx.AsyncClient:
-        return request.app.state.upstream
+    def _target(scope: dict) -> bytes:
+        raw = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        return raw + b"?" + query if query else raw
 
-    async def handle(self, request: Request) -> Response:
-        if request.url.path == "/_qrw/stats" and request.method == "GET":
-            return JSONResponse({"model": self.engine.model_name, "cache": self.engine.cache.stats(),
-                                 "model_failures": self.engine.source.failures})
-        match = SEARCH_PATH.match(request.url.path)
-        if match is not None and request.method in ("GET", "POST"):
-            return await self.search(request, match["index"], match["api"])
-        return await self.passthrough(request)
+    def _debug_allowed(self, scope: dict) -> bool:
+        if not self.access.enabled:
+            return False
+        client = scope.get("client")
+        return self.access.allows(client[0] if client else None, scope["headers"])
 
-    async def passthrough(self, request: Request) -> Response:
-        has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-        outgoing = self.client(request).build_request(
-            request.method, _upstream_path(request), headers=_request_headers(request, drop_length=False),
-            content=request.stream() if has_body else None,
-        )
-        return _stream_back(await _send(self.client(request), outgoing))
+    # -- /_qrw/* ----------------------------------------------------------------------------------
 
-    async def _rewrite(self, function: Any, *args: Any, needs_model: bool, **kwargs: Any) -> Any:
-        if needs_model:
-            return await anyio.to_thread.run_sync(lambda: function(*args, **kwargs))
-        return function(*args, **kwargs)
+    async def _qrw(self, scope: dict, path: str, method: str, responder: Responder) -> None:
+        name = path.rstrip("/")
+        if method not in ("GET", "HEAD"):
+            raise NotFound(f"no handler for {method} {path}")
+        if name == "/_qrw/health":
+            await self._health(scope, responder)
+        elif name == "/_qrw/stats":
+            if not self._debug_allowed(scope):
+                raise Forbidden("/_qrw/stats is a debug surface; allow it with proxy.debug_networks or proxy.debug_token")
+            await responder.json(200, self.stats())
+        elif name == "/_qrw/metrics":
+            if not self._debug_allowed(scope):
+                raise Forbidden("/_qrw/metrics is a debug surface; allow it with proxy.debug_networks or proxy.debug_token")
+            body = self.metrics.render()
+            await responder.whole(200, [(b"content-type", self.metrics.content_type.encode()),
+                                        (b"content-length", str(len(body)).encode())], body)
+        else:
+            raise NotFound(f"no handler for {path}; the proxy serves /_qrw/health, /_qrw/metrics, /_qrw/stats")
 
-    async def search(self, request: Request, index: str | None, api: str) -> Response:
+    def stats(self) -> dict:
+        source = self.engine.source
+        return {"model": self.engine.model_name, "cache": self.engine.cache.stats(), "model_failures": source.failures,
+                "model_call_ms": round(source.call_seconds * 1000, 3) if source.call_seconds is not None else None,
+                "upstreams": self.upstreams.status() if self.upstreams else [], "log_lines_suppressed": self.log_filter.suppressed,
+                "rules": len(self.engine.rules)}
+
+    async def _health(self, scope: dict, responder: Responder) -> None:
+        nodes = self.upstreams.status() if self.upstreams else []
+        reachable = sum(1 for n in nodes if n["healthy"])
+        detail = self._debug_allowed(scope)
+        last = self.last_error
+        if last is not None and not detail:
+            last = {k: v for k, v in last.items() if k not in ("message",)}
+        payload = {
+            "status": "green" if reachable == len(nodes) and nodes else ("yellow" if reachable else "red"),
+            "model": {"loaded": self.engine.source.model is not None, "name": self.engine.model_name if detail else None},
+            "upstream": {"reachable": reachable, "nodes": len(nodes),
+                         **({"details": nodes} if detail else {})},
+            "last_error": last,
+        }
+        await responder.json(200 if reachable else 503, payload)
+
+    # -- search and msearch ---------------------------------------------------------------------
+
+    async def _search(self, scope: dict, receive: Callable, responder: Responder, index: str | None, api: str) -> None:
         started = time.perf_counter()
-        raw = await _read_limited(request, self.config.max_body_bytes)
-        explain = self.config.explain_header and truthy(request.headers.get(EXPLAIN_HEADER, ""))
-        content: bytes = raw
+        headers = scope["headers"]
+        raw = await _read_body(receive, _header(headers, b"content-length"), self.config.max_body_bytes)
+        debug = self._debug_allowed(scope)
+        explain_value = _header(headers, EXPLAIN_HEADER)
+        explain = debug and explain_value is not None and truthy(explain_value.decode("latin-1"))
+        encoding = _header(headers, b"content-encoding") or b""
+        content = raw
         reports: list[dict | None] = []
-        if raw.strip():
+        plain = _decode(raw, encoding, self.config.max_body_bytes) if raw else raw
+        if plain is not None and plain.strip():
             if api == "_search":
-                content, reports = await self._rewrite_search(raw, index, explain)
+                if jsonbody.deeper_than(plain, self.config.max_json_depth):
+                    raise BodyTooDeep(self._depth_reason())
+                changed, reports = await self._rewrite_search(plain, index, explain, debug)
             else:
-                content, reports = await self._rewrite_msearch(raw, index, explain)
-        want_report = self.config.explain_header and any(r is not None for r in reports)
-        outgoing = self.client(request).build_request(
-            request.method, _upstream_path(request), headers=_request_headers(request, drop_length=True), content=content,
-        )
-        upstream = await _send(self.client(request), outgoing)
-        took = {"X-QRW-Took-Ms": f"{(time.perf_counter() - started) * 1000.0:.3f}"}
+                changed, reports = await self._rewrite_msearch(plain, index, explain, debug)
+            if changed is not None:
+                content = _encode(changed, encoding)
+        forward = _forward_headers(headers, drop=QRW_HEADERS)
+        response, data = await self._upstreams().request(scope["method"], self._target(scope), forward, content,
+                                                         retryable=True, buffer_response=True)
+        assert data is not None
+        report_wanted = debug and any(r is not None for r in reports)
+        if not report_wanted:
+            await responder.whole(response.status, _response_headers(response.headers), data)
+            return
+        data = self._with_reports(data, response.header(b"content-encoding") or b"", api, reports)
+        extra = [(b"x-qrw-explain", _summary(reports).encode()),
+                 (b"x-qrw-took-ms", f"{(time.perf_counter() - started) * 1000.0:.3f}".encode())]
+        await responder.whole(response.status, _response_headers(response.headers, replace_length=len(data)) + extra, data)
+
+    def _depth_reason(self) -> str:
+        return (f"the request body is nested deeper than {self.config.max_json_depth} levels "
+                f"(proxy.max_json_depth); such queries can crash an OpenSearch node")
+
+    @staticmethod
+    def _with_reports(data: bytes, encoding: bytes, api: str, reports: list[dict | None]) -> bytes:
         try:
-            # Search responses are read whole (bounded by size/from); raw bytes unless we must edit them.
-            data = await (upstream.aread() if want_report else _read_raw(upstream))
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"OpenSearch closed the response early: {type(exc).__name__}") from exc
-        finally:
-            await upstream.aclose()
-        if not want_report:
-            return Response(data, status_code=upstream.status_code, headers={**_response_headers(upstream, decoded=False), **took})
-        headers = {**_response_headers(upstream, decoded=True), **took, "X-QRW-Explain": _summary(reports)}
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            return Response(data, status_code=upstream.status_code, headers=headers)
-        if api == "_search" and isinstance(payload, dict):
+            plain = _decode(data, encoding, 1 << 31)
+            payload = orjson.loads(plain) if plain is not None else None
+        except (orjson.JSONDecodeError, BodyTooLarge, BodyUnreadable):
+            payload = None
+        if not isinstance(payload, dict):
+            return data
+        if api == "_search":
             payload["qrw"] = reports[0]
-        elif isinstance(payload, dict) and isinstance(payload.get("responses"), list):
+        elif isinstance(payload.get("responses"), list):
             for item, report in zip(payload["responses"], reports):
                 if isinstance(item, dict) and report is not None:
                     item["qrw"] = report
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        headers["content-type"] = upstream.headers.get("content-type", "application/json; charset=UTF-8")
-        return Response(body, status_code=upstream.status_code, headers=headers)
+        return _encode(jsonbody.dumps(payload), encoding)
 
-    async def _rewrite_search(self, raw: bytes, index: str | None, explain: bool) -> tuple[bytes, list[dict | None]]:
+    async def _in_thread(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._model_threads, lambda: function(*args, **kwargs))
+
+    @staticmethod
+    def _drop_debug_options(body: dict) -> dict:
+        """A client without debug access cannot turn explain on through ``ext.qrw.explain``."""
+        ext = body.get("ext")
+        if isinstance(ext, dict) and isinstance(ext.get("qrw"), dict) and "explain" in ext["qrw"]:
+            options = {k: v for k, v in ext["qrw"].items() if k != "explain"}
+            return {**body, "ext": {**ext, "qrw": options}}
+        return body
+
+    def _parse(self, line: bytes, debug: bool) -> dict | None:
+        """The body as OpenSearch reads it, or None when it is not a JSON object we can give back unchanged."""
         try:
-            body = json.loads(raw)
-        except ValueError:
-            return raw, []  # malformed: OpenSearch answers its own parse error, as without the proxy
+            body = jsonbody.loads_faithful(line)
+        except (ValueError, RecursionError):
+            return None  # OpenSearch answers it, as without the proxy
         if not isinstance(body, dict):
-            return raw, []
-        needs = self.engine.enabled_for(index) and self.engine.needs_model(body)
-        new_body, report = await self._rewrite(self.engine.rewrite_body, body, index=index, explain=explain, needs_model=needs)
-        return json.dumps(new_body, ensure_ascii=False, separators=(",", ":")).encode(), [report]
+            return None
+        return body if debug else self._drop_debug_options(body)
 
-    async def _rewrite_msearch(self, raw: bytes, index: str | None, explain: bool) -> tuple[bytes, list[dict | None]]:
-        pairs = parse_msearch(raw)
-        if pairs is None:
-            return raw, []
-        needs = any(isinstance(b, dict) and self.engine.needs_model(b) for _, b in pairs)
-        rewritten, reports = await self._rewrite(self.engine.rewrite_msearch, pairs, index=index, explain=explain, needs_model=needs)
-        lines = [json.dumps(item, ensure_ascii=False, separators=(",", ":")) for pair in rewritten for item in pair]
-        return ("\n".join(lines) + "\n").encode(), reports
-
-
-class CatchAll:
-    """Outer middleware: an unexpected exception becomes a logged 500 (OpenSearch-style) unless a response already started."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+    def _rewrite_parsed(self, body: dict, index: str | None, explain: bool) -> tuple[bytes | None, dict | None]:
+        """(new bytes, or None when the body is unchanged; explain report). Never raises."""
+        new_body, report = self.engine.rewrite_body(body, index=index, explain=explain)
+        if new_body == body:
+            self.metrics.body(False)
+            return None, report
         try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:  # noqa: BLE001
-            if not isinstance(exc, ProxyError):
-                log.exception("unexpected error in the proxy for %s %s", scope.get("method"), scope.get("path"))
-            if started:
+            data = jsonbody.dumps(new_body)
+            self.metrics.body(REWRITE_MARK in data)
+            return data, report
+        except (TypeError, ValueError):
+            log.exception("cannot serialise a rewritten body; sending the client's")
+            return None, report
+
+    def _needs_model(self, body: dict, index: str | None) -> bool:
+        """Could rewriting ``body`` wait for the model? (then it runs off the event loop)"""
+        return self.engine.source.model is not None and self.engine.enabled_for(index) and self.engine.needs_model(body)
+
+    async def _rewrite_search(self, plain: bytes, index: str | None, explain: bool, debug: bool) -> tuple[bytes | None, list]:
+        memo_key = (plain, index) if not explain and len(plain) <= MEMO_MAX_BODY and b'"qrw"' not in plain else None
+        if memo_key is not None:
+            remembered = self._bodies.get(memo_key)
+            if remembered is not None and self.engine.verdict_is_current(remembered[0], remembered[1]):
+                self.metrics.body(remembered[2] is not None and REWRITE_MARK in remembered[2])
+                return remembered[2], [None]
+        body = self._parse(plain, debug)
+        if body is None:
+            return None, []
+        if self._needs_model(body, index):
+            changed, report = await self._in_thread(self._rewrite_parsed, body, index, explain)
+        else:
+            changed, report = self._rewrite_parsed(body, index, explain)
+        if memo_key is not None:
+            self._remember(memo_key, body, index, changed)
+        return changed, [report]
+
+    def _remember(self, key: tuple[bytes, str | None], body: dict, index: str | None, changed: bytes | None) -> None:
+        """Keep the forwarded bytes of a search body whose rewrites came from a remembered verdict: the same
+        client bytes then skip parsing, the chain and serialisation while that verdict stays current."""
+        if not self.engine.enabled_for(index):
+            return
+        text = self.engine.rewritable_text(body)
+        token = self.engine.verdict(text) if text is not None else None
+        if token is None or not self.engine.verdict_is_current(text, token, count=False):
+            return
+        if bool(token[1]) != (changed is not None and REWRITE_MARK in changed):
+            return  # this request was not served from that verdict (e.g. its cache entry had been evicted)
+        if len(self._bodies) >= MEMO_ENTRIES:
+            self._bodies.clear()
+        self._bodies[key] = (text, token, changed)
+
+    def _rewrite_msearch_sync(self, plain: bytes, items: list, bodies: list, index: str | None, explain: bool) -> tuple[bytes | None, list]:
+        replacements: dict[int, bytes] = {}
+        reports: list[dict | None] = []
+        for i, (item, body) in enumerate(zip(items, bodies)):
+            if body is None:
+                reports.append(None)
+                continue
+            changed, report = self._rewrite_parsed(body, msearch_framing.target_index(item.header, index), explain)
+            if changed is not None:
+                replacements[i] = changed
+            reports.append(report)
+        return (msearch_framing.join(plain, items, replacements) if replacements else None), reports
+
+    async def _rewrite_msearch(self, plain: bytes, index: str | None, explain: bool, debug: bool) -> tuple[bytes | None, list]:
+        items = msearch_framing.split(plain)
+        if items is None:
+            return None, []  # OpenSearch refuses this framing itself: forward it untouched
+        bodies = []
+        for item in items:
+            line = plain[item.body_start:item.body_end]
+            if jsonbody.deeper_than(line, self.config.max_json_depth):
+                raise BodyTooDeep(self._depth_reason())
+            bodies.append(self._parse(line, debug) if line.strip() else None)
+        if any(b is not None and self._needs_model(b, msearch_framing.target_index(it.header, index)) for it, b in zip(items, bodies)):
+            return await self._in_thread(self._rewrite_msearch_sync, plain, items, bodies, index, explain)
+        return self._rewrite_msearch_sync(plain, items, bodies, index, explain)
+
+    # -- everything else ------------------------------------------------------------------------
+
+    def _upstreams(self) -> Upstreams:
+        assert self.upstreams is not None
+        return self.upstreams
+
+    async def _passthrough(self, scope: dict, receive: Callable, responder: Responder, path: str, method: str) -> None:
+        headers = scope["headers"]
+        declared = _header(headers, b"content-length")
+        chunked = _header(headers, b"transfer-encoding") is not None
+        has_body = chunked or (declared is not None and declared != b"0")
+        apis = _apis(path)
+        read = is_idempotent_read(method, path)
+        forward = _forward_headers(headers, drop=frozenset({TOKEN_HEADER}))
+        body: bytes | StreamBody | None
+        if not has_body:
+            body = b"" if declared == b"0" else None
+        elif apis & QUERY_APIS or read:
+            body = await _read_body(receive, declared, self.config.max_body_bytes)
+            if apis & QUERY_APIS:
+                plain = _decode(body, _header(headers, b"content-encoding") or b"", self.config.max_body_bytes)
+                if plain is not None and jsonbody.deeper_than(plain, self.config.max_json_depth):
+                    raise BodyTooDeep(self._depth_reason())
+        else:
+            if declared is not None and declared.isdigit() and int(declared) > self.config.max_body_bytes:
+                raise BodyTooLarge(f"request body of {int(declared)} bytes exceeds the proxy's limit of {self.config.max_body_bytes} bytes")
+            body = StreamBody(int(declared) if declared is not None and declared.isdigit() else None,
+                              lambda: self._stream_request(receive))
+            read = False
+        response, _ = await self._upstreams().request(method, self._target(scope), forward, body, retryable=read)
+        try:
+            await responder.start(response.status, _response_headers(response.headers))
+            if method == "HEAD":
+                await responder.send({"type": "http.response.body", "body": b""})
                 return
-            status, body = to_response(exc)
-            await JSONResponse(body, status_code=status)(scope, receive, send)
+            more = True
+            while more:
+                chunk = await response.exchange.next_chunk()
+                more = chunk is not None
+                await responder.send({"type": "http.response.body", "body": chunk or b"", "more_body": more})
+        finally:
+            response.release()
+
+    async def _stream_request(self, receive: Callable) -> AsyncIterator[bytes]:
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.config.max_body_bytes:
+                raise BodyTooLarge(f"request body exceeds the proxy's limit of {self.config.max_body_bytes} bytes")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
 
 
-async def _proxy_error(request: Request, exc: Exception) -> Response:
-    status, body = to_response(exc)
-    if status >= 500:
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, getattr(exc, "message", exc))
-    return JSONResponse(body, status_code=status)
+def create_app(engine: RewriteEngine, upstream: str | list[str] | None = None, *, metrics: Metrics | None = None) -> Proxy:
+    """The proxy as an ASGI app, for one upstream URL or a list (plus ``proxy.upstreams`` from the config)."""
+    urls = [upstream] if isinstance(upstream, str) else list(upstream or [])
+    return Proxy(engine, urls, metrics=metrics)
 
 
-def create_app(engine: RewriteEngine, upstream: str, *, transport: httpx.AsyncBaseTransport | None = None) -> ASGIApp:
-    """The proxy as an ASGI app. ``transport`` is for tests that run the upstream in-process."""
-    config = engine.config.proxy
-    proxy = Proxy(engine, config)
+def serve_config(app: Any, host: str, port: int, *, log_level: str = "warning", workers: int = 1, factory: bool = False) -> Any:
+    """The uvicorn settings the proxy runs with (CLI and tests alike): httptools + uvloop when
+    installed, no ``server``/``date`` headers of its own (responses carry OpenSearch's headers only)."""
+    import importlib.util
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        timeout = httpx.Timeout(connect=5.0, read=config.upstream_timeout_s, write=config.upstream_timeout_s, pool=10.0)
-        limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections)
-        async with httpx.AsyncClient(base_url=upstream.rstrip("/"), timeout=timeout, limits=limits, transport=transport,
-                                     follow_redirects=False, trust_env=False) as client:
-            app.state.upstream = client
-            await anyio.to_thread.run_sync(engine.warm_up)  # before the first connection is accepted (idempotent)
-            yield
+    import uvicorn
 
-    app = Starlette(
-        routes=[Route("/{path:path}", proxy.handle, methods=METHODS)],
-        exception_handlers={ProxyError: _proxy_error},
-        lifespan=lifespan,
-    )
-    app.state.proxy = proxy
-    return CatchAll(app)
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, http=http, loop=loop,
+                          server_header=False, date_header=False, timeout_keep_alive=75, lifespan="on",
+                          workers=workers, factory=factory)

@@ -179,7 +179,20 @@ def read_manifest(folder: str | Path, *, verify_hash: bool = False) -> Manifest:
                 hint="copy the folder again, or re-export",
             )
     if verify_hash:
-        actual = file_sha256(model_files(folder))
-        if actual != manifest.model_hash:
-            raise ModelFolderError(f"{folder / MODEL_NAME} does not match the manifest's model_hash", hint="copy the folder again")
+        verify_model_hash(folder, manifest)
     return manifest
+
+
+def verify_model_hash(folder: Path, manifest: Manifest) -> None:
+    """Raise unless the model files hash to the manifest's ``model_hash``.
+
+    Why at every serving load (``engine.load_model`` asks for it): a model file damaged in place,
+    same size, loads and answers with garbage rewrites; the size check cannot see that.
+    """
+    actual = file_sha256(model_files(folder))
+    if actual != manifest.model_hash:
+        raise ModelFolderError(
+            f"{folder / MODEL_NAME} does not match the manifest's model_hash (sha256 {actual[:12]}…, "
+            f"manifest {manifest.model_hash[:12]}…): the file is corrupt or was replaced",
+            hint="copy the folder again, or re-export",
+        )

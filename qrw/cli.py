@@ -18,12 +18,14 @@ from qrw.errors import QrwError
 LAZY_COMMANDS = {
     "opensearch": "qrw.search.cli:opensearch",
     "index": "qrw.search.cli:index_command",
+    "profile": "qrw.search.cli:profile_group",
     "eval": "qrw.eval.cli:eval_command",
     "baselines": "qrw.eval.cli:baselines_command",
     "train": "qrw.trainer.cli:train",
-    "proxy": "qrw.plugin.proxy_cli:proxy",
+    "proxy": "qrw.proxy_cli:proxy",
     "precompute": "qrw.plugin.precompute_cli:precompute",
-    "calibrate": "qrw.plugin.calibrate_cli:calibrate",
+    "calibrate": "qrw.eval.calibrate_cli:calibrate",
+    "model": "qrw.model_cli:model_group",
     "sandbox": "qrw.sandbox:sandbox",
     "page": "qrw.sandbox.command:page",
 }

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qrw.errors import ConfigError
-from qrw.search.connect import DEFAULT_INDEX, DEFAULT_URL
+from qrw.search.connect import DEFAULT_INDEX, default_url
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -25,7 +25,7 @@ class Strict(BaseModel):
 class SearchSettings(Strict):
     """Where the product index lives."""
 
-    url: str = Field(DEFAULT_URL, description="OpenSearch base URL")
+    url: str = Field(default_factory=default_url, description="OpenSearch base URL ($QRW_OPENSEARCH_URL, else http://127.0.0.1:9200)")
     index: str = Field(DEFAULT_INDEX, description="index or alias holding the catalog")
 
 

@@ -69,10 +69,43 @@ def tiny_checkpoint(tmp_path_factory, catalog) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory, tiny_checkpoint) -> Path:
-    """The tiny model exported fp32 for CPU through the real ``qrw-export`` entry point (in process)."""
-    from qrw.export.cli import main
+def tiny_export(stored_tiny_export) -> Path:
+    """The tiny model exported fp32 for CPU by the real ``qrw-export`` entry point: the export the
+    one model path (``qrw model path CKPT``) makes, so the session exports the tiny model once."""
+    return stored_tiny_export
 
-    out = tmp_path_factory.mktemp("export") / "tiny-fp32"
-    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--target", "cpu", "--quiet"]) == 0
-    return out
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """A model cache of the test session's own (``QRW_CACHE_DIR``), so the user's cache is never touched."""
+    return tmp_path_factory.mktemp("qrw-cache")
+
+
+@pytest.fixture(scope="session")
+def stored_tiny_export(model_cache, tiny_checkpoint) -> Path:
+    """The tiny checkpoint exported through the one model path (``qrw model path CKPT``) into ``model_cache``."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QRW_CACHE_DIR": str(model_cache)}
+    result = subprocess.run([sys.executable, "-m", "qrw.cli", "model", "path", str(tiny_checkpoint)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+SHOP = REPO_ROOT / "examples" / "shop"
+
+
+@pytest.fixture(scope="session")
+def shop_index(opensearch_url) -> str:
+    """The example shop catalog (examples/shop) indexed with its profile under the alias ``shop``."""
+    from qrw.search.connect import open_client
+    from qrw.search.documents import read_jsonl
+    from qrw.search.index import index_documents
+    from qrw.search.profile import load_profile
+
+    profile = load_profile(SHOP / "profile.yaml")
+    index_documents(open_client(opensearch_url), read_jsonl(SHOP / "catalog.jsonl"), profile, progress=False,
+                    url=opensearch_url)
+    return profile.index

@@ -55,21 +55,18 @@ def run_calibrate(config: CalibrateConfig) -> dict:
     from qrw.eval.compare import load_rewrite_model
     from qrw.plugin.calibrate import Grid, guarded, kept_for
     from qrw.plugin.config import SERVING_NAME, GuardConfig
-    from qrw.search.baseline import DEFAULT_BASELINE
-    from qrw.search.catalog import load_catalog
+    from qrw.trainer.catalog import TrainingCatalog
     from qrw.trainer.data import read_jsonl
-    from qrw.trainer.facets import CatalogFacets, by_type
+    from qrw.trainer.facets import by_type
     from qrw.trainer.intent import ndcg, pseudo_intent
-    from qrw.trainer.lexical import LexicalIndex
 
     started = time.perf_counter()
     data_dir = Path(config.data_dir)
-    card = json.loads((data_dir / "data_card.json").read_text())
-    catalog_dir = card["config"].get("data_dir")
-    catalog = load_catalog(catalog_dir) if catalog_dir else load_catalog()
-    facets = CatalogFacets(catalog)
+    built = json.loads((data_dir / "data_card.json").read_text())["config"]
+    catalog = TrainingCatalog.from_source(built.get("profile"), built.get("catalog"), built.get("data_dir"))
+    facets = catalog.facets()
     members = by_type(facets)
-    index = LexicalIndex.from_products(catalog, DEFAULT_BASELINE)
+    index = catalog.lexical_index()
     rows = [r for r in read_jsonl(data_dir / "calibration_pseudo.jsonl")]
     rng = random.Random(config.seed)
     rows = rng.sample(rows, min(config.queries, len(rows)))
@@ -150,7 +147,7 @@ def run_calibrate(config: CalibrateConfig) -> dict:
     import yaml
 
     serving = {"gate": best.model_dump(), "merge": {"rewrite_operator": config.rewrite_operator},
-               "guards": {"brands_field": "supplier.raw"}}
+               **({"guards": {"brands_field": catalog.brands_field}} if catalog.brands_field else {})}
     header = ("# Shipped with the model by `qrw train calibrate` (held-out pseudo-queries, "
               f"CV gain {report['cv_gain']:+.4f}, harm {report['cv_harm']:.3f}); a plugin.yaml overrides any key.\n")
     Path(config.model, SERVING_NAME).write_text(header + yaml.safe_dump(serving, sort_keys=False))

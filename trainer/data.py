@@ -35,6 +35,7 @@ from pathlib import Path
 from qrw.errors import ConfigError
 from qrw.eval.folds import fold_of, split_queries
 from qrw.plugin.prompt import TAGS, rewrite_completion, rewrite_prompt, tag_completion, tag_prompt
+from qrw.search.connect import default_url
 from qrw.trainer.config import field
 from qrw.trainer.intent import Intent, LabelRule, MergeSettings, judged_intent, measure, pseudo_intent
 
@@ -48,8 +49,10 @@ class DataConfig:
     # --- inputs
     output_dir: str = field("runs/data", "folder for the JSONL files and the data card")
     data_dir: str | None = field(None, "Icecat folder (products/, judgments/); default: QRW_DATA_DIR or shared/data/icecat")
-    judgments: str | None = field(None, "judgments CSV; default: <data_dir>/judgments/judgments.csv")
-    url: str | None = field("http://127.0.0.1:9200", "OpenSearch URL for the agreement check of the in-process index (none: skip)")
+    profile: str | None = field(None, "index profile YAML of your catalog (with --catalog); default: the shipped Icecat profile")
+    catalog: str | None = field(None, "your catalog as JSON Lines, described by --profile; default: the Icecat folder")
+    judgments: str | None = field(None, "judgments CSV (query,docid,rating); default: Icecat's; none for --catalog without it")
+    url: str | None = field(default_url(), "OpenSearch URL ($QRW_OPENSEARCH_URL or http://127.0.0.1:9200) for the agreement check of the in-process index (none: skip)")
     index: str = field("products", "index or alias the agreement check searches")
     # --- split
     seed: int = field(13, "seed for sampling")
@@ -168,9 +171,8 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 
 def gain_agreement(items: Sequence[Measured], url: str, alias: str, merge: MergeSettings, sample: int,
-                   facets, rng: random.Random) -> dict:
+                   facets, rng: random.Random, baseline) -> dict:
     """Spearman correlation of candidate gains measured in process and on the real node, on a sample."""
-    from qrw.search.baseline import DEFAULT_BASELINE
     from qrw.search.connect import open_client
     from qrw.search.runner import search_many
     from qrw.trainer.intent import ndcg
@@ -182,12 +184,12 @@ def gain_agreement(items: Sequence[Measured], url: str, alias: str, merge: Merge
     client = open_client(url)
     bodies = {}
     for n, (item, outcome) in enumerate(pairs):
-        rewrite = DEFAULT_BASELINE.clause(outcome.rewrite, boost=merge.weight)
+        rewrite = baseline.clause(outcome.rewrite, boost=merge.weight)
         spec = next(iter(rewrite.values()))
         target = spec if "query" in spec else next(iter(spec.values()))
         target["operator"] = merge.operator
-        bodies[("merged", n)] = {"query": {"bool": {"should": [DEFAULT_BASELINE.clause(item.intent.query), rewrite]}}}
-        bodies[("base", n)] = DEFAULT_BASELINE.build(item.intent.query)
+        bodies[("merged", n)] = {"query": {"bool": {"should": [baseline.clause(item.intent.query), rewrite]}}}
+        bodies[("base", n)] = baseline.build(item.intent.query)
     rankings = search_many(client, alias, bodies, depth=10, batch_size=100, url=url)
     node = [ndcg(rankings[("merged", n)].ids, item.intent, facets) - ndcg(rankings[("base", n)].ids, item.intent, facets)
             for n, (item, _) in enumerate(pairs)]
@@ -198,32 +200,39 @@ def gain_agreement(items: Sequence[Measured], url: str, alias: str, merge: Merge
 
 
 def build_data(config: DataConfig, *, catalog=None, progress: bool = True) -> dict:
-    """Build every file under ``config.output_dir``; return the data card (also written as JSON and markdown)."""
+    """Build every file under ``config.output_dir``; return the data card (also written as JSON and markdown).
+
+    ``catalog``: a ready ``TrainingCatalog`` (tests pass one to save loading it again); default: the
+    one ``config`` names (``--profile`` and ``--catalog``, or the Icecat folder).
+    """
     from tqdm import tqdm
 
     from qrw.eval.judgments import load_judgments
-    from qrw.search.baseline import DEFAULT_BASELINE
-    from qrw.search.catalog import default_data_dir, load_catalog
+    from qrw.search.catalog import default_data_dir
     from qrw.trainer.bridge import catalog_texts, mine_bridge
     from qrw.trainer.candidates import CandidateGenerator, SpellingIndex
-    from qrw.trainer.facets import CatalogFacets, by_type
-    from qrw.trainer.lexical import LexicalIndex
+    from qrw.trainer.catalog import TrainingCatalog
+    from qrw.trainer.facets import by_type
     from qrw.trainer.pseudo import describe, sample_pseudo_queries
 
     started = time.perf_counter()
+    if catalog is None:
+        catalog = TrainingCatalog.from_source(config.profile, config.catalog, config.data_dir)
     data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
-    judgments_path = Path(config.judgments) if config.judgments else data_dir / "judgments" / "judgments.csv"
-    qrels = load_judgments(judgments_path)
-    catalog = load_catalog(data_dir) if catalog is None else catalog
+    if config.judgments:
+        judgments_path: Path | None = Path(config.judgments)
+    else:
+        judgments_path = None if config.catalog else data_dir / "judgments" / "judgments.csv"
+    qrels = load_judgments(judgments_path) if judgments_path is not None else {}
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(config.seed)
 
-    facets = CatalogFacets(catalog)
+    facets = catalog.facets()
     members = by_type(facets)
-    texts = catalog_texts(catalog)
+    texts = catalog_texts(catalog.products)
     bridge = mine_bridge(texts)
-    index = LexicalIndex.from_products(catalog, DEFAULT_BASELINE)
+    index = catalog.lexical_index()
     generator = CandidateGenerator(index, facets, bridge, SpellingIndex(texts), max_candidates=config.max_candidates)
     train_queries, valid_queries = split_queries(qrels, config.folds, config.valid_fold)
     split_of = {q: "train" for q in train_queries} | {q: "valid" for q in valid_queries}
@@ -284,10 +293,11 @@ def build_data(config: DataConfig, *, catalog=None, progress: bool = True) -> di
     if config.url and config.agreement_sample > 0:
         judged_train = [i for i in items if i.source == "judged" and i.split == "train"]
         pseudo_train = [i for i in items if i.source == "pseudo" and i.split == "train"]
-        agreement = gain_agreement(judged_train + pseudo_train[: len(judged_train) * 4], config.url, config.index,
-                                   config.merge, config.agreement_sample, facets, rng)
+        agreement = gain_agreement(judged_train + pseudo_train[: max(len(judged_train) * 4, config.agreement_sample)],
+                                   config.url, config.index, config.merge, config.agreement_sample, facets, rng,
+                                   catalog.baseline)
     card = _data_card(config, out, files, items, bridge, describe(pseudo), agreement, valid_queries, judgments_path,
-                      data_dir, len(catalog), facets.coverage(), rule, rng, time.perf_counter() - started)
+                      catalog, facets.coverage(), rule, rng, time.perf_counter() - started)
     return card
 
 
@@ -312,8 +322,8 @@ def _leakage(items: Sequence[Measured], valid_queries: Sequence[str]) -> dict:
             "train_queries_containing_a_validation_query": len(contains), "examples_containing": contains[:10]}
 
 
-def _data_card(config, out: Path, files, items, bridge, pseudo_stats, agreement, valid_queries, judgments_path, data_dir,
-               catalog_size, type_coverage, rule, rng, seconds) -> dict:
+def _data_card(config, out: Path, files, items, bridge, pseudo_stats, agreement, valid_queries, judgments_path, catalog,
+               type_coverage, rule, rng, seconds) -> dict:
     from qrw.trainer.config import config_to_dict
 
     def count(name: str, key: str) -> dict:
@@ -336,9 +346,11 @@ def _data_card(config, out: Path, files, items, bridge, pseudo_stats, agreement,
     card = {
         "format": DATA_FORMAT,
         "sources": {
-            "catalog": f"{data_dir} ({catalog_size} products; Icecat Open Content License, provided AS IS)",
-            "judgments": str(judgments_path),
-            "retrieval": "in-process BM25 mirror of qrw.search.baseline.DEFAULT_BASELINE (trainer.lexical)",
+            "catalog": f"{catalog.source} ({len(catalog.products)} products, profile {catalog.name!r})"
+                       + ("; Icecat Open Content License, provided AS IS" if catalog.name == "icecat" else ""),
+            "judgments": str(judgments_path) if judgments_path else None,
+            "retrieval": f"in-process BM25 mirror of the profile's baseline {catalog.baseline.name} "
+                         f"({', '.join(catalog.baseline.fields)}; trainer.lexical)",
             "product_type_coverage": round(type_coverage, 4),
         },
         "split": {"folds": config.folds, "valid_fold": config.valid_fold, "valid_queries": list(valid_queries)},
@@ -367,7 +379,7 @@ def _data_card(config, out: Path, files, items, bridge, pseudo_stats, agreement,
         "",
         "## Sources",
         f"- Catalog: {card['sources']['catalog']}; product type known for {type_coverage:.1%} of products",
-        f"- Judgments: {judgments_path} (development queries; only training folds are trained on)",
+        f"- Judgments: {judgments_path or 'none (pseudo-queries only)'} (only training folds are trained on)",
         f"- Retrieval: {card['sources']['retrieval']}",
         f"- Pseudo-queries: {pseudo_stats}",
         f"- Vocabulary bridge mined from the catalog: {len(bridge)} pairs {bridge.counts()}",

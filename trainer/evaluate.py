@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qrw.plugin.prompt import TAGS, normalize_text
+from qrw.search.connect import default_url
 from qrw.trainer.config import config_to_dict, field
 
 
@@ -31,7 +32,7 @@ class EvaluateConfig:
     models: list[str] = field([], "checkpoints to compare, as NAME=DIR or DIR (e.g. sft=runs/sft grpo=runs/grpo)")
     data_dir: str = field("runs/data", "folder written by `qrw train data` (split.json, tag_valid.jsonl)")
     output_dir: str = field("runs/eval", "where eval_report.{json,md} go")
-    url: str = field("http://127.0.0.1:9200", "OpenSearch URL")
+    url: str = field(default_url(), "OpenSearch URL ($QRW_OPENSEARCH_URL or http://127.0.0.1:9200)")
     index: str = field("products", "index or alias")
     num_rewrites: int = field(4, "rewrites generated per validation query")
     strategy: str = field("greedy", "sample | beam | greedy (one sequence lists the rewrites, prompt v2)")

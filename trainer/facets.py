@@ -99,7 +99,10 @@ def _raw_type(title: str, stop: frozenset[str], max_words: int) -> str:
 class CatalogFacets:
     """Facets of every product, and the catalog's vocabularies of brands, types and colours."""
 
-    def __init__(self, products: Sequence[Product], *, min_type_count: int = 3, max_type_words: int = 3) -> None:
+    def __init__(self, products: Sequence[Product], *, min_type_count: int = 3, max_type_words: int = 3,
+                 type_attribute_first: bool = False) -> None:
+        """``type_attribute_first``: a catalog with a category field says each product's type outright
+        (``attributes["product_type"]``); Icecat has none, so its types are read from titles."""
         colours = collections.Counter()
         for product in products:
             for key in ("product_colour", "colour_of_product"):
@@ -108,9 +111,12 @@ class CatalogFacets:
                         colours[part.strip().casefold()] += 1
         self.colours = frozenset(c for c, n in colours.items() if n >= 2 and len(c.split()) == 1)
         stop = _FUNCTION_WORDS | _UNIT_WORDS | self.colours
-        raw = {p.id: _raw_type(_without_brand(p.title, p.supplier.strip()), stop, max_type_words) for p in products}
+        if type_attribute_first:
+            raw = {p.id: " ".join(p.attributes.get("product_type", "").casefold().split()) for p in products}
+        else:
+            raw = {p.id: _raw_type(_without_brand(p.title, p.supplier.strip()), stop, max_type_words) for p in products}
         counts = collections.Counter(t for t in raw.values() if t)
-        self.types = {t: n for t, n in counts.items() if n >= min_type_count and not set(t.split()) & stop}
+        self.types = {t: n for t, n in counts.items() if n >= min_type_count and (type_attribute_first or not set(t.split()) & stop)}
         known = sorted(self.types, key=lambda t: (-len(t.split()), -self.types[t], t))
         self.brands = frozenset(p.supplier.strip() for p in products if p.supplier.strip())
         self.by_id: dict[str, Facets] = {}

@@ -17,6 +17,7 @@ import random
 import time
 from pathlib import Path
 
+from qrw.search.connect import default_url
 from qrw.trainer.config import field
 from qrw.trainer.stage import StageConfig
 
@@ -42,7 +43,7 @@ class GrpoStageConfig(StageConfig):
         "weight of each reward in the total (conversion_simulated is SIMULATED)")
     gain_scale: float = field(5.0, "the relevance reward is the measured nDCG@10 gain times this, clipped to [-1, 1]")
     reward_backend: str = field("lexical", "where rewards are measured: lexical (in-process BM25 mirror) | opensearch (the real node)")
-    url: str = field("http://127.0.0.1:9200", "OpenSearch URL (reward_backend opensearch)")
+    url: str = field(default_url(), "OpenSearch URL ($QRW_OPENSEARCH_URL or http://127.0.0.1:9200) (reward_backend opensearch)")
     index: str = field("products", "index or alias (reward_backend opensearch)")
     max_prompts: int = field(0, "use at most this many prompts (0 = all), sampled with the seed")
     log_completions: bool = field(False, "print sample completions with their rewards while training")
@@ -72,20 +73,19 @@ def build_rewards(config: GrpoStageConfig, data_dir: Path):
     reach a reward.
     """
     from qrw.eval.judgments import load_judgments
-    from qrw.search.baseline import DEFAULT_BASELINE
-    from qrw.search.catalog import load_catalog
-    from qrw.trainer.facets import CatalogFacets, by_type
+    from qrw.trainer.catalog import TrainingCatalog
+    from qrw.trainer.facets import by_type
     from qrw.trainer.intent import MergeSettings, judged_intent
-    from qrw.trainer.lexical import LexicalIndex
     from qrw.trainer.rewards import RewardContext, make_conversion_reward, make_drift_guard, make_relevance_reward, validity
 
     card = json.loads((data_dir / "data_card.json").read_text())
     split = json.loads((data_dir / "split.json").read_text())
     train_queries = set(split["train_queries"])
-    qrels = {q: g for q, g in load_judgments(card["sources"]["judgments"]).items() if q in train_queries}
-    catalog_dir = card["config"].get("data_dir")
-    catalog = load_catalog(catalog_dir) if catalog_dir else load_catalog()
-    facets = CatalogFacets(catalog)
+    judgments = card["sources"].get("judgments")
+    qrels = {q: g for q, g in load_judgments(judgments).items() if q in train_queries} if judgments else {}
+    built = card["config"]
+    catalog = TrainingCatalog.from_source(built.get("profile"), built.get("catalog"), built.get("data_dir"))
+    facets = catalog.facets()
     merge = MergeSettings(card["merge_while_measuring"]["weight"], card["merge_while_measuring"]["operator"])
     judged = {q: judged_intent(q, g, facets) for q, g in qrels.items()}
     if config.reward_backend == "opensearch":
@@ -93,9 +93,9 @@ def build_rewards(config: GrpoStageConfig, data_dir: Path):
         from qrw.trainer.rewards import NodeRewardContext
 
         context = NodeRewardContext(open_client(config.url), config.index, facets, judged, merge, by_type(facets),
-                                    DEFAULT_BASELINE)
+                                    catalog.baseline)
     else:
-        context = RewardContext(LexicalIndex.from_products(catalog, DEFAULT_BASELINE), facets, judged, merge, by_type(facets))
+        context = RewardContext(catalog.lexical_index(), facets, judged, merge, by_type(facets))
     available = {
         "relevance": make_relevance_reward(context, config.gain_scale),
         "conversion_simulated": make_conversion_reward(context),

@@ -7,21 +7,25 @@ from pathlib import Path
 
 import click
 
+from qrw.cli_options import profile_option, url_option
 from qrw.settings import EvalSettings, load_settings
 
 
 @click.command("eval")
-@click.option("--judgments", type=click.Path(path_type=Path), required=True, help="CSV with query,docid,rating (0-3)")
+@click.option("--judgments", type=click.Path(path_type=Path), required=True,
+              help="CSV with query,docid,rating (0-3); docid is the document's _id")
 @click.option("--systems", default="original", show_default=True,
               help="comma list of original, legacy, prf, ungated[:MODEL], gated[:MODEL]")
 @click.option("--model", "models", multiple=True,
-              help="rewriter (exported folder or checkpoint) for ungated/gated; repeat to compare several "
-                   "[default: the sandbox's default rewriter]")
+              help="rewriter for ungated/gated: 'default', an exported folder, a checkpoint, a .jsonl table or a name "
+                   "from `qrw model list`; repeat to compare several [default: the default rewriter, exported once]")
 @click.option("--plugin-config", type=click.Path(path_type=Path), default=None, help="plugin YAML (gate thresholds, guards)")
 @click.option("--num-rewrites", type=int, default=4, show_default=True)
-@click.option("--url", default=None, help="OpenSearch base URL [default: http://127.0.0.1:9200]")
-@click.option("--index", default=None, help="index or alias [default: products]")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="write the full report here")
+@url_option
+@profile_option
+@click.option("--index", default=None, help="index or alias [default: the profile's index, else products]")
+@click.option("--out", "--json", "json_out", type=click.Path(path_type=Path), default=Path("runs/eval/report.json"),
+              show_default=True, help="write the full JSON report here")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None, help="write PNG plots here")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML with an 'eval' section")
 @click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
@@ -30,27 +34,33 @@ from qrw.settings import EvalSettings, load_settings
 @click.option("--report", "report_out", type=click.Path(path_type=Path), default=None,
               help="write a markdown report: summary, and the 20 largest per-query wins and losses with rewrites and tags")
 def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_config: Path | None, num_rewrites: int,
-                 url: str | None, index: str | None, json_out: Path | None, plots_dir: Path | None,
+                 url: str | None, profile_file: Path | None, index: str | None, json_out: Path, plots_dir: Path | None,
                  config_file: Path | None, split_file: Path | None, quiet: bool, report_out: Path | None) -> None:
     """nDCG@10, condensed nDCG@10, recall@100, precision@10, judged@10 (and, with several systems,
-    harm/win rate, increment, rewrite relevance, latency and significance against original)."""
+    harm/win rate, increment, rewrite relevance, latency and significance against original).
+
+    The baseline query and the index come from --profile (default: the shipped Icecat profile).
+    Pointing --url at the rewriting proxy evaluates what the proxy serves.
+    """
     from qrw.eval.judgments import load_judgments
     from qrw.search.connect import open_client
+    from qrw.search.profile import load_profile
 
-    settings = load_settings(EvalSettings, config_file, "eval", {"search.url": url, "search.index": index})
+    profile = load_profile(profile_file)
+    settings = load_settings(EvalSettings, config_file, "eval", {
+        "search.url": url, "search.index": index or (profile.index if profile_file is not None else None)})
     qrels = load_judgments(judgments)
     if split_file is not None:
         qrels = _validation_only(qrels, split_file)
     client = open_client(settings.search.url)
     names = [name.strip() for name in systems.split(",") if name.strip()]
     if names == ["original"]:
-        report = _single(client, settings, qrels, quiet)
+        report = _single(client, settings, qrels, profile, quiet)
     else:
-        report = _compare(client, settings, qrels, names, models, plugin_config, num_rewrites, plots_dir)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
-        click.echo(f"wrote {json_out}")
+        report = _compare(client, settings, qrels, profile, names, models, plugin_config, num_rewrites, plots_dir)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(report, indent=2))
+    click.echo(f"wrote {json_out}")
     if report_out is not None and "systems" in report:
         import shlex
         import sys
@@ -63,36 +73,51 @@ def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_
         click.echo(f"wrote {write_report(report, report_out, title='Rewriting against the strongest baseline', method=method, command=command)}")
 
 
-def _single(client, settings: EvalSettings, qrels, quiet: bool) -> dict:
+def _single(client, settings: EvalSettings, qrels, profile, quiet: bool) -> dict:
     from qrw.eval.harness import evaluate_run, format_table
     from qrw.eval.runs import produce_run
-    from qrw.search.baseline import DEFAULT_BASELINE
 
-    run = produce_run(client, settings.search.index, list(qrels), DEFAULT_BASELINE,
+    run = produce_run(client, settings.search.index, list(qrels), profile.baseline,
                       depth=settings.depth, batch_size=settings.batch_size, url=settings.search.url)
     report = evaluate_run(run, qrels)
-    report.update({"system": "original", "index": settings.search.index})
+    report.update({"system": "original", "index": settings.search.index, "profile": profile.name,
+                   "baseline": profile.baseline.model_dump(mode="json")})
     click.echo(format_table(report, per_query=not quiet))
     return report
 
 
-def _compare(client, settings: EvalSettings, qrels, names, models, plugin_config, num_rewrites, plots_dir) -> dict:
+def _model_argument(model: str) -> str:
+    """'default' and names from `qrw model list` become exported folders; paths are passed on as given."""
+    from qrw.plugin import model_store
+
+    if model == model_store.DEFAULT_MODEL or (not Path(model).exists() and (model_store.cache_root() / model).is_dir()):
+        return str(model_store.resolve(model))
+    return model
+
+
+def _compare(client, settings: EvalSettings, qrels, profile, names, models, plugin_config, num_rewrites, plots_dir) -> dict:
     from qrw.eval.compare import SystemSpec, compare_systems, format_comparison
     from qrw.plugin.config import load_config
 
+    models = tuple(_model_argument(m) for m in models)
     default_model = None
     if not models and any(n.split(":")[0] in ("ungated", "gated") and ":" not in n for n in names):
-        from qrw.sandbox.rewriter import default_rewriter_dir
-
-        default_model = str(default_rewriter_dir())
+        default_model = _model_argument("default")
     specs = []
     for name in names:
         if name in ("ungated", "gated") and models:
             specs += [SystemSpec.parse(f"{name}:{model}", None) for model in models]
         else:
             specs.append(SystemSpec.parse(name, default_model))
-    result = compare_systems(client, settings.search.index, qrels, specs, plugin_config=load_config(plugin_config),
-                             num_rewrites=num_rewrites, depth=settings.depth, url=settings.search.url)
+    from qrw.search.brands import exact_brand_field
+
+    # the profile's baseline is `original`; its brand field feeds the guards and the added-brand rate;
+    # without --plugin-config, compare_systems uses each model's shipped serving.yaml, else the defaults
+    result = compare_systems(client, settings.search.index, qrels, specs,
+                             plugin_config=load_config(plugin_config) if plugin_config is not None else None,
+                             num_rewrites=num_rewrites, depth=settings.depth, url=settings.search.url,
+                             baseline=profile.baseline,
+                             brand_field=exact_brand_field(client, profile, settings.search.index, url=settings.search.url))
     click.echo(format_comparison(result))
     if plots_dir is not None:
         from qrw.eval.plots import plot_deltas, plot_latency_cdf
@@ -119,7 +144,7 @@ def _validation_only(qrels: dict, split_file: Path) -> dict:
 @click.command("baselines")
 @click.option("--judgments", type=click.Path(path_type=Path), default=None,
               help="CSV with query,docid,rating (default: the Icecat development judgments)")
-@click.option("--url", default=None, help="OpenSearch base URL [default: http://127.0.0.1:9200]")
+@url_option
 @click.option("--index", default=None, help="index or alias [default: products]")
 @click.option("--folds", type=int, default=5, show_default=True, help="hash folds over the judged queries")
 @click.option("--valid-fold", type=int, default=0, show_default=True, help="the fold held out (never tuned on)")

@@ -8,6 +8,7 @@ edge (as opensearch-py itself does between its transport and connection layers).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 from opensearchpy import OpenSearch
@@ -17,10 +18,18 @@ from qrw.errors import IndexMissingError, SearchBackendError, UnreachableError
 
 DEFAULT_URL = "http://127.0.0.1:9200"
 DEFAULT_INDEX = "products"
+URL_ENV = "QRW_OPENSEARCH_URL"
+"""Every command's ``--url`` (and the proxy's upstream) defaults to this variable, else ``DEFAULT_URL``."""
 
 
-def open_client(url: str = DEFAULT_URL, *, timeout: float = 30.0, check: bool = True) -> OpenSearch:
-    """A client for ``url``; with ``check``, fail now (clearly) if nothing answers there."""
+def default_url() -> str:
+    """``$QRW_OPENSEARCH_URL`` when set, else ``http://127.0.0.1:9200``."""
+    return os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def open_client(url: str | None = None, *, timeout: float = 30.0, check: bool = True) -> OpenSearch:
+    """A client for ``url`` (default: ``default_url()``); with ``check``, fail now (clearly) if nothing answers."""
+    url = url or default_url()
     if not url.startswith(("http://", "https://")):
         raise UnreachableError(f"OpenSearch URL must start with http:// or https://, got {url!r}")
     client = OpenSearch(hosts=[url], timeout=timeout, max_retries=0, retry_on_timeout=False)

@@ -1,17 +1,17 @@
-"""The product index: mapping, bulk indexing with a progress bar, idempotent re-indexing.
+"""Building a catalog index: the profile's mapping, bulk indexing with a progress bar, idempotent re-indexing.
 
 Design:
 
-* Text analysis comes from ``qrw.search.baseline`` (the one place that also builds the baseline
-  query): each text field is ``standard``-analysed with a stemmed ``.stem`` sub-field, and all of
-  them are copied into the stemmed catch-all field ``all_text``. Stemming needs the analysis-common
-  module, which ``qrw.search.node`` installs. Vocabulary the stemmer cannot bridge ("laptop" vs
-  "notebook") is what the rewriter is for.
+* The mapping comes from the index profile (``qrw.search.profile``): nothing here knows a field
+  name. Text analysis comes from ``qrw.search.baseline`` (the one place that also builds the
+  baseline query): each text field is ``standard``-analysed with a stemmed ``.stem`` sub-field, and
+  all of them are copied into the stemmed catch-all field ``all_text``. Stemming needs the
+  analysis-common module, which ``qrw.search.node`` installs.
+* Documents are indexed with ``_id`` = the profile's id field, so judgments name documents by ``_id``.
 * Idempotent by construction: the concrete index is named after a fingerprint of the mapping and
-  the documents (``products-<12 hex>``) and reached through the alias (``products``). Re-running
-  with the same catalog finds the complete index and does nothing; a changed catalog or mapping
-  builds a new index, moves the alias atomically, and deletes the old one. Searches never see a
-  half-built index.
+  the documents (``<alias>-<12 hex>``) and reached through the alias. Re-running with the same
+  catalog finds the complete index and does nothing; a changed catalog or mapping builds a new
+  index, moves the alias atomically, and deletes the old one. Searches never see a half-built index.
 """
 
 from __future__ import annotations
@@ -23,34 +23,19 @@ from collections.abc import Sequence
 from opensearchpy import OpenSearch, helpers
 from tqdm import tqdm
 
-from qrw.errors import SearchBackendError
-from qrw.search.baseline import text_mapping
+from qrw.errors import InputDataError, SearchBackendError
 from qrw.search.catalog import Product
 from qrw.search.connect import translate_errors
+from qrw.search.profile import METADATA_ID, IndexProfile, load_profile
 
-TEXT_FIELDS = ("title", "name", "supplier", "short_description", "attributes")
-
-_ANALYSIS, _TEXT_PROPERTIES = text_mapping(TEXT_FIELDS, keyword_fields=("name", "supplier"))
-
-MAPPING: dict = {
-    "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s", "analysis": _ANALYSIS},
-    "mappings": {
-        "dynamic": "strict",
-        "properties": {
-            "id": {"type": "keyword"},
-            **_TEXT_PROPERTIES,
-            "price": {"type": "float"},
-            "ean": {"type": "keyword"},
-            "date_released": {"type": "date"},
-            "image_url": {"type": "keyword", "index": False},
-        },
-    },
-}
+TEXT_FIELDS: tuple[str, ...] = load_profile().searchable_fields
+"""The shipped Icecat profile's text fields (what its ``all_text`` catch-all holds). Kept for callers
+written before profiles (``trainer/lexical.py``); new code reads ``IndexProfile.searchable_fields``."""
 
 
-def fingerprint(documents: Sequence[dict]) -> str:
+def fingerprint(documents: Sequence[dict], mapping: dict) -> str:
     """A short hash of the mapping and every document, naming the concrete index."""
-    digest = hashlib.sha1(json.dumps(MAPPING, sort_keys=True).encode())
+    digest = hashlib.sha1(json.dumps(mapping, sort_keys=True).encode())
     for doc in documents:
         digest.update(json.dumps(doc, sort_keys=True).encode())
     return digest.hexdigest()[:12]
@@ -62,18 +47,44 @@ def _alias_targets(client: OpenSearch, alias: str) -> list[str]:
     return sorted(client.indices.get_alias(name=alias))
 
 
-def index_catalog(
+def check_documents(documents: Sequence[dict], profile: IndexProfile, source: str = "the catalog") -> None:
+    """Every document has an id (unique) and the title field; text fields hold text. Errors name the document."""
+    if profile.id_field == METADATA_ID:
+        raise InputDataError(f"profile {profile.name!r} names no id field (id_field: _id), so documents cannot be indexed",
+                             hint="set id_field to the field that holds each product's id")
+    seen: set[str] = set()
+    for number, doc in enumerate(documents, start=1):
+        doc_id = doc.get(profile.id_field)
+        if doc_id in (None, "") or isinstance(doc_id, (dict, list)):
+            raise InputDataError(f"{source}: document {number} has no usable {profile.id_field!r} (the id field)")
+        if str(doc_id) in seen:
+            raise InputDataError(f"{source}: document {number} repeats the id {doc_id!r}")
+        seen.add(str(doc_id))
+        if doc.get(profile.title_field) in (None, ""):
+            raise InputDataError(f"{source}: document {doc_id} has no {profile.title_field!r} (the title field)")
+        for name in profile.searchable_fields:
+            value = doc.get(name)
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, (dict, list)) for v in values):
+                raise InputDataError(f"{source}: document {doc_id}: text field {name!r} holds an object",
+                                     hint="flatten it into one text field per attribute")
+
+
+def index_documents(
     client: OpenSearch,
-    products: Sequence[Product],
-    alias: str = "products",
+    documents: Sequence[dict],
+    profile: IndexProfile,
+    alias: str | None = None,
     *,
     batch_size: int = 1000,
     progress: bool = True,
     url: str = "",
 ) -> dict:
-    """Make ``alias`` point at a complete index of ``products``; return what was done."""
-    documents = [product.to_document() for product in products]
-    concrete = f"{alias}-{fingerprint(documents)}"
+    """Make ``alias`` (default: the profile's index) point at a complete index of ``documents``."""
+    alias = alias or profile.index
+    check_documents(documents, profile)
+    mapping = profile.mapping()
+    concrete = f"{alias}-{fingerprint(documents, mapping)}"
     with translate_errors(url):
         if client.indices.exists(index=alias) and not client.indices.exists_alias(name=alias):
             raise SearchBackendError(
@@ -86,8 +97,8 @@ def index_catalog(
                 return {"alias": alias, "index": concrete, "documents": count, "action": "unchanged"}
         if client.indices.exists(index=concrete):
             client.indices.delete(index=concrete)
-        client.indices.create(index=concrete, body=MAPPING)
-        actions = ({"_index": concrete, "_id": doc["id"], "_source": doc} for doc in documents)
+        client.indices.create(index=concrete, body=mapping)
+        actions = ({"_index": concrete, "_id": str(doc[profile.id_field]), "_source": doc} for doc in documents)
         bar = tqdm(total=len(documents), desc=f"indexing {concrete}", unit="doc", disable=not progress)
         failures = []
         for ok, item in helpers.streaming_bulk(
@@ -110,3 +121,18 @@ def index_catalog(
                 client.indices.delete(index=name)
         count = client.count(index=alias)["count"]
     return {"alias": alias, "index": concrete, "documents": count, "action": "built"}
+
+
+def index_catalog(
+    client: OpenSearch,
+    products: Sequence[Product],
+    alias: str = "products",
+    *,
+    profile: IndexProfile | None = None,
+    batch_size: int = 1000,
+    progress: bool = True,
+    url: str = "",
+) -> dict:
+    """Index Icecat ``Product`` records (``Product.to_document``) with the Icecat profile (or ``profile``)."""
+    return index_documents(client, [product.to_document() for product in products], profile or load_profile(),
+                           alias, batch_size=batch_size, progress=progress, url=url)

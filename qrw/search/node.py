@@ -78,6 +78,12 @@ class NodeConfig:
     """Unpacked distribution and node folders; must be outside /root so the service user can read it."""
     start_timeout_s: float = 180.0
     """How long to wait for the cluster to turn yellow."""
+    cluster: str | None = None
+    """Cluster name; ``qrw-<name>`` by default. Members of one cluster share it (``cluster_members``)."""
+    seed_transport_ports: tuple[int, ...] = ()
+    """Transport ports of all members on 127.0.0.1; empty for a single node (``discovery.type=single-node``)."""
+    initial_managers: tuple[str, ...] = ()
+    """Node names that may bootstrap the cluster (``cluster.initial_cluster_manager_nodes``); members only."""
 
     def __post_init__(self) -> None:
         if not (1 <= self.port <= 65535):
@@ -91,6 +97,14 @@ class NodeConfig:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def cluster_name(self) -> str:
+        return self.cluster or f"qrw-{self.name}"
+
+    @property
+    def transport(self) -> int:
+        return self.transport_port or self.port + 100
 
     @property
     def node_dir(self) -> Path:
@@ -250,6 +264,15 @@ def free_port() -> int:
     raise NodeError("could not find a free port pair on 127.0.0.1")
 
 
+def free_port_range(count: int) -> int:
+    """A base port such that ``base .. base+count-1`` and their +100 transport neighbours are free on loopback."""
+    for _ in range(50):
+        base = free_port()
+        if base + 100 + count <= 65535 and not any(_port_in_use(base + i) or _port_in_use(base + 100 + i) for i in range(count)):
+            return base
+    raise NodeError(f"could not find {count} free port pairs on 127.0.0.1")
+
+
 def cluster_health(url: str, timeout: float = 2.0) -> dict | None:
     """The cluster health JSON, or None when nothing answers."""
     try:
@@ -282,10 +305,63 @@ def _log_tail(cfg: NodeConfig, lines: int = 30) -> str:
     return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:])
 
 
-def start(cfg: NodeConfig) -> str:
-    """Start the node (idempotent: a running node is reused) and wait for yellow health; return its URL."""
-    if _read_pid(cfg) is not None and cluster_health(cfg.http_url) is not None:
-        return cfg.http_url
+def cluster_name(cfg: NodeConfig) -> str:
+    """The cluster name a node of this config runs with: how a node on a port is recognised as ours."""
+    return cfg.cluster_name
+
+
+def running_here(cfg: NodeConfig) -> bool:
+    """True when this name's node runs (its pid file is alive) and is what answers on ``cfg.port``.
+
+    The cluster name must match too: a pid file can outlive its node, and another program may have
+    taken the port since; neither may be taken for ours.
+    """
+    if _read_pid(cfg) is None:
+        return False
+    health = cluster_health(cfg.http_url)
+    return bool(health) and health.get("cluster_name") == cfg.cluster_name
+
+
+def is_running(cfg: NodeConfig) -> bool:
+    """A process from this node's pid file is alive and answers on its port as this node's cluster."""
+    return running_here(cfg)
+
+
+def port_in_use(port: int) -> bool:
+    """Whether anything accepts connections on ``127.0.0.1:port``."""
+    return _port_in_use(port)
+
+
+def _transport_port(http_port: int) -> int:
+    """``http_port + 100`` when free, else any free loopback port: a single node talks to nobody on it,
+    but a taken transport port would stop it from starting (another node's, say)."""
+    if http_port + 100 <= 65535 and not _port_in_use(http_port + 100):
+        return http_port + 100
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(cfg: NodeConfig, *, reuse: bool = True) -> str:
+    """Start the node and wait for yellow health; return its URL.
+
+    ``reuse``: a node already running from this folder is taken as it is (idempotent start). With
+    ``reuse=False`` (the sandbox) that is an error: a caller that did not start a node must neither
+    use nor stop it.
+    """
+    if is_running(cfg):
+        if reuse:
+            return cfg.http_url
+        raise NodeError(
+            f"an OpenSearch node named {cfg.name!r} already runs at {cfg.http_url}, started by someone else",
+            hint=f"stop it with `qrw opensearch stop --name {cfg.name} --port {cfg.port}`, or use another --port",
+        )
+    launch(cfg)
+    return wait_healthy(cfg)
+
+
+def launch(cfg: NodeConfig) -> None:
+    """Start the node's process (daemonised) without waiting for it to be healthy."""
     if _port_in_use(cfg.port):
         raise NodeError(
             f"port {cfg.port} on 127.0.0.1 is taken by another process",
@@ -306,7 +382,6 @@ def start(cfg: NodeConfig) -> str:
     for parent in (cfg.runtime_dir, cfg.runtime_dir / "nodes"):
         os.chmod(parent, 0o755)
 
-    transport = cfg.transport_port or cfg.port + 100
     env = {
         # runuser needs /usr/sbin on PATH for the JVM's own helpers; harmless otherwise.
         "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin",
@@ -315,39 +390,64 @@ def start(cfg: NodeConfig) -> str:
         "OPENSEARCH_JAVA_OPTS": f"-Xms{cfg.heap} -Xmx{cfg.heap}",
         "HOME": str(node_dir),
     }
-    command = [
-        str(home / "bin" / "opensearch"), "-d", "-p", str(node_dir / "opensearch.pid"),
-        "-Ediscovery.type=single-node",
-        "-Enetwork.host=127.0.0.1",
-        f"-Ehttp.port={cfg.port}",
-        f"-Etransport.port={transport}",
-        f"-Epath.data={node_dir / 'data'}",
-        f"-Epath.logs={node_dir / 'logs'}",
-        f"-Ecluster.name=qrw-{cfg.name}",
-        "-Ecluster.routing.allocation.disk.threshold_enabled=false",
-        "-Eaction.destructive_requires_name=false",
-    ]
+    command = [str(home / "bin" / "opensearch"), "-d", "-p", str(node_dir / "opensearch.pid"), *node_settings(cfg)]
     if account is not None:
         command = ["runuser", "-u", SERVICE_USER, "--", *command]
     # The daemon inherits our stdout/stderr: pipes would keep subprocess.run waiting for the
-    # daemon's exit, so its start-up output goes to a file instead.
+    # daemon's exit, so its start-up output goes to a file instead. Its own session: a Ctrl-C in the
+    # terminal that started it must not reach the node (the caller stops what it started).
     console = node_dir / "logs" / "console.out"
     with console.open("w") as sink:
-        result = subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=node_dir)
+        result = subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=node_dir,
+                                start_new_session=True)
     if result.returncode != 0:
         raise NodeError(
             f"OpenSearch did not start (exit {result.returncode}):\n{console.read_text(errors='replace')[-2000:]}",
             hint=f"logs are in {node_dir / 'logs'}",
         )
-    deadline = time.monotonic() + cfg.start_timeout_s
+
+
+def node_settings(cfg: NodeConfig) -> list[str]:
+    """The ``-E`` settings of one node: loopback only, single-node discovery or the cluster's seeds."""
+    settings = [
+        "-Enetwork.host=127.0.0.1",
+        f"-Ehttp.port={cfg.port}",
+        f"-Etransport.port={cfg.transport if cfg.transport_port or cfg.seed_transport_ports else _transport_port(cfg.port)}",
+        f"-Epath.data={cfg.node_dir / 'data'}",
+        f"-Epath.logs={cfg.node_dir / 'logs'}",
+        f"-Ecluster.name={cfg.cluster_name}",
+        f"-Enode.name={cfg.name}",
+        "-Ecluster.routing.allocation.disk.threshold_enabled=false",
+        "-Eaction.destructive_requires_name=false",
+    ]
+    if cfg.seed_transport_ports:
+        settings += [
+            "-Ediscovery.seed_hosts=" + ",".join(f"127.0.0.1:{p}" for p in cfg.seed_transport_ports),
+            "-Ecluster.initial_cluster_manager_nodes=" + ",".join(cfg.initial_managers),
+        ]
+    else:
+        settings.append("-Ediscovery.type=single-node")
+    return settings
+
+
+def wait_healthy(cfg: NodeConfig, *, nodes: int = 1) -> str:
+    """Wait until the node answers yellow or green health with ``nodes`` members in its cluster."""
+    node_dir = cfg.node_dir
+    started = time.monotonic()
+    deadline = started + cfg.start_timeout_s
+    seen_pid = False
     while time.monotonic() < deadline:
         health = cluster_health(cfg.http_url)
-        if health and health.get("status") in ("yellow", "green"):
+        if health and health.get("status") in ("yellow", "green") and health.get("number_of_nodes", 1) >= nodes:
             (node_dir / "node.json").write_text(
                 json.dumps({"url": cfg.http_url, "port": cfg.port, "version": cfg.version, "name": cfg.name})
             )
             return cfg.http_url
-        if _read_pid(cfg) is None and time.monotonic() > deadline - cfg.start_timeout_s + 15:
+        alive = _read_pid(cfg) is not None
+        seen_pid |= alive
+        # The JVM writes its pid file only once it has bootstrapped: under load that takes a while, so
+        # "exited" means the pid went away after it was seen, or never came within 90 s.
+        if not alive and (seen_pid or time.monotonic() > started + 90):
             raise NodeError(
                 f"OpenSearch exited during start-up. Last log lines:\n{_log_tail(cfg)}",
                 hint=f"logs are in {node_dir / 'logs'}",
@@ -396,3 +496,80 @@ def destroy(cfg: NodeConfig) -> None:
     """Stop the node and delete its folder (data and logs). Used by the test session teardown."""
     stop(cfg)
     shutil.rmtree(cfg.node_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several nodes: one cluster on loopback
+# ---------------------------------------------------------------------------------------------
+
+
+def cluster_members(cfg: NodeConfig, nodes: int) -> list[NodeConfig]:
+    """The member configs of an ``nodes``-node cluster named after ``cfg``: ``<name>-0`` on ``port``,
+    ``<name>-1`` on ``port + 1``, ... (transport ports from ``port + 100`` on), all cluster-manager
+    eligible. Indices get OpenSearch's default of one replica per shard, so any one node may die."""
+    if not 1 <= nodes <= 9:
+        raise NodeError(f"--nodes {nodes} is out of range 1..9")
+    if nodes == 1:
+        return [cfg]
+    names = tuple(f"{cfg.name}-{i}" for i in range(nodes))
+    seeds = tuple(cfg.transport + i for i in range(nodes))
+    return [
+        dataclasses.replace(cfg, name=names[i], port=cfg.port + i, transport_port=seeds[i], cluster=f"qrw-{cfg.name}",
+                            seed_transport_ports=seeds, initial_managers=names)
+        for i in range(nodes)
+    ]
+
+
+def _cluster_file(cfg: NodeConfig) -> Path:
+    return cfg.runtime_dir / "nodes" / f"{cfg.name}.cluster.json"
+
+
+def recorded_size(cfg: NodeConfig) -> int:
+    """How many nodes ``start_cluster`` last started under this name (1 when none was recorded)."""
+    try:
+        return int(json.loads(_cluster_file(cfg).read_text())["nodes"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return 1
+
+
+def start_cluster(cfg: NodeConfig, nodes: int, *, reuse: bool = True) -> list[str]:
+    """Start every member that is not running, then wait until the cluster has all ``nodes``."""
+    members = cluster_members(cfg, nodes)
+    if nodes == 1:
+        return [start(cfg, reuse=reuse)]
+    running = [m for m in members if is_running(m)]
+    if running and not reuse:
+        raise NodeError(f"cluster {cfg.name!r} already has running nodes ({', '.join(m.name for m in running)})",
+                        hint=f"stop it with `qrw opensearch stop --name {cfg.name} --nodes {nodes}`")
+    cfg.runtime_dir.joinpath("nodes").mkdir(parents=True, exist_ok=True)
+    _cluster_file(cfg).write_text(json.dumps({"nodes": nodes, "port": cfg.port, "version": cfg.version}))
+    for member in members:
+        if member not in running:
+            launch(member)
+    return [wait_healthy(member, nodes=nodes) for member in members]
+
+
+def stop_cluster(cfg: NodeConfig, nodes: int) -> int:
+    """Stop every member; returns how many were running."""
+    stopped = sum(stop(member) for member in cluster_members(cfg, nodes))
+    _cluster_file(cfg).unlink(missing_ok=True)
+    return stopped
+
+
+def destroy_cluster(cfg: NodeConfig, nodes: int) -> None:
+    for member in cluster_members(cfg, nodes):
+        destroy(member)
+    _cluster_file(cfg).unlink(missing_ok=True)
+
+
+def kill(cfg: NodeConfig) -> int | None:
+    """SIGKILL the node (a crash, for failover tests); returns the pid killed, or None."""
+    pid = _read_pid(cfg)
+    if pid is None:
+        return None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _read_pid(cfg) is not None:
+        time.sleep(0.2)
+    (cfg.node_dir / "opensearch.pid").unlink(missing_ok=True)
+    return pid

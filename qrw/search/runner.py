@@ -5,13 +5,14 @@ rank documents for many query bodies. If each did its own ``msearch`` loop, they
 ties differently or count hits differently, and a figure in one report would not match another.
 Here ties are broken by ``(-score, _id)`` (deterministic whatever order a shard returns equal scores
 in), the total hit count is exact, and ``matched_queries`` is kept so a report can say which clause
-(the original query or a rewrite) found each document.
+(the original query or a rewrite) found each document. The client may point at OpenSearch or at the
+rewriting proxy (same REST API): then each ranking also carries the proxy's explain report.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 from opensearchpy import OpenSearch
 from tqdm import tqdm
@@ -28,6 +29,10 @@ class Ranking:
     scores: list[float]
     matched: dict[str, list[str]]
     total: int
+    sources: dict[str, dict] = dataclasses.field(default_factory=dict)
+    """``_source`` per id, when fields were asked for (``source=``)."""
+    explain: dict | None = None
+    """The rewriting proxy's report (``qrw`` in its response) when the search went through it with explain on."""
 
 
 def _ranking(response: Mapping) -> Ranking:
@@ -39,7 +44,9 @@ def _ranking(response: Mapping) -> Ranking:
     total = response["hits"].get("total", 0)
     if isinstance(total, Mapping):
         total = total.get("value", 0)
-    return Ranking([h["_id"] for h in hits], [float(h.get("_score") or 0.0) for h in hits], matched, int(total))
+    sources = {h["_id"]: h["_source"] for h in hits if isinstance(h.get("_source"), Mapping)}
+    return Ranking([h["_id"] for h in hits], [float(h.get("_score") or 0.0) for h in hits], matched, int(total),
+                   sources, response.get("qrw"))
 
 
 def search_many(
@@ -52,8 +59,14 @@ def search_many(
     url: str = "",
     progress: bool = False,
     desc: str = "searching",
+    source: Sequence[str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[Hashable, Ranking]:
-    """Search every body (``size`` = ``depth``, no ``_source``, exact totals) and return its ``Ranking``."""
+    """Search every body (``size`` = ``depth``, exact totals) and return its ``Ranking``.
+
+    ``source`` names the ``_source`` fields to return (none by default); ``headers`` go with each
+    request (e.g. ``X-QRW-Explain: true`` towards the proxy).
+    """
     keys = list(bodies)
     out: dict[Hashable, Ranking] = {}
     bar = tqdm(total=len(keys), desc=desc, unit="q", disable=not progress)
@@ -62,8 +75,10 @@ def search_many(
             batch = keys[start : start + batch_size]
             lines: list[dict] = []
             for key in batch:
-                lines += [{"index": index}, {**bodies[key], "size": depth, "_source": False, "track_total_hits": True}]
-            for key, response in zip(batch, client.msearch(body=lines)["responses"]):
+                lines += [{"index": index}, {**bodies[key], "size": depth, "_source": list(source) if source else False,
+                                             "track_total_hits": True}]
+            answer = client.msearch(body=lines, headers=dict(headers)) if headers else client.msearch(body=lines)
+            for key, response in zip(batch, answer["responses"]):
                 if "error" in response:
                     raise SearchBackendError(f"search {key!r} failed: {response['error']}")
                 out[key] = _ranking(response)

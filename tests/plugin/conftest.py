@@ -84,14 +84,15 @@ class ServerThread:
 
         import uvicorn
 
+        from qrw.plugin.proxy import serve_config
+
         if port is None:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 port = probe.getsockname()[1]
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                                    access_log=False, lifespan="on"))
+        self.server = uvicorn.Server(serve_config(app, "127.0.0.1", port))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "ServerThread":
@@ -111,3 +112,103 @@ class ServerThread:
 @pytest.fixture(scope="session")
 def serve():
     return ServerThread
+
+
+class RawUpstream:
+    """A tiny real HTTP/1.1 server that records each request exactly as received (raw header list, body
+    bytes) and answers what the test tells it. For checking what the proxy forwards byte for byte, and
+    for upstream behaviours OpenSearch cannot be made to show (duplicate Set-Cookie, a slow answer)."""
+
+    def __init__(self) -> None:
+        import asyncio
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.requests: list[dict] = []
+        self.delay_s = 0.0
+        self.drop_when = None
+        """A predicate on the request: when true, the connection is closed without an answer (a node dying mid-request)."""
+        self.response: tuple[int, list[tuple[bytes, bytes]], bytes] = (
+            200, [(b"content-type", b"application/json; charset=UTF-8")], b'{"ok":true}')
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import asyncio
+
+        import httptools
+
+        outer = self
+
+        class Handler(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+                self.parser = httptools.HttpRequestParser(self)
+                self.current = None
+
+            def data_received(self, data):
+                self.parser.feed_data(data)
+
+            def on_message_begin(self):
+                self.current = {"headers": [], "body": b"", "url": b""}
+
+            def on_url(self, url):
+                self.current["url"] += url
+
+            def on_header(self, name, value):
+                self.current["headers"].append((bytes(name), bytes(value)))
+
+            def on_body(self, body):
+                self.current["body"] += bytes(body)
+
+            def on_message_complete(self):
+                self.current["method"] = self.parser.get_method().decode()
+                outer.requests.append(self.current)
+                if outer.drop_when is not None and outer.drop_when(self.current):
+                    self.transport.close()
+                    return
+                status, headers, body = outer.response
+                head = b"HTTP/1.1 %d X\r\n" % status + b"".join(b"%s: %s\r\n" % h for h in headers)
+                payload = head + b"content-length: %d\r\n\r\n" % len(body) + body
+                if outer.delay_s:
+                    asyncio.get_running_loop().call_later(outer.delay_s, self._write, payload)
+                else:
+                    self._write(payload)
+
+            def _write(self, payload):
+                if not self.transport.is_closing():
+                    self.transport.write(payload)
+
+        async def main():
+            self._server = await asyncio.get_running_loop().create_server(Handler, "127.0.0.1", self.port)
+            self._ready.set()
+            await self._server.serve_forever()
+
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(main())
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - stopped
+            pass
+
+    def __enter__(self) -> "RawUpstream":
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def header(self, request: dict, name: bytes) -> list[bytes]:
+        return [v for k, v in request["headers"] if k.lower() == name]
+
+
+@pytest.fixture()
+def raw_upstream():
+    with RawUpstream() as upstream:
+        yield upstream

@@ -46,7 +46,7 @@ def test_explain_is_nested_and_off_builds_nothing(table_file, rules_file):
     engine = engine_for(TableRewriteModel.from_file(table_file), load_rules(rules_file), chain={"num_rewrites": 4})
     new_body, report = engine.rewrite_body({**BODY, "ext": {"qrw": {"explain": True}}})
     assert "ext" not in new_body
-    assert [step["id"] for step in report["log"]["chain"]] == ["model", "guards", "gate", "rules"]
+    assert [step["id"] for step in report["log"]["chain"]] == ["model", "guards", "gate", "rules", "terms"]
     actions = {(a["action"], a.get("text")) for step in report["log"]["chain"] for a in step["actions"]}
     assert ("drop", "Laptop") in actions and ("full", "notebook") in actions
     by_text = {row["text"]: row for row in report["rewrites"]}

@@ -29,7 +29,11 @@ TABLE = {
 }
 
 
+DEBUG_FROM_LOOPBACK = {"debug_networks": ["127.0.0.1/32"]}
+
+
 def make_engine(**sections):
+    sections["proxy"] = {**DEBUG_FROM_LOOPBACK, **sections.get("proxy", {})}
     return RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, **sections), TableRewriteModel(TABLE),
                          parse_rules(["usb stick =>", "    PIN: usb flash drive"], "rules"))
 
@@ -248,7 +252,7 @@ def test_missing_model_serves_the_original_with_a_warning(opensearch_url, indexe
     with caplog.at_level(logging.WARNING, logger="qrw.plugin"):
         model = load_model(tmp_path / "no-model-here")
     assert model is None and "serving original queries" in caplog.text
-    engine = RewriteEngine(load_config(None), model)
+    engine = RewriteEngine(load_config(None, proxy=DEBUG_FROM_LOOPBACK), model)
     body = search_body("chromebook", size=20)
     with serve(create_app(engine, opensearch_url)) as server:
         a = httpx.post(f"{server.url}/{indexed_catalog}/_search", json=body, headers={"X-QRW-Explain": "1"}).json()
@@ -276,7 +280,7 @@ def test_concurrent_clients_lose_nothing(proxied, indexed_catalog):
 
 
 def test_proxy_import_does_not_load_torch():
-    code = ("import sys, qrw.plugin.proxy, qrw.plugin.proxy_cli, qrw.plugin.client, qrw.plugin.calibrate_cli;"
+    code = ("import sys, qrw.plugin.proxy, qrw.plugin.proxy_cli, qrw.plugin.client, qrw.plugin.model_store, qrw.eval.calibrate_cli;"
             "bad = [m for m in ('torch', 'transformers', 'trl') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

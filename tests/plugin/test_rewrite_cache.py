@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qrw.plugin.cache import FileStore, RedisStore, RewriteCache, StoreError, TTLCache, decode_outputs, encode_outputs
+from qrw.plugin.cache import FileStore, RedisStore, PersistentCache, StoreError, TTLCache, decode_outputs, encode_outputs
 from qrw.plugin.chain import cache_key
 from qrw.plugin.config import load_config
 from qrw.plugin.engine import RewriteEngine, build_cache
@@ -72,7 +72,7 @@ def test_a_restarted_engine_answers_from_the_file_without_the_model(onnx_model, 
     path = tmp_path / "cache.sqlite"
     first = CountingModel(onnx_model)
     cold = engine(first, file=str(path))
-    assert isinstance(cold.cache, RewriteCache) and cold.cache.namespace.endswith(f"{onnx_model.model_hash}:n3")
+    assert isinstance(cold.cache, PersistentCache) and cold.cache.namespace.endswith(f"{onnx_model.model_hash}:n3")
     computed = {q: cold.source.outputs(q, time.monotonic() + 5) for q in QUERIES}
     assert first.calls == len(QUERIES) and all(origin == "model" for _, origin, _ in computed.values())
     wait_stored(cold, QUERIES)
@@ -92,21 +92,21 @@ def test_a_restarted_engine_answers_from_the_file_without_the_model(onnx_model, 
 def test_store_entries_expire_by_persist_ttl_and_stay_as_fallback(tmp_path: Path):
     now = [1000.0]
     store = FileStore(tmp_path / "c.sqlite")
-    cache = RewriteCache(TTLCache(10, 60), store, "ns", persist_ttl_s=100, wall_clock=lambda: now[0])
+    cache = PersistentCache(TTLCache(10, 60), store, "ns", persist_ttl_s=100, wall_clock=lambda: now[0])
     cache.put("laptop", OUTPUT)
-    fresh = RewriteCache(TTLCache(10, 60), store, "ns", persist_ttl_s=100, wall_clock=lambda: now[0])
+    fresh = PersistentCache(TTLCache(10, 60), store, "ns", persist_ttl_s=100, wall_clock=lambda: now[0])
     assert fresh.is_fresh("laptop") and fresh.get("laptop").value == OUTPUT
     now[0] += 101
-    later = RewriteCache(TTLCache(10, 60), store, "ns", persist_ttl_s=100, wall_clock=lambda: now[0])
+    later = PersistentCache(TTLCache(10, 60), store, "ns", persist_ttl_s=100, wall_clock=lambda: now[0])
     hit = later.get("laptop")
     assert hit is not None and not hit.fresh and hit.value == OUTPUT and not later.is_fresh("laptop")
-    assert RewriteCache(TTLCache(10, 60), store, "other", wall_clock=lambda: now[0]).get("laptop") is None
+    assert PersistentCache(TTLCache(10, 60), store, "other", wall_clock=lambda: now[0]).get("laptop") is None
 
 
 def test_a_corrupt_or_failing_store_is_a_miss_never_an_error(tmp_path: Path, caplog):
     store = FileStore(tmp_path / "c.sqlite")
     store.save("ns:laptop", "{not json", 0.0)
-    cache = RewriteCache(TTLCache(10, 60), store, "ns")
+    cache = PersistentCache(TTLCache(10, 60), store, "ns")
     assert cache.get("laptop") is None and cache.stats()["store_errors"] == 1
     assert "rewrite cache store failed" in caplog.text
     store.close()  # every later call fails inside sqlite
@@ -191,7 +191,7 @@ def test_an_unreachable_redis_leaves_the_engine_on_memory(onnx_model, caplog):
     url = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
     cache = build_cache(load_config(None, cache={"store": "redis", "redis_url": url}), onnx_model)
     assert isinstance(cache, TTLCache) and "cannot reach redis" in caplog.text
-    dead = RewriteCache(TTLCache(10, 60), RedisStore(url, timeout_s=0.05), "ns")
+    dead = PersistentCache(TTLCache(10, 60), RedisStore(url, timeout_s=0.05), "ns")
     started = time.monotonic()
     assert dead.get("laptop") is None and not dead.is_fresh("laptop")
     dead.put("laptop", OUTPUT)

@@ -48,7 +48,7 @@ class WarmableModel:
         return self.model.tag(pairs)
 
 
-def test_engine_and_client_warm_the_model_on_every_worker_thread(tiny_export, faulty_model_cls):
+def test_engine_and_client_warm_the_model_before_traffic(tiny_export, faulty_model_cls):
     from qrw.plugin import RewritingOpenSearch
     from qrw.plugin.runtime import load_model
 
@@ -56,7 +56,7 @@ def test_engine_and_client_warm_the_model_on_every_worker_thread(tiny_export, fa
     config = load_config(None, chain={"model_workers": 2})
     client = RewritingOpenSearch(hosts=["http://127.0.0.1:1"], config=config, model=model)  # no request is sent
     assert model.warmups == 1 and client.qrw.warm_ms is not None
-    assert all(name.startswith("qrw-model") for name in model.threads) and len(model.threads) == 3  # warm-up + one probe per worker
+    assert len(model.threads) == 2  # the runtime's warm-up, then one probe through the serving call
     assert len(client.qrw.cache) == 0  # the probe query is not cached
     assert client.qrw.warm_up() == client.qrw.warm_ms and model.warmups == 1  # idempotent
     client.close()

@@ -15,10 +15,17 @@ def small_data_config(tmp_path_factory, data_dir, judgments_path, opensearch_url
 
 
 @pytest.fixture(scope="session")
-def built_data(small_data_config, catalog):
+def training_catalog(data_dir):
+    from qrw.trainer.catalog import TrainingCatalog
+
+    return TrainingCatalog.icecat(data_dir)
+
+
+@pytest.fixture(scope="session")
+def built_data(small_data_config, training_catalog):
     from qrw.trainer.data import build_data
 
-    card = build_data(small_data_config, catalog=catalog, progress=False)
+    card = build_data(small_data_config, catalog=training_catalog, progress=False)
     return small_data_config, card
 
 

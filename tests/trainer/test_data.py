@@ -143,14 +143,14 @@ def test_judged_bridges_help_and_accessories_hurt(catalog, judgments_path):
 
 
 @pytest.mark.opensearch
-def test_build_data_is_deterministic(built_data, tmp_path, catalog):
+def test_build_data_is_deterministic(built_data, tmp_path, training_catalog):
     import dataclasses
 
     from qrw.trainer.data import build_data
 
     config, _ = built_data
     again = dataclasses.replace(config, output_dir=str(tmp_path), agreement_sample=0)
-    build_data(again, catalog=catalog, progress=False)
+    build_data(again, catalog=training_catalog, progress=False)
     for name in ("rewrite_train.jsonl", "tag_train.jsonl", "tag_valid.jsonl", "grpo_train.jsonl"):
         assert (tmp_path / name).read_text() == (Path(config.output_dir) / name).read_text(), name
 

@@ -1,0 +1,65 @@
+"""``AsyncRewritingOpenSearch``: the asyncio twin of ``RewritingOpenSearch`` for ``AsyncOpenSearch``.
+
+Same constructor, same surface: it *is* an ``opensearchpy.AsyncOpenSearch``; only ``search`` and
+``msearch`` rewrite, everything else is inherited. Why a twin rather than a wrapper: applications on
+asyncio (FastAPI, aiohttp) call ``await client.search(...)`` and must be able to swap the class in
+one line. The body handling is the sync client's (``client.prepare_search`` and friends); when a
+body may wait for the model (no fresh cache entry), that work runs in a thread, so the event loop
+never blocks on the model: it waits at most the server's ``chain.deadline_ms``.
+
+    from qrw.plugin.async_client import AsyncRewritingOpenSearch
+    client = AsyncRewritingOpenSearch(hosts=["http://127.0.0.1:9200"], model=load_model("models/rewriter-int8"))
+    await client.search(index="products", body={"query": {"match": {"title": "laptop"}}})
+    await client.close()
+
+Needs opensearch-py's async extra (aiohttp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from opensearchpy import AsyncOpenSearch
+
+from qrw.plugin.client import finish, make_engine, materialise, needs_model, prepare_msearch, prepare_search
+from qrw.plugin.config import PluginConfig
+from qrw.plugin.engine import RewriteEngine
+from qrw.plugin.model import RewriteModel
+from qrw.plugin.rules import RuleSet
+
+
+class AsyncRewritingOpenSearch(AsyncOpenSearch):
+    """An ``AsyncOpenSearch`` client that rewrites ``search`` and ``msearch`` through a ``RewriteEngine``."""
+
+    def __init__(
+        self,
+        hosts: Any = None,
+        *,
+        engine: RewriteEngine | None = None,
+        config: PluginConfig | None = None,
+        model: RewriteModel | None = None,
+        rules: RuleSet | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(hosts, **kwargs)
+        self.qrw = make_engine(engine, config, model, rules)
+
+    async def _prepare(self, step: Any, body: Any, index: Any, headers: Any) -> Any:
+        if needs_model(self.qrw, body):
+            return await asyncio.to_thread(step, self.qrw, body, index, headers)
+        return step(self.qrw, body, index, headers)
+
+    async def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        prepared = await self._prepare(prepare_search, body, index, headers)
+        response = await super().search(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
+        return finish(prepared, response)
+
+    async def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        prepared = await self._prepare(prepare_msearch, materialise(body), index, headers)
+        response = await super().msearch(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
+        return finish(prepared, response)
+
+    async def close(self) -> None:
+        self.qrw.close()
+        await super().close()
