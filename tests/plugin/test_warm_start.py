@@ -78,13 +78,15 @@ def test_a_fresh_proxy_rewrites_its_first_query_within_the_deadline(opensearch_u
     """The proxy process loads and warms the model before it listens; the first search it sees is
     then answered by the model itself (not the fallback) inside the default 150 ms deadline."""
     config = tmp_path / "plugin.yaml"
-    config.write_text("cache:\n  store: memory\n")  # nothing cached from earlier runs: the model must answer
+    # nothing cached from earlier runs (the model must answer); explain allowed from loopback
+    config.write_text("cache:\n  store: memory\nproxy:\n  debug_networks: [127.0.0.1/32]\n")
     port = _free_port()
     log = tmp_path / "proxy.log"
     with open(log, "w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "qrw.cli", "proxy", "--upstream", opensearch_url, "--model", str(tiny_export), "--port", str(port),
-             "--config", str(config), "--log-level", "info"],
+            # the plugin's own command (what `qrw proxy` hands over to)
+            [sys.executable, "-c", "import sys; from qrw.plugin.proxy_cli import proxy; sys.exit(proxy())",
+             "--upstream", opensearch_url, "--model", str(tiny_export), "--port", str(port), "--config", str(config), "--log-level", "info"],
             stdout=subprocess.DEVNULL, stderr=stderr,
         )
     try:
