@@ -50,7 +50,7 @@ def profile_plugin_config(profile_file: Path | None, upstream: str, config_file:
 def _params() -> list[click.Parameter]:
     params = []
     for param in plugin_proxy.params:
-        if param.name == "upstream":
+        if param.name in ("upstream", "upstreams"):  # the plugin's --upstream (repeatable: "upstreams")
             param = copy.copy(param)
             param.required = False
             param.envvar = URL_ENV
@@ -73,11 +73,12 @@ def _params() -> list[click.Parameter]:
 
 @click.pass_context
 def _run(ctx: click.Context, profile_file: Path | None, config_out: Path, **options) -> None:
-    options["upstream"] = options.get("upstream") or default_url()
+    upstreams = tuple(options.get("upstreams") or ()) or (default_url(),)
+    options["upstreams"] = upstreams
     if str(options.get("model_dir")).lower() == "none":
         options["model_dir"] = None  # serve original queries only
     if profile_file is not None:
-        options["config_file"] = profile_plugin_config(profile_file, options["upstream"], options.get("config_file"), config_out)
+        options["config_file"] = profile_plugin_config(profile_file, upstreams[0].split(",")[0], options.get("config_file"), config_out)
     ctx.invoke(plugin_proxy, **options)
 
 
