@@ -26,7 +26,7 @@ SANDBOX_ARGS ?=
 # The browser the page test drives; an installed one is always reused, never reinstalled.
 CHROMIUM ?= $(or $(QRW_CHROMIUM),$(shell command -v chromium || command -v chromium-browser))
 
-.PHONY: setup browser test sandbox opensearch-start opensearch-stop clean
+.PHONY: setup browser redis test sandbox opensearch-start opensearch-stop clean
 
 setup: $(STAMP)
 
@@ -56,7 +56,14 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "the browser test needs Chromium: sudo apt-get install chromium (or set QRW_CHROMIUM)"; exit 2; fi
 
-test: setup browser
+# The rewrite cache's Redis tests run a real redis-server (Debian's package) on a loopback port.
+redis:
+	@command -v redis-server >/dev/null || command -v valkey-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "the Redis cache tests need redis-server: sudo apt-get install redis-server"; exit 2; fi; }
+
+test: setup browser redis
 	QRW_CHROMIUM="$(or $(CHROMIUM),$(shell command -v chromium))" $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 sandbox: setup

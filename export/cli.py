@@ -3,6 +3,7 @@
 Examples::
 
     qrw-export --model runs/sft/checkpoint --out models/rewriter-int8 --target cpu --int8
+    qrw-export --model runs/sft/checkpoint --out models/rewriter-int4 --target cpu --int4
     qrw-export --model runs/grpo/adapter --out models/rewriter-fp16 --target cuda --fp16
     qrw-export --config export.yaml --out models/x      # flags override the file
 
@@ -28,6 +29,10 @@ import click
 @click.option("--fp16", is_flag=True, default=None, help="float16 weights and KV cache (needs --target cuda).")
 @click.option("--int8", is_flag=True, default=None, help="int8 quantisation of MatMul weights (needs --target cpu).")
 @click.option("--int8-method", type=click.Choice(["blockwise", "dynamic"]), default=None, help="blockwise (MatMulNBits, 8-bit blocks of 32: tags closest to fp32) or dynamic (MatMulInteger: faster prompt pass) [default: blockwise].")
+@click.option("--int4", is_flag=True, default=None, help="4-bit blockwise weights (MatMulNBits, blocks of 32; needs --target cpu).")
+@click.option("--graph", type=click.Choice(["auto", "qrw", "optimum"]), default=None, help="qrw: build the decoder directly (attention fused); optimum: optimum export + ORT fusions; auto: qrw on cpu for llama/qwen2/mistral [default: auto].")
+@click.option("--max-new-tokens", type=int, default=None, help="Token cap of one generated rewrite list [default: from the training targets, else 24].")
+@click.option("--targets", default=None, help="The trainer's rewrite_train.jsonl, for the token cap [default: found via training_card.json].")
 @click.option("--opset", type=int, default=None, help="ONNX opset [default: 18].")
 @click.option("--base-model", default=None, help="Base model of an adapter (default: from adapter_config.json).")
 @click.option("--optimize/--no-optimize", default=None, help="ONNX Runtime transformer fusions [default: on].")
@@ -50,6 +55,7 @@ def export_command(config_file, quiet, **flags) -> None:
         "precision": manifest.precision,
         "model_hash": manifest.model_hash,
         "optimizations": list(manifest.optimizations),
+        "max_new_tokens": manifest.max_new_tokens,
         "fused_ops": manifest.fused_ops,
         "parity": manifest.parity,
     }

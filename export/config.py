@@ -12,6 +12,7 @@ precision  max |logit diff|  greedy agreement  tag argmax agr.  max |tag p diff|
 fp32       1e-3              1.0 (exact)       1.0              1e-3
 fp16       0.5               0.75              0.9              0.05
 int8       no bound (info)   0.0 (info)        0.85             0.15
+int4       no bound (info)   0.0 (info)        0.85             0.15
 =========  ================  ================  ===============  ================
 
 Why these: fp32 ONNX differs from PyTorch only by kernel summation order (seen: ~1e-5 on logits of
@@ -39,7 +40,12 @@ _TOLERANCES: dict[str, dict[str, float]] = {
     "fp32": {"max_logit_diff": 1e-3, "min_greedy_agreement": 1.0, "min_tag_agreement": 1.0, "max_tag_prob_diff": 1e-3},
     "fp16": {"max_logit_diff": 0.5, "min_greedy_agreement": 0.75, "min_tag_agreement": 0.9, "max_tag_prob_diff": 0.05},
     "int8": {"max_logit_diff": float("inf"), "min_greedy_agreement": 0.0, "min_tag_agreement": 0.85, "max_tag_prob_diff": 0.15},
+    "int4": {"max_logit_diff": float("inf"), "min_greedy_agreement": 0.0, "min_tag_agreement": 0.85, "max_tag_prob_diff": 0.15},
 }
+GRAPHS = ("auto", "qrw", "optimum")
+DEFAULT_MAX_NEW_TOKENS = 24
+"""Token cap written to the manifest when no training targets are found (a list of three or four
+short product phrases with their separators is 15-25 SmolLM2 tokens)."""
 
 
 @dataclasses.dataclass
@@ -58,11 +64,18 @@ class ExportConfig:
     int8: bool = dataclasses.field(default=False, metadata={"help": "int8 quantisation of MatMul weights (target cpu only); how: int8_method"})
     int8_method: str = dataclasses.field(default="blockwise", metadata={"help": "blockwise: 8-bit weights in blocks of int8_block_size (MatMulNBits, int8 compute on activations quantised per block; tags closest to fp32); dynamic: per-channel weights, activations per tensor (MatMulInteger; faster prompt pass, tags further from fp32)"})
     int8_block_size: int = dataclasses.field(default=32, metadata={"help": "with int8_method blockwise: weights (and activations) per block of this many input features"})
+    int4: bool = dataclasses.field(default=False, metadata={"help": "4-bit blockwise weights (MatMulNBits, blocks of int4_block_size, int8 compute on activations quantised per block; target cpu only)"})
+    int4_block_size: int = dataclasses.field(default=32, metadata={"help": "with int4: weights (and activations) per block of this many input features"})
     int8_keep_down_proj: bool = dataclasses.field(default=True, metadata={"help": "with int8_method dynamic, keep the MLP down projections fp32 (activation outliers)"})
-    optimize: bool = dataclasses.field(default=True, metadata={"help": "run ONNX Runtime's transformer fusions (layer norm, rotary, activations)"})
+    graph: str = dataclasses.field(default="auto", metadata={"help": "qrw: build the decoder directly from the checkpoint (attention fused, packed projections; llama/qwen2/mistral); optimum: optimum's export plus ONNX Runtime's fusions; auto: qrw for target cpu when the architecture is supported, else optimum"})
+    optimize: bool = dataclasses.field(default=True, metadata={"help": "run ONNX Runtime's transformer fusions on an optimum graph (layer norm, rotary, activations)"})
     opset: int = dataclasses.field(default=18, metadata={"help": "ONNX opset of the export"})
     last_logits_only: bool = dataclasses.field(default=True, metadata={"help": "cut the LM head to the last position (the runtime never needs more)"})
     top_k_outputs: bool = dataclasses.field(default=True, metadata={"help": "add in-graph top-16 log-prob outputs, so beam and greedy decoding never copy full-vocabulary logits to the host"})
+
+    # -- decoding contract written to the manifest ----------------------------------------------------
+    max_new_tokens: int | None = dataclasses.field(default=None, metadata={"help": "token cap of one generated rewrite list; default: from the training targets (targets), else 24"})
+    targets: str | None = dataclasses.field(default=None, metadata={"help": "the trainer's rewrite JSONL (rewrite_train.jsonl): the cap is the 99th percentile of its completions' token counts plus EOS; default: found through the model folder's training_card.json"})
 
     # -- parity check ------------------------------------------------------------------------------
     parity: bool = dataclasses.field(default=True, metadata={"help": "validate against PyTorch (fails the export past the tolerances)"})
@@ -75,8 +88,16 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ConfigError(f"target={self.target!r}: choose one of {TARGETS}")
-        if self.fp16 and self.int8:
-            raise ConfigError("--fp16 and --int8 exclude each other", hint="fp16 is for --target cuda, int8 for --target cpu")
+        if sum((self.fp16, self.int8, self.int4)) > 1:
+            raise ConfigError("--fp16, --int8 and --int4 exclude each other", hint="fp16 is for --target cuda, int8/int4 for --target cpu")
+        if self.int4 and self.target != "cpu":
+            raise ConfigError("--int4 needs --target cpu (MatMulNBits with int8 compute is the CPU kernel)", hint="use --fp16 for CUDA")
+        if self.int4_block_size not in (16, 32, 64, 128, 256):
+            raise ConfigError(f"int4_block_size={self.int4_block_size}: must be 16, 32, 64, 128 or 256")
+        if self.graph not in GRAPHS:
+            raise ConfigError(f"graph={self.graph!r}: choose one of {GRAPHS}")
+        if self.max_new_tokens is not None and not 1 <= self.max_new_tokens <= 256:
+            raise ConfigError(f"max_new_tokens={self.max_new_tokens}: must be within 1..256")
         if self.fp16 and self.target != "cuda":
             raise ConfigError("--fp16 needs --target cuda (CPU kernels for fp16 are slower than fp32)", hint="use --int8 for CPU")
         if self.int8 and self.target != "cpu":
@@ -95,7 +116,7 @@ class ExportConfig:
 
     @property
     def precision(self) -> str:
-        return "fp16" if self.fp16 else "int8" if self.int8 else "fp32"
+        return "fp16" if self.fp16 else "int8" if self.int8 else "int4" if self.int4 else "fp32"
 
     def require_paths(self) -> None:
         if not self.model:

@@ -259,14 +259,25 @@ def quantize_int8_blockwise(src: Path, dst: Path, *, block_size: int = 32) -> li
     decoding 1.4x faster than ORT fp32 either way; the prompt (tagging) pass 0.8x fp32 at block 32
     against 2.0x for dynamic: accuracy bought with prompt-pass speed.
     """
-    import onnx
+    return quantize_blockwise(src, dst, bits=8, block_size=block_size)
+
+
+def quantize_blockwise(src: Path, dst: Path, *, bits: int, block_size: int = 32) -> list[str]:
+    """``bits``-bit (4 or 8) symmetric blockwise weights in ``MatMulNBits`` (see ``quantize_int8_blockwise``).
+
+    4 bits halve the weight bytes again, and a decoding step at one query is bound by reading the
+    weights: the int4 graph is the fastest on CPU, and the one whose tags move most (its agreement
+    with fp32, and its gate decisions, are measured on judged pairs by ``benchmarks/bench_runtime.py --quality``).
+    """
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    import onnx
+
     model = onnx.load(str(src))
-    quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=4)
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=True, accuracy_level=4)
     quantizer.process()
     save_model(quantizer.model.model, dst)
-    return [f"int8-blockwise-{block_size}-matmulnbits"]
+    return [f"int{bits}-blockwise-{block_size}-matmulnbits"]
 
 
 def convert_fp16(src: Path, dst: Path) -> list[str]:
@@ -287,3 +298,52 @@ def count_ops(path: Path) -> dict[str, int]:
     model = onnx.load(str(path), load_external_data=False)
     counts = Counter(n.op_type for n in model.graph.node)
     return {op: counts[op] for op in FUSED_OPS if counts.get(op)}
+
+
+def token_cap_from_targets(tokenizer_dir: Path, targets: Path, *, quantile: float = 0.99) -> tuple[int, str]:
+    """(cap, description): the ``quantile`` of the token counts of the rewrite targets in ``targets``
+    (the trainer's rewrite JSONL, field ``completion``), plus one for EOS.
+
+    Why a quantile and not the maximum: one long list in the training data would let every runaway
+    generation run that long; the runtime stops earlier anyway at EOS, at a newline, or once it has
+    the rewrites it asked for.
+    """
+    import json
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    completions = []
+    with open(targets, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                record = json.loads(line)
+                if isinstance(record.get("completion"), str):
+                    completions.append(record["completion"])
+    if not completions:
+        raise ConfigError(f"{targets} holds no records with a 'completion' (expected the trainer's rewrite_train.jsonl)")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    lengths = np.array([len(tokenizer.encode(text, add_special_tokens=False)) for text in completions])
+    cap = int(np.ceil(np.quantile(lengths, quantile))) + 1
+    note = f"p{quantile * 100:g} of {len(lengths)} training targets in {targets.name} (+1 EOS; max {int(lengths.max()) + 1})"
+    return max(cap, 2), note
+
+
+def find_training_targets(source: Path) -> Path | None:
+    """The rewrite training file named by the model folder's ``training_card.json``, if it still exists."""
+    import json
+
+    card = source / "training_card.json"
+    if not card.is_file():
+        return None
+    try:
+        data_dir = json.loads(card.read_text()).get("config", {}).get("data_dir")
+    except (OSError, ValueError):
+        return None
+    if not data_dir:
+        return None
+    for base in (Path.cwd(), source, source.parent):
+        candidate = (base / data_dir / "rewrite_train.jsonl").resolve()
+        if candidate.is_file():
+            return candidate
+    return None

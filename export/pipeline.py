@@ -2,12 +2,14 @@
 
 Steps, each logged with its time (and a tqdm bar over the steps):
 
-1. resolve the checkpoint; merge a peft adapter into its base
-2. export with optimum (text-generation-with-past: KV cache as inputs and outputs), fp32
-3. cut the LM head to the last position
-4. ONNX Runtime transformer fusions for the target (unless ``optimize`` is off)
-5. precision: int8 quantisation, blockwise or dynamic (cpu), or fp16 conversion (cuda), or keep fp32; then the
-   in-graph top-k log-prob outputs (fp32) that decoding reads instead of the full logits
+1. resolve the checkpoint; merge a peft adapter into its base; the token cap (flag, training
+   targets, or the default) for the manifest
+2-4. the qrw graph (``builder``: attention fused, packed projections, last-position logits; the
+   default on cpu for llama/qwen2/mistral), or: export with optimum (text-generation-with-past, fp32),
+   cut the LM head to the last position, ONNX Runtime transformer fusions (unless ``optimize`` is off)
+5. precision: int8 quantisation, blockwise or dynamic, or int4 blockwise (cpu), or fp16 conversion
+   (cuda), or keep fp32; then the in-graph top-k log-prob outputs (fp32) that decoding reads instead
+   of the full logits
 6. parity check against PyTorch through the serving runtime (fails past the tolerances)
 7. manifest (hashes, sizes, tag ids, versions, parity figures); the folder appears atomically
 
@@ -28,7 +30,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from qrw.errors import ConfigError
-from qrw.export import graph
+from qrw.export import builder, graph
 from qrw.export.config import ExportConfig
 from qrw.export.parity import ParityError, check_parity
 from qrw.plugin.prompt import PROMPT_VERSION, TAGS, tag_prompt
@@ -92,6 +94,35 @@ def _token_ids(checkpoint: Path) -> tuple[list[TagId], tuple[int, ...], int]:
     return tags, tuple(eos), int(pad)
 
 
+def _use_builder(cfg: ExportConfig, hf_config: dict) -> bool:
+    """Whether the qrw graph builder writes this export (see ``ExportConfig.graph``)."""
+    supported = hf_config.get("model_type") in builder.SUPPORTED_TYPES
+    if cfg.graph == "qrw":
+        if not supported:
+            raise ConfigError(f"--graph qrw builds {builder.SUPPORTED_TYPES}, not model_type {hf_config.get('model_type')!r}", hint="use --graph optimum")
+        return True
+    if cfg.graph == "optimum":
+        return False
+    # auto: the CUDA path of the built graph (opset-23 Attention on the CUDA EP) has not been run on a GPU here
+    return supported and cfg.target == "cpu"
+
+
+def _token_cap(cfg: ExportConfig, source: Path, checkpoint: Path) -> tuple[int, str]:
+    """The generated-token cap for the manifest: the flag, else the training targets, else the default."""
+    from qrw.export.config import DEFAULT_MAX_NEW_TOKENS
+
+    if cfg.max_new_tokens is not None:
+        return cfg.max_new_tokens, "--max-new-tokens"
+    targets = Path(cfg.targets).expanduser() if cfg.targets else None
+    if targets is not None and not targets.is_file():
+        raise ConfigError(f"--targets {targets} does not exist", hint="pass the trainer's rewrite_train.jsonl")
+    if targets is None and source.is_dir():
+        targets = graph.find_training_targets(source)
+    if targets is None:
+        return DEFAULT_MAX_NEW_TOKENS, "default (no training targets found)"
+    return graph.token_cap_from_targets(checkpoint, targets)
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -134,35 +165,51 @@ def run_export(cfg: ExportConfig, *, progress: bool = True) -> Manifest:
             note = "full checkpoint"
         hf_config = json.loads((checkpoint / "config.json").read_text())
         tags, eos_ids, pad_id = _token_ids(checkpoint)
-        steps.end(note)
-
-        steps.start(f"optimum export (text-generation-with-past, opset {cfg.opset})")
-        raw = graph.export_onnx(checkpoint, tmp / "raw", cfg.opset)
-        steps.end()
-
-        steps.start("cut LM head to the last position" if cfg.last_logits_only else "keep logits for all positions")
-        current = raw
-        optimizations: list[str] = []
-        if cfg.last_logits_only:
-            cut = tmp / "cut.onnx"
-            if graph.cut_lm_head_to_last_position(raw, cut):
-                current = cut
-                optimizations.append("last-position-logits")
-        logits_mode = "last" if "last-position-logits" in optimizations else "all"
-        steps.end()
+        max_new_tokens, cap_source = _token_cap(cfg, source, checkpoint)
+        steps.end(f"{note}; token cap {max_new_tokens} ({cap_source})")
 
         heads = int(hf_config["num_attention_heads"])
         hidden = int(hf_config["hidden_size"])
-        steps.start(f"ONNX Runtime fusions for {cfg.target}" if cfg.optimize else "fusions skipped (--no-optimize)")
-        if cfg.optimize:
-            fused = tmp / "fused.onnx"
-            optimizations += graph.optimize_graph(current, fused, model_type=hf_config.get("model_type", ""), num_heads=heads, hidden_size=hidden, use_gpu=cfg.target == "cuda")
-            current = fused
-        steps.end()
+        optimizations: list[str] = []
+        use_builder = _use_builder(cfg, hf_config)
+        opset = builder.OPSET if use_builder else cfg.opset
+        if use_builder:
+            steps.start("build the decoder graph (attention fused, packed projections, last-position logits)")
+            current = tmp / "built.onnx"
+            built = builder.build_decoder(checkpoint, current)
+            optimizations += ["qrw-graph", "fused-attention", "packed-qkv-gate-up", "last-position-logits", "num-logits-input"]
+            steps.end(f"{built['nodes']} nodes")
+            steps.start("optimum export skipped (qrw graph)")
+            steps.end()
+            steps.start("ORT fusions skipped (the qrw graph is built fused)")
+            steps.end()
+        else:
+            steps.start(f"optimum export (text-generation-with-past, opset {cfg.opset})")
+            raw = graph.export_onnx(checkpoint, tmp / "raw", cfg.opset)
+            steps.end()
+
+            steps.start("cut LM head to the last position" if cfg.last_logits_only else "keep logits for all positions")
+            current = raw
+            if cfg.last_logits_only:
+                cut = tmp / "cut.onnx"
+                if graph.cut_lm_head_to_last_position(raw, cut):
+                    current = cut
+                    optimizations.append("last-position-logits")
+            steps.end()
+
+            steps.start(f"ONNX Runtime fusions for {cfg.target}" if cfg.optimize else "fusions skipped (--no-optimize)")
+            if cfg.optimize:
+                fused = tmp / "fused.onnx"
+                optimizations += graph.optimize_graph(current, fused, model_type=hf_config.get("model_type", ""), num_heads=heads, hidden_size=hidden, use_gpu=cfg.target == "cuda")
+                current = fused
+            steps.end()
+        logits_mode = "last" if "last-position-logits" in optimizations else "all"
 
         steps.start(f"precision {cfg.precision}")
         final = staging / MODEL_NAME
-        if cfg.int8 and cfg.int8_method == "blockwise":
+        if cfg.int4:
+            optimizations += graph.quantize_blockwise(current, final, bits=4, block_size=cfg.int4_block_size)
+        elif cfg.int8 and cfg.int8_method == "blockwise":
             optimizations += graph.quantize_int8_blockwise(current, final, block_size=cfg.int8_block_size)
         elif cfg.int8:
             optimizations += graph.quantize_int8(current, final, keep_down_proj=cfg.int8_keep_down_proj)
@@ -212,7 +259,7 @@ def run_export(cfg: ExportConfig, *, progress: bool = True) -> Manifest:
             source=str(source.resolve()) if source.exists() else cfg.model,
             target=cfg.target,
             precision=cfg.precision,
-            opset=cfg.opset,
+            opset=opset,
             ort_version=onnxruntime.__version__,
             tags=tuple(tags),
             eos_token_ids=eos_ids,
@@ -222,6 +269,8 @@ def run_export(cfg: ExportConfig, *, progress: bool = True) -> Manifest:
             head_dim=int(hf_config.get("head_dim") or hidden // heads),
             logits=logits_mode,
             optimizations=tuple(optimizations),
+            max_new_tokens=max_new_tokens,
+            max_new_tokens_source=cap_source,
             fused_ops=graph.count_ops(staging / MODEL_NAME),
             files=files,
             parity=parity,

@@ -268,10 +268,27 @@ class ModelSource:
     def compute(self, query: str) -> ModelOutput:
         """Call the model now, in this thread (precompute, calibration)."""
         assert self.model is not None
+        combined = getattr(self.model, "rewrite_and_tag", None)
+        if callable(combined):  # one call: the runtime tags while the prompt's prefix KV cache is at hand
+            pairs = [(r, p) for r, p in combined([query], self.config.num_rewrites)[0] if isinstance(r, str) and normalize_text(r)]
+            pairs = pairs[: self.config.num_rewrites]
+            return _validated(query, [r for r, _ in pairs], [p for _, p in pairs])
         rewrites = self.model.generate([query], self.config.num_rewrites)[0]
         rewrites = [r for r in rewrites if isinstance(r, str) and normalize_text(r)][: self.config.num_rewrites]
         probabilities = self.model.tag([(query, r) for r in rewrites]) if rewrites else []
         return _validated(query, list(rewrites), list(probabilities))
+
+    def compute_batch(self, queries: Sequence[str]) -> list[ModelOutput]:
+        """``compute`` for many queries in one model call where the model offers it (``qrw precompute``)."""
+        assert self.model is not None
+        combined = getattr(self.model, "rewrite_and_tag", None)
+        if not callable(combined):
+            return [self.compute(q) for q in queries]
+        outputs = []
+        for query, found in zip(queries, combined(list(queries), self.config.num_rewrites)):
+            pairs = [(r, p) for r, p in found if isinstance(r, str) and normalize_text(r)][: self.config.num_rewrites]
+            outputs.append(_validated(query, [r for r, _ in pairs], [p for _, p in pairs]))
+        return outputs
 
     def is_fresh(self, query: str) -> bool:
         """True when a fresh cache entry answers ``query`` (no model call, no waiting)."""

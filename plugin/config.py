@@ -10,7 +10,7 @@ File layout (every section optional, every field has its default here and nowher
     chain:   {num_rewrites: 3, max_query_chars: 200, deadline_ms: 150, ...}
     guards:  {brands: [hp, canon], brands_file: brands.txt, brands_field: supplier.raw, ...}
     merge:   {rewrite_operator: and}
-    cache:   {max_entries: 10000, ttl_s: 3600, precompute_file: queries.txt}
+    cache:   {max_entries: 10000, ttl_s: 3600, store: file, file: cache.sqlite, precompute_file: queries.txt}
     proxy:   {rewrite_indices: ["products*"], upstreams: [http://127.0.0.1:9200], debug_networks: [127.0.0.1/32], ...}
 """
 
@@ -96,14 +96,37 @@ class ChainConfig(_Frozen):
     model_workers: int = Field(1, ge=1, le=64, description="threads running model calls")
     max_pending: int = Field(32, ge=1, le=10_000, description="model calls waiting or running; beyond this, requests fall back at once")
     explain_level: Literal["ids", "details"] = Field("details", description="detail of the explain log when a request asks for it")
+    decoding: Literal["greedy", "beam"] = Field("greedy", description="how an ONNX model writes rewrites: greedy (one sequence listing them, prompt v2: the least work) or beam (num_rewrites beams, each read as a list: for models trained on one rewrite per sequence)")
+    warm_up: bool = Field(True, description="run the model through the serving path on every model worker thread at start, before traffic is accepted (the first query then meets a warm model)")
 
 
 class CacheConfig(_Frozen):
-    """The LRU cache of model outputs (rewrites and tag probabilities) per normalised query."""
+    """The cache of model outputs (rewrites and tag probabilities) per normalised query: an in-memory
+    LRU, in front of a persistent store keyed by model hash (see ``qrw.plugin.cache``)."""
 
-    max_entries: int = Field(10_000, ge=0, le=10_000_000, description="0 disables the cache")
-    ttl_s: float = Field(3600.0, gt=0.0, description="entries older than this are refreshed; they stay usable as a fallback")
+    max_entries: int = Field(10_000, ge=0, le=10_000_000, description="in-memory entries; 0 disables the cache (and its store)")
+    ttl_s: float = Field(3600.0, gt=0.0, description="in-memory entries older than this are refreshed; they stay usable as a fallback")
     precompute_file: Path | None = Field(None, description="queries (one a line) whose rewrites are computed at start")
+    store: Literal["memory", "file", "redis"] = Field("file", description="where model outputs persist across restarts and are shared between processes: memory (nowhere), file (a SQLite file on this machine) or redis (Valkey or Redis, shared by proxies on several machines); only models with a hash (exported ONNX folders) are persisted")
+    file: Path | None = Field(None, description="the SQLite file of store: file (default: $QRW_CACHE_DIR/rewrite-cache.sqlite, QRW_CACHE_DIR defaulting to ~/.cache/qrw)")
+    redis_url: str | None = Field(None, description="the server of store: redis, e.g. redis://127.0.0.1:6379/0 (rediss:// for TLS)")
+    redis_timeout_s: float = Field(0.05, gt=0.0, le=10.0, description="socket timeout of one store: redis call; a slower answer counts as a miss")
+    key_prefix: str = Field("qrw:rewrites", min_length=1, max_length=200, description="first part of every persistent key ({key_prefix}:{model hash}:n{num_rewrites}:{query})")
+    persist_ttl_s: float | None = Field(None, gt=0.0, description="stored entries older than this are refreshed (kept as a fallback); unset: never (one model's greedy outputs do not change)")
+
+    @model_validator(mode="after")
+    def _check_store(self) -> CacheConfig:
+        if self.store == "redis" and not self.redis_url:
+            raise ValueError("store: redis needs redis_url (e.g. redis://127.0.0.1:6379/0)")
+        return self
+
+    def store_file(self) -> Path:
+        """The SQLite file of ``store: file``."""
+        if self.file is not None:
+            return self.file.expanduser()
+        import os
+
+        return Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")).expanduser() / "rewrite-cache.sqlite"
 
 
 class ProxyConfig(_Frozen):

@@ -7,6 +7,7 @@ whatever goes wrong, the caller gets a body to send (at worst the original, minu
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import time
@@ -14,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from qrw.plugin.cache import TTLCache
+from qrw.plugin.cache import FileStore, PersistentCache, RedisStore, RewriteStore, StoreError, TTLCache
 from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RewriteCache, RulesFactory, cache_key
-from qrw.plugin.config import PluginConfig
+from qrw.plugin.config import CacheConfig, PluginConfig
 from qrw.plugin.fidelity import TermsFactory, faithful_merge
 from qrw.plugin.merge import WeightedRewrite, find_text_query, rewrite_name, strip_ext
 from qrw.plugin.model import RewriteModel
@@ -80,12 +81,63 @@ def load_model(model: str | Path | None = "default", *, strict: bool = False) ->
     return None
 
 
+WARM_UP_QUERY = "usb c cable 2m"
+"""Run through the serving path at start; not cached."""
+
+
+def model_hash(model: RewriteModel | None) -> str:
+    """The model's content hash (exported ONNX folders have one), or "" when it has none."""
+    value = getattr(model, "model_hash", "") if model is not None else ""
+    return value if isinstance(value, str) else ""
+
+
+def open_store(config: CacheConfig) -> RewriteStore | None:
+    """The persistent store the config names; None for ``store: memory``. Raises ``StoreError``."""
+    if config.store == "memory" or config.max_entries <= 0:
+        return None
+    if config.store == "redis":
+        store = RedisStore(config.redis_url or "", timeout_s=config.redis_timeout_s)
+        store.ping()
+        return store
+    return FileStore(config.store_file())
+
+
+def build_cache(config: PluginConfig, model: RewriteModel | None) -> TTLCache | PersistentCache:
+    """The in-memory cache, with the persistent store in front of the model when the model has a hash.
+
+    A store that cannot be opened (a read-only folder, an unreachable Redis) is logged and left out:
+    the proxy then serves from memory, as before, instead of failing to start.
+    """
+    cache = config.cache
+    memory: TTLCache = TTLCache(cache.max_entries, cache.ttl_s)
+    digest = model_hash(model)
+    if not digest or cache.store == "memory" or cache.max_entries <= 0:
+        return memory
+    try:
+        store = open_store(cache)
+    except StoreError as exc:
+        log.warning("%s; caching in memory only", exc)
+        return memory
+    namespace = f"{cache.key_prefix}:{digest}:n{config.chain.num_rewrites}"
+    log.info("rewrite cache: %s (namespace %s)", store.description if store else "memory", namespace)
+    return PersistentCache(memory, store, namespace, persist_ttl_s=cache.persist_ttl_s)
+
+
+def _apply_decoding(model: RewriteModel | None, decoding: str) -> None:
+    """Set the ONNX runtime's decoding strategy from the config (other models decode their own way)."""
+    generation = getattr(model, "generation", None)
+    if generation is not None and dataclasses.is_dataclass(generation) and getattr(generation, "strategy", decoding) != decoding:
+        model.generation = dataclasses.replace(generation, strategy=decoding)
+
+
 class RewriteEngine:
     def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None,
                  cache: RewriteCache | None = None) -> None:
         self.config = config or PluginConfig()
-        # Any ``RewriteCache`` plugs in here (e.g. one shared by several proxy workers); in-process LRU by default.
-        self.cache: RewriteCache = cache if cache is not None else TTLCache(self.config.cache.max_entries, self.config.cache.ttl_s)
+        _apply_decoding(model, self.config.chain.decoding)
+        # Any ``RewriteCache`` plugs in here; by default the in-process LRU, with the persistent store
+        # (``cache.store``) behind it for models with a hash (see ``build_cache``).
+        self.cache: RewriteCache = cache if cache is not None else build_cache(self.config, model)
         self.source = ModelSource(model, self.config.chain, self.cache)
         self._verdicts: dict[str, tuple[Any, list[WeightedRewrite]]] = {}
         self.rules = rules or RuleSet()
@@ -96,10 +148,69 @@ class RewriteEngine:
             RulesFactory(self.rules),
             TermsFactory(),
         ])
+        self.warm_ms: float | None = None
+        if self.config.chain.warm_up:
+            self.warm_up()
         if self.config.cache.precompute_file is not None:
             self.precompute_file(self.config.cache.precompute_file)
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def warm_up(self) -> float | None:
+        """Run the model through the serving path once before traffic; idempotent.
+
+        Why: the first call of an ONNX session pays kernel selection and memory-arena growth; a request
+        that met them missed its deadline. Only models that know how to warm up (``warmup()``: the
+        ONNX runtime) are run; tables and test doubles are left alone. The probe goes through
+        ``ModelSource.compute`` (the exact serving call) and is not cached. Returns the milliseconds it
+        took (None: nothing to do).
+        """
+        model = self.source.model
+        if self.warm_ms is not None or model is None or not callable(getattr(model, "warmup", None)):
+            return self.warm_ms
+        started = time.perf_counter()
+        if not getattr(model, "warmed", False):
+            model.warmup()
+        try:
+            self.source.compute(WARM_UP_QUERY)
+        except Exception as exc:  # noqa: BLE001 - a failing model is the fallback ladder's business, not start-up's
+            log.warning("warm-up call failed: %s: %s", type(exc).__name__, exc)
+        self.warm_ms = (time.perf_counter() - started) * 1000.0
+        log.info("model %s warmed in %.0f ms", self.model_name, self.warm_ms)
+        return self.warm_ms
+
+    def precompute(self, queries: Sequence[str], *, batch_size: int = 16, refresh: bool = False, progress: bool = False) -> dict:
+        """Compute and cache the outputs of ``queries`` (the persistent store keeps them); returns counts.
+
+        Queries already fresh in the cache are skipped unless ``refresh``.
+        """
+        from tqdm import tqdm
+
+        by_key: dict[str, str] = {}
+        for query in queries:
+            text = normalize_text(query)
+            if text:
+                by_key.setdefault(cache_key(text), text)  # "Laptop" and "laptop" are one entry
+        unique = list(by_key.values())
+        todo = unique if refresh else [q for q in unique if not self.source.is_fresh(q)]
+        counts = {"queries": len(unique), "cached_before": len(unique) - len(todo), "computed": 0, "failed": 0}
+        if self.source.model is None:
+            counts["failed"] = len(todo)
+            return counts
+        with tqdm(total=len(todo), desc="precompute", unit="q", disable=not progress) as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                try:
+                    outputs = self.source.compute_batch(batch)
+                except Exception as exc:  # noqa: BLE001 - one bad batch must not lose the rest
+                    log.warning("precompute failed for a batch of %d (%s: %s)", len(batch), type(exc).__name__, exc)
+                    counts["failed"] += len(batch)
+                else:
+                    for query, output in zip(batch, outputs):
+                        self.cache.put(cache_key(query), output)
+                    counts["computed"] += len(batch)
+                bar.update(len(batch))
+        return counts
 
     def precompute_file(self, path: str | Path) -> int:
         path = Path(path)
@@ -107,12 +218,15 @@ class RewriteEngine:
             log.warning("precompute file %s not found; skipped", path)
             return 0
         queries = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        done = self.source.precompute(queries)
-        log.info("precomputed rewrites for %d of %d queries", done, len(queries))
-        return done
+        counts = self.precompute(queries)
+        log.info("precompute: %s", counts)
+        return counts["computed"] + counts["cached_before"]
 
     def close(self) -> None:
         self.source.close()
+        closer = getattr(self.cache, "close", None)
+        if callable(closer):
+            closer()
 
     def brands_request(self) -> dict | None:
         """The search body that reads brands from the index (``guards.brands_field``), or None."""

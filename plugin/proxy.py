@@ -247,6 +247,8 @@ class Proxy:
                                 health_interval_s=c.health_interval_s)
 
     async def startup(self) -> None:
+        # the model is warm before uvicorn accepts a connection (idempotent: the engine warms at start too)
+        await asyncio.get_running_loop().run_in_executor(self._model_threads, self.engine.warm_up)
         self.upstreams = Upstreams(self.upstream_urls, self._settings(), observe=self.metrics.upstream)
         await self.upstreams.start()
 

@@ -1,24 +1,37 @@
 """The torch-free serving runtime: ONNX Runtime sessions that write rewrites and tag (query, rewrite) pairs.
 
 Why its own generation loop: the serving image carries onnxruntime, numpy and `tokenizers` only (no
-torch, no transformers), and a rewrite request is small (a few queries, a few rewrites of at most a
-dozen tokens), so per-token Python overhead and padding waste matter as much as the matrix work.
-The loop therefore runs the prompt once per query (not once per rewrite), copies its KV cache to the
-beams/samples, keeps everything in preallocated numpy arrays, and asks the graph for the last
-position's logits only (``qrw-export`` cuts the LM head to it).
+torch, no transformers), and a rewrite request is small (a few queries, a few rewrites of a dozen
+tokens), so per-token Python overhead and padding waste matter as much as the matrix work.
+
+The serving call is ``rewrite_and_tag(queries, n)``, the least work per query that prompt contract v2
+allows (``qrw.plugin.prompt``):
+
+1. one forward pass over the rewrite prompts ``Query: {q}\nRewrites:`` (left-padded batch);
+2. greedy decoding of one sequence per query, which lists the rewrites (``r1 ; r2``), stopping at
+   EOS, at a newline, once ``n`` separators are out, or at the token cap of the manifest (taken from
+   the training targets); finished rows leave the batch;
+3. one forward pass that tags every rewrite of every query, reusing the KV cache of the prompt's
+   shared prefix ``Query: {q}\n`` from step 1: only ``Rewrite: {r}\nTag:`` is computed per rewrite.
+   The prefix KV is spliced in front of left-padded suffixes; the attention mask covers the gap.
+
+The graph returns the last position's logits only and, from ``qrw-export``, the top-16 next tokens,
+so a decoding step never copies vocabulary-sized rows out. Beam search and sampling stay available
+(``GenerationConfig.strategy``) and match transformers.
 
 Contract with ``qrw-export`` (see ``runtime_manifest``): the folder's ``manifest.json`` names the
-prompt version, the tag token ids, EOS/pad ids and what the graph was built for. ``load_model``
-refuses a folder that does not match this code, with a message saying why.
+prompt version, the tag token ids, EOS/pad ids, the token cap and what the graph was built for.
+``load_model`` refuses a folder that does not match this code, with a message saying why.
 
 Threads: one ``OnnxRewriteModel`` may be shared by any number of threads. The ONNX Runtime session
 is thread-safe for ``run``; every call keeps its own arrays (and its own IO binding on CUDA); the
 tokenizer is only read.
 
 GPU: with ``onnxruntime-gpu`` and a model exported with ``--target cuda --fp16`` the session runs on
-``CUDAExecutionProvider`` with IO binding (KV cache stays on the device between steps). That path is
-written but has NOT been run in this repository's CI, which has no GPU; the IO-binding code itself is
-exercised on CPU by the tests (``io_binding=True``).
+``CUDAExecutionProvider`` with IO binding: the KV cache stays on the device between steps, and
+reordering it (beams, finished rows, the shared prefix) runs as a small Gather/Slice graph on the
+device too. The IO-binding code is exercised on CPU by the tests (``io_binding=True``); the CUDA
+path itself has not been run since these changes (no GPU in this repository's CI).
 """
 
 from __future__ import annotations
@@ -34,8 +47,12 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from qrw.plugin.prompt import TAGS, parse_rewrites, rewrite_prompt, tag_prompt
+from qrw.plugin.prompt import REWRITE_SEPARATOR, TAGS, clip_query, parse_rewrites, query_prefix, rewrite_prompt, tag_prompt
 from qrw.plugin.runtime_manifest import MODEL_NAME, TOKENIZER_NAME, TOP_OUTPUTS, Manifest, ModelFolderError, read_manifest
+
+NUM_LOGITS = "num_logits"
+"""Graph input of the qrw graph (int64 [1]): logits (and top-k) for the last N positions; fed 1 unless
+verifying drafts. Graphs without it (optimum's) return the last position only."""
 
 log = logging.getLogger("qrw.plugin.runtime")
 
@@ -44,14 +61,27 @@ CUDA = "CUDAExecutionProvider"
 STRATEGIES = ("greedy", "beam", "sample")
 
 
+DEFAULT_MAX_NEW_TOKENS = 24
+"""Token cap when neither the GenerationConfig nor the manifest names one."""
+
+
 @dataclasses.dataclass(frozen=True)
 class GenerationConfig:
     """How rewrites are decoded. Defaults are the serving defaults."""
 
     strategy: str = "greedy"
-    """greedy (one sequence; prompt v2 lists every rewrite in it), beam (N best beams) or sample (N samples)."""
-    max_new_tokens: int = 24
-    """Cap on generated tokens per sequence (a list of a few short product phrases)."""
+    """greedy (one sequence listing the rewrites: the serving default), beam (N best beams, each a
+    list) or sample (N samples)."""
+    max_new_tokens: int | None = None
+    """Cap on generated tokens per sequence; None: the manifest's cap (from the training targets), else 24."""
+    stop_at_newline: bool = True
+    """Greedy: end a sequence at a token holding a newline (the list is one line) and once it holds
+    as many separators as rewrites were asked for. Off, greedy equals transformers' greedy search."""
+    lookahead: int = 4
+    """Greedy, one prompt at a time, graphs with a ``num_logits`` input: draft up to this many tokens
+    by prompt lookup (the continuation of the latest earlier occurrence of the last tokens, in the
+    prompt or the text so far) and verify them in one pass; the output is the greedy output, in
+    fewer passes when rewrites repeat the query's words. 0: one token per pass."""
     length_penalty: float = 1.0
     """Beam scores are sum(log p) / length ** length_penalty (as in transformers)."""
     temperature: float = 0.8
@@ -63,10 +93,24 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy={self.strategy!r}: choose one of {STRATEGIES}")
-        if not 1 <= self.max_new_tokens <= 256:
+        if self.max_new_tokens is not None and not 1 <= self.max_new_tokens <= 256:
             raise ValueError(f"max_new_tokens={self.max_new_tokens}: must be within 1..256")
+        if not 0 <= self.lookahead <= 16:
+            raise ValueError(f"lookahead={self.lookahead}: must be within 0..16")
         if self.temperature <= 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"sampling needs temperature > 0, top_k >= 0, 0 < top_p <= 1 (got {self.temperature}, {self.top_k}, {self.top_p})")
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryOutput:
+    """What ``rewrite_and_tag`` found for one query."""
+
+    rewrites: list[str]
+    probabilities: list[dict[str, float]]
+    """One row per rewrite: P(tag) for every tag name in ``prompt.TAGS``."""
+    text: str
+    """The generated sequence, decoded (before parsing)."""
+    generated_tokens: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +123,10 @@ class ModelSpec:
     tag_ids: tuple[int, ...]
     """Token id of each tag in ``prompt.TAGS`` order."""
     target: str = "cpu"
+    max_new_tokens: int | None = None
+    """The manifest's token cap (None: ``DEFAULT_MAX_NEW_TOKENS``)."""
+    model_hash: str = ""
+    """sha256 of the graph (the manifest's): names the model in persistent caches."""
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> ModelSpec:
@@ -88,6 +136,8 @@ class ModelSpec:
             eos_token_ids=manifest.eos_token_ids,
             tag_ids=tuple(manifest.tag_ids[t.name] for t in TAGS),
             target=manifest.target,
+            max_new_tokens=manifest.max_new_tokens,
+            model_hash=manifest.model_hash,
         )
 
 
@@ -158,6 +208,7 @@ class OnnxRewriteModel:
             if name not in inputs:
                 raise ModelFolderError(f"the ONNX model has no input {name!r}: not a qrw-export decoder (inputs: {sorted(inputs)})")
         self._has_position_ids = "position_ids" in inputs
+        self._has_num_logits = NUM_LOGITS in inputs
         self._past_names = sorted((n for n in inputs if n.startswith("past_key_values.")), key=_layer_order)
         if not self._past_names:
             raise ModelFolderError("the ONNX model has no past_key_values inputs: export with task text-generation-with-past")
@@ -171,7 +222,14 @@ class OnnxRewriteModel:
         self._kv_heads, self._head_dim = int(shape[1]), int(shape[3])
         self._kv_dtype = np.float16 if inputs[self._past_names[0]].type == "tensor(float16)" else np.float32
         self._eos = np.array(spec.eos_token_ids, dtype=np.int64)
+        self._eos_set = frozenset(spec.eos_token_ids)
         self._tag_ids = np.array(spec.tag_ids, dtype=np.int64)
+        self.model_hash = spec.model_hash
+        self.max_new_tokens = spec.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+        vocab = outputs["logits"].shape[-1]
+        self._newline, self._separators = _token_tables(tokenizer, vocab if isinstance(vocab, int) else 0)
+        self._kv_ops: _KVOps | None = None  # device-side KV gather (IO binding), built on first use
+        self.warmed = False
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -209,15 +267,23 @@ class OnnxRewriteModel:
         )
         return model
 
-    def warmup(self) -> None:
-        """One tagging pass and one short beam generation, so the first request pays no setup."""
-        self.tag([("warm up", "warm up")])
-        self.generate_ids([rewrite_prompt("warm up")], 2, dataclasses.replace(self.generation, strategy="beam", max_new_tokens=2))
+    def warmup(self, queries: Sequence[str] = ("warm up", "usb c cable 2m")) -> None:
+        """Run the serving path at its largest shapes once (the full token cap, several rewrites to
+        tag), so the first request pays neither kernel set-up nor memory-arena growth."""
+        n = 4
+        self.rewrite_and_tag(list(queries), n)
+        encoded = self._encode([rewrite_prompt(q) for q in queries])
+        self._greedy(encoded, self.max_new_tokens, 0, stop_at_newline=False)
+        self.tag([(q, f"{q} rewrite {i}") for q in queries for i in range(n)])
+        self.warmed = True
 
     # -- RewriteModel ---------------------------------------------------------------------------
 
     def generate(self, queries: Sequence[str], num_rewrites: int) -> list[list[str]]:
         """Up to ``num_rewrites`` parsed, de-duplicated rewrites per query (best first)."""
+        config = self.generation
+        if config.strategy == "greedy":
+            return [out.rewrites for out in self._rewrite(queries, num_rewrites, config, tag=False)]
         texts = self.generate_texts([rewrite_prompt(q) for q in queries], num_rewrites)
         result = []
         for candidates in texts:
@@ -232,9 +298,46 @@ class OnnxRewriteModel:
         return result
 
     def tag(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
-        """P(tag) for every (query, rewrite): softmax over the four tag ids at the prompt's last position."""
-        probs = self.tag_probs([tag_prompt(q, r) for q, r in pairs])
+        """P(tag) for every (query, rewrite): softmax over the four tag ids at the prompt's last position.
+
+        Pairs that share a query share one pass over its prefix ``Query: {q}\n`` (its KV cache is
+        spliced in front of each ``Rewrite: {r}\nTag:``); a query with one pair runs as one prompt.
+        """
+        if not pairs:
+            return []
+        groups: dict[str, list[int]] = {}
+        for i, (query, _) in enumerate(pairs):
+            groups.setdefault(clip_query(query), []).append(i)
+        if all(len(rows) == 1 for rows in groups.values()):
+            probs = self.tag_probs([tag_prompt(q, r) for q, r in pairs])
+        else:
+            queries = list(groups)
+            prefix = self._prefix_pass(queries)
+            rewrites = [[pairs[i][1] for i in groups[q]] for q in queries]
+            per_query = self._tag_with_prefix(queries, prefix, rewrites)
+            probs = np.zeros((len(pairs), len(TAGS)), dtype=np.float32)
+            for q, rows in zip(queries, per_query):
+                probs[groups[q]] = rows
         return [{t.name: float(p) for t, p in zip(TAGS, row)} for row in probs]
+
+    def rewrite_and_tag(self, queries: Sequence[str], num_rewrites: int) -> list[list[tuple[str, dict[str, float]]]]:
+        """For each query, up to ``num_rewrites`` (rewrite, P(tag)) pairs from one greedy list and one
+        tagging pass that reuses the prompt's prefix KV cache (see the module docstring)."""
+        outputs = self.rewrite_outputs(queries, num_rewrites)
+        return [list(zip(out.rewrites, out.probabilities)) for out in outputs]
+
+    def rewrite_outputs(self, queries: Sequence[str], num_rewrites: int, config: GenerationConfig | None = None) -> list[QueryOutput]:
+        """``rewrite_and_tag`` with the generated text and token counts (benchmarks, explain)."""
+        config = config or self.generation
+        if config.strategy != "greedy":
+            rewrites = self.generate(queries, num_rewrites)
+            tags = self.tag([(q, r) for q, rs in zip(queries, rewrites) for r in rs])
+            out, start = [], 0
+            for rs in rewrites:
+                out.append(QueryOutput(rs, tags[start : start + len(rs)], " ; ".join(rs), 0))
+                start += len(rs)
+            return out
+        return self._rewrite(queries, num_rewrites, config, tag=True)
 
     # -- lower-level calls (also used by the exporter's parity check and the benchmark) ----------
 
@@ -269,13 +372,245 @@ class OnnxRewriteModel:
         for start in range(0, len(prompts), per_batch):
             encoded = self._encode(prompts[start : start + per_batch])
             if config.strategy == "beam" and num_return > 1:
-                out.extend(self._beam(encoded, num_return, config))
+                out.extend(self._beam(encoded, num_return, self._with_cap(config)))
+            elif config.strategy == "greedy":
+                seqs, _ = self._greedy(encoded, self._with_cap(config).max_new_tokens, 0, stop_at_newline=config.stop_at_newline)
+                out.extend([seq] for seq in seqs)
             else:
                 expand = 1 if config.strategy == "greedy" else num_return
-                out.extend(self._sample(encoded, expand, config, rng))
+                out.extend(self._sample(encoded, expand, self._with_cap(config), rng))
         return out
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _with_cap(self, config: GenerationConfig) -> GenerationConfig:
+        return config if config.max_new_tokens else dataclasses.replace(config, max_new_tokens=self.max_new_tokens)
+
+    def _rewrite(self, queries: Sequence[str], num_rewrites: int, config: GenerationConfig, *, tag: bool) -> list[QueryOutput]:
+        """Greedy lists for ``queries`` (in prompt batches of ``batch_size``), then their tags."""
+        cap = self._with_cap(config).max_new_tokens
+        results: list[QueryOutput] = []
+        for start in range(0, len(queries), self.batch_size):
+            batch = [clip_query(q) for q in queries[start : start + self.batch_size]]
+            encoded = self._encode([rewrite_prompt(q) for q in batch])
+            seqs, prompt = self._greedy(encoded, cap, num_rewrites, stop_at_newline=config.stop_at_newline, keep_prompt=tag)
+            texts = self.tokenizer.decode_batch(seqs, skip_special_tokens=True)
+            rewrites = [parse_rewrites(text, limit=num_rewrites) for text in texts]
+            if tag and any(rewrites):
+                prefix = self._prefix_from_prompt(batch, encoded, prompt)
+                probs = self._tag_with_prefix(batch, prefix, rewrites)
+            else:
+                probs = [np.zeros((len(r), len(TAGS)), dtype=np.float32) for r in rewrites]
+            for rs, rows, text, seq in zip(rewrites, probs, texts, seqs):
+                results.append(QueryOutput(rs, [{t.name: float(p) for t, p in zip(TAGS, row)} for row in rows] if tag else [], text, len(seq)))
+        return results
+
+    def _greedy(self, encoded: list[list[int]], cap: int, num_rewrites: int, *, stop_at_newline: bool = True,
+                keep_prompt: bool = False, lookahead: int | None = None) -> tuple[list[list[int]], tuple | None]:
+        """Greedy decoding with the KV cache; returns (token ids per prompt without EOS, prompt state).
+
+        A row ends at EOS, at the cap, and with ``stop_at_newline`` at a token holding a newline or
+        once it has produced ``num_rewrites`` separators (0: no separator stop). Finished rows feed
+        padding until a quarter of the batch is finished, then leave it (their KV is dropped), so a
+        long list does not make every short one pay for its steps. The prompt state is the prompt
+        pass's (KV cache, mask), kept for the tagging pass when asked for.
+        """
+        ids, mask, pos = self._pad(encoded)
+        batch, width = ids.shape
+        nxt, past = self._next(ids, mask, pos, self._empty_past(batch))
+        prompt = (past, mask) if keep_prompt else None
+        lookahead = self.generation.lookahead if lookahead is None else lookahead
+        if batch == 1 and lookahead > 0 and self._has_num_logits and self.top_k:
+            seq = self._lookup_decode(encoded[0], int(nxt[0]), past, cap, num_rewrites, stop_at_newline, lookahead)
+            return [seq], prompt
+        full_mask = np.ones((batch, width + cap), dtype=np.int64)
+        full_mask[:, :width] = mask
+        tokens = np.full((batch, cap), self.spec.pad_token_id, dtype=np.int64)
+        lengths = np.zeros(batch, dtype=np.int64)
+        separators = np.zeros(batch, dtype=np.int64)
+        active = np.arange(batch)  # original row of each row in the running batch
+        done = np.zeros(batch, dtype=bool)  # per running row
+        next_pos = pos[:, -1:] + 1
+        for t in range(cap):
+            chosen = np.where(done, self.spec.pad_token_id, nxt)
+            live_rows = active[~done]
+            tokens[live_rows, t] = chosen[~done]
+            lengths[live_rows] = t + 1
+            finished = np.isin(chosen, self._eos)
+            if stop_at_newline:
+                finished |= self._newline[chosen]
+                if num_rewrites:
+                    separators[active] += np.where(done, 0, self._separators[chosen])
+                    finished |= separators[active] >= num_rewrites
+            done |= finished
+            if done.all() or t == cap - 1:
+                break
+            if done.sum() * 4 >= len(active) and len(active) > 1:  # drop finished rows
+                keep = np.flatnonzero(~done)
+                past, active, chosen, next_pos = self._select(past, keep), active[keep], chosen[keep], next_pos[keep]
+                done = done[keep]
+            step_mask = full_mask[active, : width + t + 1]
+            nxt, past = self._next(chosen[:, None], step_mask, next_pos, past)
+            next_pos = next_pos + 1
+        seqs = []
+        for row in range(batch):
+            seq = tokens[row, : lengths[row]]
+            if len(seq) and seq[-1] in self._eos:
+                seq = seq[:-1]
+            seqs.append(seq.tolist())
+        return seqs, prompt
+
+    def _lookup_decode(self, prompt: list[int], first: int, past: list, cap: int, num_rewrites: int, stop_at_newline: bool,
+                       lookahead: int) -> list[int]:
+        """Greedy decoding of one prompt with prompt-lookup drafts, verified in one pass each.
+
+        Each pass feeds the token just chosen plus up to ``lookahead`` drafted tokens (what followed
+        the latest earlier occurrence of the last 3, 2 or 1 tokens), reads the model's greedy choice
+        after every fed position, keeps the drafts up to the first disagreement and the model's token
+        after them, and cuts the KV cache back to the kept positions. The tokens are those of plain
+        greedy decoding; the stop rules apply token by token, as there.
+        """
+        context = list(prompt)
+        out: list[int] = []
+        separators = 0
+        length = len(prompt)  # KV positions so far
+        token = first
+
+        while True:
+            out.append(token)
+            if token in self._eos_set or len(out) >= cap:
+                break
+            if stop_at_newline:
+                if self._newline[token]:
+                    break
+                separators += int(self._separators[token])
+                if num_rewrites and separators >= num_rewrites:
+                    break
+            context.append(token)
+            draft = _lookup_draft(context, min(lookahead, cap - len(out)))
+            feed = np.array([[token, *draft]], dtype=np.int64)
+            n = feed.shape[1]
+            mask = np.ones((1, length + n), dtype=np.int64)
+            pos = np.arange(length, length + n, dtype=np.int64)[None, :]
+            (top_ids,), past = self._run((TOP_OUTPUTS[1],), feed, mask, pos, past, num_logits=n)
+
+            choices = top_ids[0, :, 0]
+            accepted = 0
+            stopped = False
+            while accepted < len(draft) and draft[accepted] == choices[accepted]:
+                tok = draft[accepted]
+                accepted += 1
+                out.append(tok)
+                if tok in self._eos_set or len(out) >= cap or (stop_at_newline and self._newline[tok]):
+                    stopped = True
+                    break
+                if stop_at_newline:
+                    separators += int(self._separators[tok])
+                    if num_rewrites and separators >= num_rewrites:
+                        stopped = True
+                        break
+                context.append(tok)
+            if stopped:
+                break
+            length += 1 + accepted
+            if accepted < len(draft):  # drop the KV of the rejected drafts
+                past = self._gather_kv(past, np.zeros(1, dtype=np.int64), length)
+            token = int(choices[accepted])
+        if out and out[-1] in self._eos_set:
+            out = out[:-1]
+        return out
+
+    def _next(self, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[np.ndarray, list]:
+        """One forward pass; the most probable next token per row (from the in-graph top-k if present)."""
+        if self.top_k:
+            (top_ids,), past = self._run((TOP_OUTPUTS[1],), ids, mask, pos, past)
+            return top_ids[:, 0], past
+        logits, past = self._step(ids, mask, pos, past)
+        return logits.argmax(axis=-1), past
+
+    def _prefix_ids(self, queries: Sequence[str]) -> list[list[int]]:
+        return self._encode([query_prefix(q) for q in queries])
+
+    def _prefix_pass(self, queries: Sequence[str]) -> _Prefix:
+        """A forward pass over the prefixes ``Query: {q}\n`` alone (for ``tag``)."""
+        prefix_ids = self._prefix_ids(queries)
+        ids, mask, pos = self._pad(prefix_ids)
+        _, past = self._step(ids, mask, pos, self._empty_past(len(ids)))
+        return _Prefix(past, mask, mask.shape[1], np.array([len(p) for p in prefix_ids]), list(prefix_ids))
+
+    def _prefix_from_prompt(self, queries: Sequence[str], encoded: list[list[int]], prompt: tuple) -> _Prefix:
+        """The prefix KV cache inside the rewrite prompts' KV cache.
+
+        Causal attention makes the KV of positions 0..p-1 the same whether or not more tokens follow,
+        so the prompt pass already computed each query's prefix. With left padding every prompt ends at
+        the same column; the prefix ends ``c`` tokens earlier (``c`` = the tokens of ``Rewrites:``).
+        Where ``c`` differs between rows, the extra columns are masked out; a prompt whose tokens do not
+        start with its prefix's tokens (a tokenizer merging across the newline) is tagged without reuse.
+        """
+        past, mask = prompt
+        width = mask.shape[1]
+        prefix_ids = self._prefix_ids(queries)
+        usable = [enc[: len(p)] == p for enc, p in zip(encoded, prefix_ids)]
+        tails = [len(enc) - len(p) for enc, p, ok in zip(encoded, prefix_ids, usable) if ok]
+        length = width - min(tails) if tails else width
+        prefix_mask = mask[:, :length].copy()
+        for row, (enc, p, ok) in enumerate(zip(encoded, prefix_ids, usable)):
+            if not ok:
+                prefix_mask[row] = 0
+            else:
+                prefix_mask[row, width - (len(enc) - len(p)) : length] = 0
+        return _Prefix(past, prefix_mask, length, np.array([len(p) for p in prefix_ids]), [p if ok else None for p, ok in zip(prefix_ids, usable)])
+
+    def _tag_with_prefix(self, queries: Sequence[str], prefix: _Prefix, rewrites: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """(len(rewrites[b]), 4) tag probabilities per query: one pass over every ``Rewrite: {r}\nTag:``
+        suffix, behind its query's prefix KV (see ``_prefix_from_prompt``)."""
+        rows: list[tuple[int, int, list[int]]] = []  # (query, rewrite index, suffix ids)
+        fallback: list[tuple[int, int, str]] = []
+        prompts = [tag_prompt(q, r) for q, rs in zip(queries, rewrites) for r in rs]
+        encoded = iter(self._encode(prompts)) if prompts else iter(())
+        for b, (query, rs) in enumerate(zip(queries, rewrites)):
+            p = prefix.ids[b]
+            for k, rewrite in enumerate(rs):
+                full = next(encoded)
+                if p is not None and full[: len(p)] == p and len(full) > len(p):
+                    rows.append((b, k, full[len(p) :]))
+                else:
+                    fallback.append((b, k, tag_prompt(query, rewrite)))
+        out = [np.zeros((len(rs), len(TAGS)), dtype=np.float32) for rs in rewrites]
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            qidx = np.array([b for b, _, _ in chunk])
+            ids, smask, _ = self._pad([suffix for _, _, suffix in chunk])
+            mask = np.concatenate([prefix.mask[qidx], smask], axis=1)
+            pos = prefix.real[qidx][:, None] + np.cumsum(smask, axis=1) - 1
+            pos[smask == 0] = 1
+            past = self._gather_kv(prefix.past, qidx, prefix.length)
+            logits, _ = self._step(ids, mask, pos, past)
+            probs = _softmax(logits[:, self._tag_ids].astype(np.float32))
+            for (b, k, _), row in zip(chunk, probs):
+                out[b][k] = row
+        if fallback:
+            probs = self.tag_probs([prompt for _, _, prompt in fallback])
+            for (b, k, _), row in zip(fallback, probs):
+                out[b][k] = row
+        return out
+
+    def _gather_kv(self, past: list, rows: np.ndarray, length: int | None = None) -> list:
+        """KV-cache rows ``rows`` (in that order, repeats allowed), positions ``:length``.
+
+        numpy arrays (CPU) are indexed in place; OrtValues (IO binding) go through a Gather/Slice
+        graph on their own device, so a CUDA KV cache never visits host memory.
+        """
+        if not past:
+            return past
+        if isinstance(past[0], np.ndarray):
+            if length is None:
+                return [p[rows] for p in past]
+            return [p[rows, :, :length] for p in past]
+        if self._kv_ops is None:
+            self._kv_ops = _KVOps(len(past), past[0].data_type(), self.session.get_providers(), self._device)
+        return self._kv_ops.gather(past, rows, length)
+
 
     def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(list(prompts))]
@@ -306,18 +641,24 @@ class OnnxRewriteModel:
         (logprobs, ids_out), past = self._run(TOP_OUTPUTS, ids, mask, pos, past)
         return logprobs.astype(np.float32, copy=False), ids_out, past
 
-    def _run(self, heads: tuple[str, ...], ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[list[np.ndarray], list]:
-        """Run the graph fetching ``heads`` (last position, as numpy) and the new KV cache."""
+    def _run(self, heads: tuple[str, ...], ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list,
+             num_logits: int | None = None) -> tuple[list[np.ndarray], list]:
+        """Run the graph fetching ``heads`` and the new KV cache. Heads are the last position's (B, ...)
+        or, with ``num_logits`` (graphs that take it), the last ``num_logits`` positions' (B, n, ...)."""
         if self.io_binding:
-            return self._run_bound(heads, ids, mask, pos, past)
+            return self._run_bound(heads, ids, mask, pos, past, num_logits)
         feeds = {"input_ids": ids, "attention_mask": mask}
         if self._has_position_ids:
             feeds["position_ids"] = pos
+        if self._has_num_logits:
+            feeds[NUM_LOGITS] = np.array([num_logits or 1], dtype=np.int64)
         feeds.update(zip(self._past_names, past))
         outputs = self.session.run([*heads, *self._present_names], feeds)
-        return [o[:, -1, :] for o in outputs[: len(heads)]], outputs[len(heads) :]
+        picked = outputs[: len(heads)] if num_logits is not None else [o[:, -1, :] for o in outputs[: len(heads)]]
+        return picked, outputs[len(heads) :]
 
-    def _run_bound(self, heads: tuple[str, ...], ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[list[np.ndarray], list]:
+    def _run_bound(self, heads: tuple[str, ...], ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list,
+                   num_logits: int | None = None) -> tuple[list[np.ndarray], list]:
         """IO-bound run: the KV cache stays as OrtValues on the session's device between steps;
         only the heads asked for are copied to the host."""
         binding = self.session.io_binding()  # one per call: bindings are not shared between threads
@@ -325,6 +666,8 @@ class OnnxRewriteModel:
         binding.bind_cpu_input("attention_mask", mask)
         if self._has_position_ids:
             binding.bind_cpu_input("position_ids", pos)
+        if self._has_num_logits:
+            binding.bind_cpu_input(NUM_LOGITS, np.array([num_logits or 1], dtype=np.int64))
         for name, value in zip(self._past_names, past):
             if isinstance(value, np.ndarray):
                 binding.bind_cpu_input(name, value)
@@ -336,15 +679,12 @@ class OnnxRewriteModel:
             binding.bind_output(name, self._device)
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
-        return [o.numpy()[:, -1, :] for o in outputs[: len(heads)]], list(outputs[len(heads) :])
+        picked = [o.numpy() if num_logits is not None else o.numpy()[:, -1, :] for o in outputs[: len(heads)]]
+        return picked, list(outputs[len(heads) :])
 
     def _select(self, past: list, rows: np.ndarray) -> list:
-        """Reorder/copy KV-cache rows (beam reordering, expanding a prompt to N rewrites)."""
-        if not past or isinstance(past[0], np.ndarray):
-            return [p[rows] for p in past]
-        # OrtValues (IO binding): through host memory. Fine on CPU; on CUDA a device-side gather
-        # would save a copy per beam step (not done: the GPU path is not exercised here).
-        return [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v.numpy()[rows]), self._device, 0) for v in past]
+        """Reorder/copy KV-cache rows (beam reordering, expanding a prompt, dropping finished rows)."""
+        return self._gather_kv(past, rows)
 
     def _finish(self, tokens: np.ndarray) -> list[int]:
         """Token ids up to (excluding) the first EOS."""
@@ -492,6 +832,92 @@ class OnnxRewriteModel:
             hyps.sort(key=lambda h: -h[0])
             results.append([h[1] for h in hyps[:beams]])
         return results
+
+
+@dataclasses.dataclass
+class _Prefix:
+    """The KV cache of a batch of ``Query: {q}\n`` prefixes, ready to be spliced before suffixes."""
+
+    past: list
+    """KV cache of the padded prompt batch (numpy arrays, or OrtValues with IO binding)."""
+    mask: np.ndarray
+    """(B, length) attention mask of the prefix columns (columns that are not the prefix zeroed)."""
+    length: int
+    """How many KV positions belong to the prefix columns."""
+    real: np.ndarray
+    """(B,) real prefix tokens per query: the position of the first suffix token."""
+    ids: list
+    """The prefix token ids per query, None where the prompt's tokens did not start with them."""
+
+
+class _KVOps:
+    """A tiny graph that gathers KV-cache rows and cuts positions on the cache's own device."""
+
+    def __init__(self, count: int, ort_type: str, providers: list[str], device: str) -> None:
+        import onnx
+        from onnx import TensorProto, helper
+
+        elem = TensorProto.FLOAT16 if "float16" in ort_type else TensorProto.FLOAT
+        nodes, inputs, outputs = [], [], []
+        inputs.append(helper.make_tensor_value_info("rows", TensorProto.INT64, ["R"]))
+        inputs.append(helper.make_tensor_value_info("length", TensorProto.INT64, [1]))
+        zero = helper.make_tensor("zero", TensorProto.INT64, [1], [0])
+        axis = helper.make_tensor("axis", TensorProto.INT64, [1], [2])
+        for i in range(count):
+            inputs.append(helper.make_tensor_value_info(f"kv{i}", elem, ["B", "H", "T", "D"]))
+            outputs.append(helper.make_tensor_value_info(f"out{i}", elem, ["R", "H", "L", "D"]))
+            nodes.append(helper.make_node("Gather", [f"kv{i}", "rows"], [f"rows{i}"], axis=0))
+            nodes.append(helper.make_node("Slice", [f"rows{i}", "zero", "length", "axis"], [f"out{i}"]))
+        graph = helper.make_graph(nodes, "qrw_kv_gather", inputs, outputs, initializer=[zero, axis])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=[_with_options(p) for p in providers])
+        self.count = count
+        self.device = device
+        onnx.checker.check_model(model)
+
+    def gather(self, past: list, rows: np.ndarray, length: int | None) -> list:
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("rows", np.ascontiguousarray(rows, dtype=np.int64))
+        binding.bind_cpu_input("length", np.array([length if length is not None else 2**62], dtype=np.int64))
+        for i, value in enumerate(past):
+            binding.bind_ortvalue_input(f"kv{i}", value)
+            binding.bind_output(f"out{i}", self.device)
+        self.session.run_with_iobinding(binding)
+        return list(binding.get_outputs())
+
+
+def _lookup_draft(context: list[int], limit: int, max_ngram: int = 3) -> list[int]:
+    """Up to ``limit`` tokens that followed the latest earlier occurrence of the context's last
+    ``max_ngram`` (then fewer) tokens; [] when none occurs. Rewrites repeat the query's words, and
+    the query is in the prompt, so its continuation is often the model's own."""
+    if limit <= 0:
+        return []
+    size = len(context)
+    for n in range(min(max_ngram, size - 1), 0, -1):
+        tail = context[size - n :]
+        for start in range(size - n - 1, -1, -1):
+            if context[start : start + n] == tail:
+                return context[start + n : start + n + limit]
+    return []
+
+
+def _token_tables(tokenizer: Tokenizer, vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per token id: does its text hold a newline; how many rewrite separators does it hold.
+
+    The greedy list stops at a newline (a list is one line) and once it holds enough separators;
+    reading both from tables keeps the check per step to two array lookups.
+    """
+    size = max(tokenizer.get_vocab_size(with_added_tokens=True), vocab)
+    known = tokenizer.get_vocab_size(with_added_tokens=True)
+    texts = tokenizer.decode_batch([[i] for i in range(known)], skip_special_tokens=False)
+    newline = np.zeros(size, dtype=bool)
+    separators = np.zeros(size, dtype=np.int64)
+    newline[:known] = ["\n" in text for text in texts]
+    separators[:known] = [text.count(REWRITE_SEPARATOR) for text in texts]
+    return newline, separators
 
 
 def _layer_order(name: str) -> tuple[int, str]:

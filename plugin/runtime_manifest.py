@@ -37,7 +37,7 @@ FORMAT_VERSION = 1
 """Bumped when the folder layout or the model's input/output contract changes."""
 
 TARGETS = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
 
 
 class ModelFolderError(ModelError):
@@ -75,6 +75,9 @@ class Manifest:
     logits: str = "last"
     """"last": the graph returns logits for the last position only (B, 1, V); "all": (B, S, V)."""
     optimizations: tuple[str, ...] = ()
+    max_new_tokens: int | None = None
+    """Cap on the tokens of one generated rewrite list (from the training targets); None: the runtime's default."""
+    max_new_tokens_source: str = ""
     fused_ops: dict[str, int] = dataclasses.field(default_factory=dict)
     files: dict[str, int] = dataclasses.field(default_factory=dict)
     """File name -> size in bytes; the runtime checks presence and size (a cheap corruption check)."""

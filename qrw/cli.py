@@ -23,6 +23,7 @@ LAZY_COMMANDS = {
     "baselines": "qrw.eval.cli:baselines_command",
     "train": "qrw.trainer.cli:train",
     "proxy": "qrw.proxy_cli:proxy",
+    "precompute": "qrw.plugin.precompute_cli:precompute",
     "calibrate": "qrw.eval.calibrate_cli:calibrate",
     "model": "qrw.model_cli:model_group",
     "sandbox": "qrw.sandbox:sandbox",

@@ -20,13 +20,15 @@ from qrw.plugin.runtime_manifest import file_sha256, model_files, read_manifest
 def test_fp32_export_passes_parity_and_writes_a_full_manifest(tiny_export: Path, tiny_checkpoint: Path):
     manifest = read_manifest(tiny_export, verify_hash=True)
     assert manifest.prompt_version == PROMPT_VERSION
-    assert manifest.target == "cpu" and manifest.precision == "fp32" and manifest.opset == 18
+    assert manifest.target == "cpu" and manifest.precision == "fp32" and manifest.opset == 23  # the qrw graph
     assert manifest.ort_version == onnxruntime.__version__
     assert [(t.name, t.token) for t in manifest.tags] == [(t.name, t.token) for t in TAGS]
     assert len({t.id for t in manifest.tags}) == 4
     assert manifest.model_hash == file_sha256(model_files(tiny_export))
     assert manifest.logits == "last" and "last-position-logits" in manifest.optimizations
-    assert manifest.fused_ops.get("SkipSimplifiedLayerNormalization", 0) > 0  # fusions ran
+    assert manifest.fused_ops.get("SkipSimplifiedLayerNormalization", 0) > 0  # fused norms
+    assert manifest.fused_ops.get("Attention") == 2 and "fused-attention" in manifest.optimizations  # one per layer
+    assert manifest.max_new_tokens == 24 and manifest.max_new_tokens_source.startswith("default")
     parity = manifest.parity
     assert parity["run"] and parity["passed"], parity
     assert parity["greedy_agreement"] == 1.0
@@ -41,8 +43,8 @@ def test_fp32_export_passes_parity_and_writes_a_full_manifest(tiny_export: Path,
 @pytest.mark.parametrize(
     ("flags", "op", "count", "optimization"),
     [
-        ([], "MatMulNBits", 14, "int8-blockwise-32-matmulnbits"),  # q,k,v,o,gate,up,down x 2 layers
-        (["--int8-method", "dynamic"], "MatMulInteger", 12, "int8-dynamic-per-channel-matmul-except-down-proj"),  # down_proj kept fp32
+        ([], "MatMulNBits", 9, "int8-blockwise-32-matmulnbits"),  # qkv, o, gate_up, down x 2 layers + LM head
+        (["--int8-method", "dynamic"], "MatMulInteger", 7, "int8-dynamic-per-channel-matmul-except-down-proj"),  # down_proj kept fp32
     ],
 )
 def test_int8_cpu_export_quantises_and_passes_its_tolerances(tiny_checkpoint: Path, tmp_path: Path, flags, op, count, optimization):
@@ -54,6 +56,48 @@ def test_int8_cpu_export_quantises_and_passes_its_tolerances(tiny_checkpoint: Pa
     assert optimization in manifest.optimizations
     assert manifest.parity["passed"]
     assert manifest.parity["tolerances"]["max_logit_diff"] is None  # reported, not enforced for int8
+
+
+def test_int4_cpu_export_quantises_every_matmul_to_four_bits(tiny_checkpoint: Path, tmp_path: Path):
+    import onnx
+
+    out = tmp_path / "int4"
+    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--int4", "--quiet"]) == 0
+    manifest = read_manifest(out)
+    assert manifest.precision == "int4" and "int4-blockwise-32-matmulnbits" in manifest.optimizations
+    graph = onnx.load(str(out / "model.onnx")).graph
+    quantised = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(quantised) == 9 and not [n for n in graph.node if n.op_type == "MatMul"]
+    assert all(a.i == 4 for n in quantised for a in n.attribute if a.name == "bits")
+    assert manifest.parity["passed"]
+
+
+def test_optimum_graph_is_still_available_and_passes_parity(tiny_checkpoint: Path, tmp_path: Path):
+    out = tmp_path / "optimum"
+    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--graph", "optimum", "--quiet"]) == 0
+    manifest = read_manifest(out)
+    assert manifest.opset == 18 and "qrw-graph" not in manifest.optimizations and "Attention" not in manifest.fused_ops
+    assert manifest.parity["passed"] and manifest.parity["greedy_agreement"] == 1.0 and manifest.parity["max_logit_diff"] < 1e-3
+
+
+def test_token_cap_comes_from_the_flag_or_the_training_targets(tiny_checkpoint: Path, tmp_path: Path):
+    from transformers import AutoTokenizer
+
+    from qrw.plugin.prompt import rewrite_completion
+
+    completions = [rewrite_completion(["hp 305a toner", "hp toner cartridge"])] * 98 + [rewrite_completion(["usb stick"])] * 2
+    targets = tmp_path / "rewrite_train.jsonl"
+    targets.write_text("".join(json.dumps({"prompt": "p", "completion": c}) + "\n" for c in completions))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    longest = len(tokenizer.encode(completions[0], add_special_tokens=False))
+    out = tmp_path / "capped"
+    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--targets", str(targets), "--no-parity", "--quiet"]) == 0
+    manifest = read_manifest(out)
+    assert manifest.max_new_tokens == longest + 1 and "rewrite_train.jsonl" in manifest.max_new_tokens_source
+    out = tmp_path / "flag"
+    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--max-new-tokens", "7", "--no-parity", "--quiet"]) == 0
+    assert read_manifest(out).max_new_tokens == 7
+    assert main(["--model", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--targets", str(tmp_path / "none.jsonl"), "--quiet"]) == 2
 
 
 def test_cuda_fp16_export_path_builds_and_is_marked_as_validated_on_cpu(tiny_checkpoint: Path, tmp_path: Path):
@@ -121,11 +165,16 @@ def test_config_defaults_yaml_and_flags(tmp_path: Path):
         ExportConfig(target="cuda", int8=True)
     with pytest.raises(ConfigError, match="int8_method"):
         ExportConfig(int8=True, int8_method="static")
+    with pytest.raises(ConfigError, match="exclude each other"):
+        ExportConfig(int8=True, int4=True)
+    with pytest.raises(ConfigError, match="graph"):
+        ExportConfig(graph="tvm")
+    assert ExportConfig(int4=True).precision == "int4" and ExportConfig(int4=True).min_tag_agreement == 0.85
 
 
 def test_cli_help_and_missing_model(tmp_path: Path):
     result = subprocess.run([sys.executable, "-m", "qrw.export.cli", "--help"], capture_output=True, text=True, check=True)
-    for flag in ("--model", "--out", "--target", "--fp16", "--int8", "--opset", "--config"):
+    for flag in ("--model", "--out", "--target", "--fp16", "--int8", "--int4", "--graph", "--max-new-tokens", "--targets", "--opset", "--config"):
         assert flag in result.stdout
     result = subprocess.run(
         [sys.executable, "-m", "qrw.export.cli", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"],

@@ -18,7 +18,7 @@ import pytest
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.prompt import TAGS, rewrite_prompt, tag_prompt
 from qrw.plugin.runtime import GenerationConfig, load_model, select_providers
-from qrw.plugin.runtime_manifest import ModelFolderError
+from qrw.plugin.runtime_manifest import ModelFolderError, read_manifest
 
 QUERIES = ["laptop", "hp toner 305a", "usb c cable", "samsung monitor 27", "wireless mouse logitech", "sd card", "a"]
 
@@ -42,7 +42,7 @@ def test_runtime_greedy_text_equals_pytorch(tiny_runtime, tiny_torch):
     prompts = [rewrite_prompt(q) for q in QUERIES]
     spec = tiny_runtime.spec
     expected_ids = _torch_generate(tiny_torch, prompts, spec.eos_token_ids, spec.pad_token_id, num_beams=1)
-    got = tiny_runtime.generate_texts(prompts, 1, GenerationConfig(strategy="greedy", max_new_tokens=12))
+    got = tiny_runtime.generate_texts(prompts, 1, GenerationConfig(strategy="greedy", max_new_tokens=12, stop_at_newline=False))
     tokenizer = tiny_torch[0]
     expected = [tokenizer.decode(ids, skip_special_tokens=True) for ids in expected_ids]
     assert [g[0] for g in got] == expected
@@ -71,6 +71,106 @@ def test_tag_probabilities_equal_pytorch(tiny_runtime, tiny_torch):
     assert [list(d) for d in got] == [[t.name for t in TAGS]] * len(pairs)
     np.testing.assert_allclose([[d[t.name] for t in TAGS] for d in got], expected, atol=1e-5)
     assert all(abs(sum(d.values()) - 1) < 1e-5 for d in got)
+
+
+def test_greedy_list_stops_at_newline_separators_and_the_cap(tiny_export, tiny_runtime, tiny_torch):
+    """Serving decoding = transformers' greedy search cut at the first newline token, or once n
+    separators are out, or at the cap. The tiny model is random, so the stop tokens are chosen from
+    its own greedy output (the tables are data); a batch must give what each prompt gives alone,
+    although rows finish at different steps and leave the batch."""
+    spec = tiny_runtime.spec
+    prompts = [f"{q} {p}" for q in QUERIES for p in ("Rewrite:", "Tag")]  # the random model varies more here
+    reference = _torch_generate(tiny_torch, prompts, spec.eos_token_ids, spec.pad_token_id, num_beams=1)
+    model = load_model(tiny_export, warmup=False)
+    counts: dict[int, int] = {}
+    for row in reference:
+        for t in set(row):
+            counts[t] = counts.get(t, 0) + 1
+    stops = sorted(t for t, c in counts.items() if c < len(reference))[::2]  # tokens some rows write, others not
+    model._newline[:] = False
+    model._newline[stops] = True
+    model._separators[:] = 0
+    got = model.generate_ids(prompts, 1, GenerationConfig(strategy="greedy", max_new_tokens=12))
+    expected = []
+    for row in reference:
+        cut = next((i for i, t in enumerate(row) if t in stops), None)
+        expected.append(row if cut is None else row[: cut + 1])
+    assert [g[0] for g in got] == expected
+    assert len({len(e) for e in expected}) > 1  # rows did finish at different steps
+    assert [model.generate_ids([p], 1, GenerationConfig(strategy="greedy", max_new_tokens=12))[0] for p in prompts] == got
+    # separators: stop once the row holds n of them
+    model._newline[:] = False
+    model._separators[stops] = 1
+    seqs, _ = model._greedy(model._encode(prompts), 12, 2)
+    for seq, row in zip(seqs, reference):
+        hits = [i for i, t in enumerate(row) if t in stops]
+        assert seq == (row[: hits[1] + 1] if len(hits) >= 2 else row)
+    # the cap: the manifest's, unless the config names one
+    assert model.max_new_tokens == read_manifest(tiny_export).max_new_tokens
+    model._separators[:] = 0
+    assert max(len(s) for s in model._greedy(model._encode(prompts), 5, 0)[0]) == 5
+
+
+@pytest.mark.parametrize("io_binding", [False, True])
+def test_prompt_lookup_decoding_gives_greedy_output_in_fewer_passes(tiny_export, io_binding):
+    """Drafts verified in one pass (the qrw graph's num_logits input) must not change a single token,
+    with or without the stop rules, and must save passes where the text repeats itself."""
+    from qrw.plugin.runtime import _lookup_draft
+
+    assert _lookup_draft([5, 6, 7, 9, 5, 6], 3) == [7, 9, 5] and _lookup_draft([1, 2, 3], 2) == [] and _lookup_draft([4, 4], 0) == []
+    model = load_model(tiny_export, warmup=False, io_binding=io_binding)
+    assert model._has_num_logits
+    passes = []
+    original = model._run
+    model._run = lambda *a, **k: passes.append(k.get("num_logits")) or original(*a, **k)
+    prompts = [f"{q} Rewrite:" for q in QUERIES] + [rewrite_prompt(q) for q in QUERIES] + [f"Query: {q} {q}" for q in QUERIES]
+    fed = 0
+    for stop in (False, True):
+        for prompt in prompts:
+            plain = model.generate_ids([prompt], 1, GenerationConfig(max_new_tokens=20, lookahead=0, stop_at_newline=stop))
+            passes.clear()
+            drafted = model.generate_ids([prompt], 1, GenerationConfig(max_new_tokens=20, lookahead=4, stop_at_newline=stop))
+            assert drafted == plain, prompt
+            fed += len(plain[0][0])
+            assert len(passes) <= len(plain[0][0]) + 1
+    assert any(n and n > 1 for n in passes)  # drafts were verified
+
+
+def test_token_tables_find_newlines_and_separators(tiny_runtime):
+    tokenizer = tiny_runtime.tokenizer
+    newline = tokenizer.encode("\n", add_special_tokens=False).ids
+    semicolon = tokenizer.encode(";", add_special_tokens=False).ids
+    letter = tokenizer.encode("a", add_special_tokens=False).ids
+    assert len(newline) == 1 and tiny_runtime._newline[newline[0]]
+    assert len(semicolon) == 1 and tiny_runtime._separators[semicolon[0]] == 1
+    assert not tiny_runtime._newline[letter[0]] and tiny_runtime._separators[letter[0]] == 0
+
+
+def test_rewrite_and_tag_reuses_the_prefix_and_equals_pytorch_tags(tiny_runtime, tiny_torch):
+    """Tags read behind the prompt's own prefix KV cache equal PyTorch on the full tagging prompts."""
+    import torch
+
+    outputs = tiny_runtime.rewrite_outputs(QUERIES, 3)
+    pairs = [(q, r) for q, out in zip(QUERIES, outputs) for r in out.rewrites]
+    assert pairs and all(len(o.probabilities) == len(o.rewrites) for o in outputs)
+    calls = []
+    original = tiny_runtime.tag_probs
+    tiny_runtime.tag_probs = lambda prompts: calls.append(prompts) or original(prompts)  # the no-reuse fallback
+    try:
+        again = tiny_runtime.rewrite_and_tag(QUERIES, 3)
+        grouped = tiny_runtime.tag([(q, r) for q in QUERIES[:3] for r in ("notebook", "hp toner", q)])
+    finally:
+        del tiny_runtime.tag_probs
+    assert calls == []  # every row went through the prefix path
+    tokenizer, model = tiny_torch
+    for rows, probs in (([tag_prompt(q, r) for q, r in pairs], [p for o in outputs for p in o.probabilities]),
+                        ([tag_prompt(q, r) for q in QUERIES[:3] for r in ("notebook", "hp toner", q)], grouped)):
+        enc = tokenizer(rows, padding=True, return_tensors="pt")
+        position_ids = (enc.attention_mask.cumsum(-1) - 1).masked_fill(enc.attention_mask == 0, 1)
+        with torch.inference_mode():
+            logits = model(**enc, position_ids=position_ids).logits[:, -1, list(tiny_runtime.spec.tag_ids)]
+        np.testing.assert_allclose([[p[t.name] for t in TAGS] for p in probs], torch.softmax(logits, -1).numpy(), atol=1e-5)
+    assert [[r for r, _ in per] for per in again] == [o.rewrites for o in outputs]
 
 
 def test_generate_returns_parsed_unique_rewrites_per_query(tiny_runtime):
@@ -102,6 +202,11 @@ def test_io_binding_path_gives_the_same_results(tiny_export, tiny_runtime):
         config = GenerationConfig(strategy=strategy)
         assert bound.generate_ids(prompts, 3, config) == tiny_runtime.generate_ids(prompts, 3, config)
     np.testing.assert_allclose(bound.tag_probs([tag_prompt("a", "b")]), tiny_runtime.tag_probs([tag_prompt("a", "b")]), atol=1e-6)
+    # the serving call: prefix KV sliced and spread to the tag rows by the device-side gather graph
+    got, expected = bound.rewrite_outputs(QUERIES, 3), tiny_runtime.rewrite_outputs(QUERIES, 3)
+    assert bound._kv_ops is not None and [o.rewrites for o in got] == [o.rewrites for o in expected]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose([list(p.values()) for p in g.probabilities], [list(p.values()) for p in e.probabilities], atol=1e-6)
 
 
 def test_in_graph_top_k_decoding_equals_full_vocabulary_decoding(tiny_export, tiny_runtime):
@@ -115,7 +220,7 @@ def test_in_graph_top_k_decoding_equals_full_vocabulary_decoding(tiny_export, ti
     full.top_k = 0  # as an export without the top-k outputs: every step ships (rows x vocab) logits
     prompts = [rewrite_prompt(q) for q in QUERIES]
     for strategy, n in (("greedy", 1), ("beam", 4), ("beam", 8)):
-        config = GenerationConfig(strategy=strategy, max_new_tokens=12)
+        config = GenerationConfig(strategy=strategy, max_new_tokens=12, stop_at_newline=False)
         assert tiny_runtime.generate_ids(prompts, n, config) == full.generate_ids(prompts, n, config), (strategy, n)
 
 

@@ -87,7 +87,7 @@ POLICY: dict[str, tuple[str, str]] = {
         ("run", ""),
     ".venv/bin/qrw baselines --out docs/eval      # writes docs/eval/baselines.{md,json}":
         ("parse", "tests/core/test_baseline.py runs the same selection and checks it chooses the shipped default"),
-    ".venv/bin/qrw-export --model CKPT --out DIR --target cpu [--int8]     # CPU":
+    ".venv/bin/qrw-export --model CKPT --out DIR --target cpu [--int8]   # CPU (the qrw graph; --int4: 4-bit)":
         ("parse", "placeholders; a real export takes minutes (CPU) or a GPU; tests/export/ exports a tiny model"),
     "from qrw.plugin import RewritingOpenSearch            # an opensearchpy.OpenSearch subclass":
         ("run", ""),
