@@ -65,9 +65,11 @@ def run_sft(config: SftStageConfig) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     started = time.perf_counter()
-    from qrw.trainer.stage import apply_freezing
+    from qrw.trainer.stage import apply_freezing, load_base
 
-    model, tokenizer, base = load_base_for(config)
+    # A LoRA run from an adapter folder continues that adapter (a second SFT phase, then GRPO: one adapter ships).
+    model, tokenizer, base = load_base(config.model, trainable_adapter=config.lora)
+    continuing = config.lora and hasattr(model, "peft_config")
     trainable = apply_freezing(model, config) if not config.lora else {}
     records, sizes = mix_tasks(config.data_dir, config.task_mix, config.seed)
     eos = tokenizer.eos_token
@@ -75,16 +77,10 @@ def run_sft(config: SftStageConfig) -> dict:
     args = config.make_trl_config(SFTConfig, dict(max_length=config.max_length, completion_only_loss=True,
                                                   packing=False, dataset_num_proc=None))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=config.peft_config(model.config.num_hidden_layers))
+                         peft_config=None if continuing else config.peft_config(model.config.num_hidden_layers))
     trainer.train(resume_from_checkpoint=config.resume_path())
     from qrw.trainer.stage import finish
 
     return finish(trainer, tokenizer, config, stage="sft", base=base,
                   data_sizes={"examples": len(records), **{f"{k}_examples": v for k, v in sizes.items()}},
                   started=started, extra=trainable)
-
-
-def load_base_for(config: StageConfig):
-    from qrw.trainer.stage import load_base
-
-    return load_base(config.model)

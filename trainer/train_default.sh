@@ -19,9 +19,13 @@ stage() { echo "== $1 ($(( $(date +%s) - started )) s so far)"; }
 if curl -fsS "$URL" >/dev/null 2>&1; then url_flag=(--url "$URL"); else url_flag=(--url ""); fi
 stage data;      "$QRW" train data --output-dir runs/v2/data "${url_flag[@]}"
 stage sft;       "$QRW" train sft --config "trainer/configs/v2_sft_$target.yaml"
+if [ -f "trainer/configs/v2_sft2_$target.yaml" ]; then   # CPU: a second phase continues the adapter
+  stage sft2;    "$QRW" train sft --config "trainer/configs/v2_sft2_$target.yaml"
+fi
 stage grpo;      "$QRW" train grpo --config "trainer/configs/v2_grpo_$target.yaml"
-stage export;    "$EXPORT" --model runs/v2/grpo --out runs/v2/export --target cpu --quiet
+model=runs/v2/grpo; [ -d runs/v2/grpo/adapter ] && model=runs/v2/grpo/adapter   # LoRA: export the adapter
+stage export;    "$EXPORT" --model "$model" --out runs/v2/export --target cpu --quiet
 stage calibrate; "$QRW" train calibrate --model runs/v2/export --data-dir runs/v2/data
-cp runs/v2/export/serving.yaml runs/v2/export/calibration.json runs/v2/grpo/   # travels with later exports
+cp runs/v2/export/serving.yaml runs/v2/export/calibration.json "$model"/   # travels with later exports
 stage done
-echo "total $(( $(date +%s) - started )) s on $target; model: runs/v2/grpo (export: runs/v2/export)"
+echo "total $(( $(date +%s) - started )) s on $target; model: $model (export: runs/v2/export)"

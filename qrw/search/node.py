@@ -19,7 +19,6 @@ Layout on disk (all outside the checkout):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import pwd
@@ -35,7 +34,7 @@ import zipfile
 from pathlib import Path
 
 from qrw.errors import NodeError
-from qrw.search.modules import install_modules
+from qrw.search.modules import file_sha512, install_modules
 
 # The pinned distribution. 2.19.x runs on the OpenJDK 17 that Debian bookworm ships; 3.x would need
 # JDK 21. The checksum was computed on the artifact Maven Central served; Maven's own .sha1 is also
@@ -124,20 +123,12 @@ class NodeConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def _sha512(path: Path) -> str:
-    digest = hashlib.sha512()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verify(cfg: NodeConfig, path: Path) -> None:
     expected = KNOWN_SHA512.get(cfg.version)
     if expected is None:
         # Not pinned here: Maven already enforced the .sha1 published beside the artifact.
         return
-    actual = _sha512(path)
+    actual = file_sha512(path)
     if actual != expected:
         raise NodeError(
             f"checksum mismatch for {path}: sha512 {actual[:16]}… != pinned {expected[:16]}…",
