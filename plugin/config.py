@@ -97,6 +97,7 @@ class ChainConfig(_Frozen):
     max_pending: int = Field(32, ge=1, le=10_000, description="model calls waiting or running; beyond this, requests fall back at once")
     explain_level: Literal["ids", "details"] = Field("details", description="detail of the explain log when a request asks for it")
     decoding: Literal["greedy", "beam"] = Field("greedy", description="how an ONNX model writes rewrites: greedy (one sequence listing them, prompt v2: the least work) or beam (num_rewrites beams, each read as a list: for models trained on one rewrite per sequence)")
+    propose: bool = Field(False, description="greedy: when the model answers 'none' (no rewrite needed), still take its best rewrite, so the tags and the gate decide (the tagger as the trigger); off: the model's own 'none' is the trigger. `qrw train calibrate` measures both and ships the better in serving.yaml")
     warm_up: bool = Field(True, description="run the model through the serving path on every model worker thread at start, before traffic is accepted (the first query then meets a warm model)")
 
 

@@ -118,23 +118,27 @@ def build_cache(config: PluginConfig, model: RewriteModel | None) -> TTLCache | 
     except StoreError as exc:
         log.warning("%s; caching in memory only", exc)
         return memory
-    namespace = f"{cache.key_prefix}:{digest}:n{config.chain.num_rewrites}"
+    namespace = f"{cache.key_prefix}:{digest}:n{config.chain.num_rewrites}{':p' if config.chain.propose else ''}"
     log.info("rewrite cache: %s (namespace %s)", store.description if store else "memory", namespace)
     return PersistentCache(memory, store, namespace, persist_ttl_s=cache.persist_ttl_s)
 
 
-def _apply_decoding(model: RewriteModel | None, decoding: str) -> None:
-    """Set the ONNX runtime's decoding strategy from the config (other models decode their own way)."""
+def apply_decoding(model: RewriteModel | None, decoding: str, propose: bool = False) -> None:
+    """Set the ONNX runtime's decoding strategy and ``propose`` from the config (other models decode
+    their own way)."""
     generation = getattr(model, "generation", None)
-    if generation is not None and dataclasses.is_dataclass(generation) and getattr(generation, "strategy", decoding) != decoding:
-        model.generation = dataclasses.replace(generation, strategy=decoding)
+    if generation is None or not dataclasses.is_dataclass(generation):
+        return
+    wanted = {"strategy": decoding, **({"propose": propose} if hasattr(generation, "propose") else {})}
+    if any(getattr(generation, key, value) != value for key, value in wanted.items()):
+        model.generation = dataclasses.replace(generation, **wanted)
 
 
 class RewriteEngine:
     def __init__(self, config: PluginConfig | None = None, model: RewriteModel | None = None, rules: RuleSet | None = None,
                  cache: RewriteCache | None = None) -> None:
         self.config = config or PluginConfig()
-        _apply_decoding(model, self.config.chain.decoding)
+        apply_decoding(model, self.config.chain.decoding, self.config.chain.propose)
         # Any ``RewriteCache`` plugs in here; by default the in-process LRU, with the persistent store
         # (``cache.store``) behind it for models with a hash (see ``build_cache``).
         self.cache: RewriteCache = cache if cache is not None else build_cache(self.config, model)

@@ -114,6 +114,21 @@ def resolve(model: str | os.PathLike | None = DEFAULT_MODEL, *, export: bool = T
                       "(checkpoint), and not a .jsonl rewrite table")
 
 
+def shipped_serving(model: str | os.PathLike | None) -> Path | None:
+    """The ``serving.yaml`` (calibrated gate, trigger and merge settings) of the folder ``model``
+    resolves to, if it has one; None for no model or one that does not resolve (its loader says why)."""
+    if not model:
+        return None
+    from qrw.errors import QrwError
+    from qrw.plugin.config import SERVING_NAME
+
+    try:
+        folder = resolve(model)
+    except QrwError:
+        return None
+    return folder / SERVING_NAME if folder.is_dir() and (folder / SERVING_NAME).is_file() else None
+
+
 def ensure_exported(checkpoint: Path, target: Path) -> Path:
     """Export ``checkpoint`` into ``target`` once (a lock keeps two processes from exporting it twice)."""
     if is_exported(target):

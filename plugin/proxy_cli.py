@@ -20,21 +20,6 @@ SPEC_VARIABLE = "QRW_PROXY_SPEC"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def shipped_serving(model: str | None) -> Path | None:
-    """The model folder's ``serving.yaml`` (its calibrated gate), if the model resolves to a folder that has one."""
-    if not model:
-        return None
-    from qrw.errors import QrwError
-    from qrw.plugin import model_store
-    from qrw.plugin.config import SERVING_NAME
-
-    try:
-        folder = model_store.resolve(model)
-    except QrwError:
-        return None  # load_model logs why, and serves original queries
-    return folder / SERVING_NAME if (folder / SERVING_NAME).is_file() else None
-
-
 def read_brands(engine, upstreams: list[str]) -> None:
     """Fill the brand guard from the index (``guards.brands_field``) through the first reachable node; a
     failure is logged, and the guard keeps the configured brands."""
@@ -61,12 +46,13 @@ def build_app(upstreams: list[str], model_dir: str | None, rules_file: str | Non
 
     The configuration is the model's shipped ``serving.yaml`` (if any) overridden by ``config_file``.
     """
+    from qrw.plugin import model_store
     from qrw.plugin.config import load_config
     from qrw.plugin.engine import RewriteEngine, load_model
     from qrw.plugin.proxy import create_app
     from qrw.plugin.rules import load_rules
 
-    config = load_config(config_file, shipped=shipped_serving(model_dir))
+    config = load_config(config_file, shipped=model_store.shipped_serving(model_dir))
     engine = RewriteEngine(config, load_model(model_dir), load_rules(rules_file))
     read_brands(engine, list(upstreams) + list(config.proxy.upstreams))
     return create_app(engine, upstreams)

@@ -47,7 +47,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from qrw.plugin.prompt import REWRITE_SEPARATOR, TAGS, clip_query, parse_rewrites, query_prefix, rewrite_prompt, tag_prompt
+from qrw.plugin.prompt import NO_REWRITE, REWRITE_SEPARATOR, TAGS, clip_query, parse_rewrites, query_prefix, rewrite_prompt, tag_prompt
 from qrw.plugin.runtime_manifest import MODEL_NAME, TOKENIZER_NAME, TOP_OUTPUTS, Manifest, ModelFolderError, read_manifest
 
 NUM_LOGITS = "num_logits"
@@ -84,6 +84,10 @@ class GenerationConfig:
     fewer passes when rewrites repeat the query's words. 0: one token per pass."""
     length_penalty: float = 1.0
     """Beam scores are sum(log p) / length ** length_penalty (as in transformers)."""
+    propose: bool = False
+    """Greedy: when the model's first choice is ``none`` (no rewrite needed), take its best other first
+    token instead, so every query gets a proposal and the tags and the gate decide whether it is
+    served (the tagger as the trigger). Off: the model's own ``none`` ends the query's rewriting."""
     temperature: float = 0.8
     top_k: int = 50
     top_p: float = 0.95
@@ -228,6 +232,7 @@ class OnnxRewriteModel:
         self.max_new_tokens = spec.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
         vocab = outputs["logits"].shape[-1]
         self._newline, self._separators = _token_tables(tokenizer, vocab if isinstance(vocab, int) else 0)
+        self._none_id = none_token_id(tokenizer)
         self._kv_ops: _KVOps | None = None  # device-side KV gather (IO binding), built on first use
         self.warmed = False
 
@@ -374,7 +379,8 @@ class OnnxRewriteModel:
             if config.strategy == "beam" and num_return > 1:
                 out.extend(self._beam(encoded, num_return, self._with_cap(config)))
             elif config.strategy == "greedy":
-                seqs, _ = self._greedy(encoded, self._with_cap(config).max_new_tokens, 0, stop_at_newline=config.stop_at_newline)
+                seqs, _ = self._greedy(encoded, self._with_cap(config).max_new_tokens, 0, stop_at_newline=config.stop_at_newline,
+                                       propose=config.propose)
                 out.extend([seq] for seq in seqs)
             else:
                 expand = 1 if config.strategy == "greedy" else num_return
@@ -393,7 +399,8 @@ class OnnxRewriteModel:
         for start in range(0, len(queries), self.batch_size):
             batch = [clip_query(q) for q in queries[start : start + self.batch_size]]
             encoded = self._encode([rewrite_prompt(q) for q in batch])
-            seqs, prompt = self._greedy(encoded, cap, num_rewrites, stop_at_newline=config.stop_at_newline, keep_prompt=tag)
+            seqs, prompt = self._greedy(encoded, cap, num_rewrites, stop_at_newline=config.stop_at_newline, keep_prompt=tag,
+                                        propose=config.propose)
             texts = self.tokenizer.decode_batch(seqs, skip_special_tokens=True)
             rewrites = [parse_rewrites(text, limit=num_rewrites) for text in texts]
             if tag and any(rewrites):
@@ -406,18 +413,22 @@ class OnnxRewriteModel:
         return results
 
     def _greedy(self, encoded: list[list[int]], cap: int, num_rewrites: int, *, stop_at_newline: bool = True,
-                keep_prompt: bool = False, lookahead: int | None = None) -> tuple[list[list[int]], tuple | None]:
+                keep_prompt: bool = False, lookahead: int | None = None, propose: bool = False) -> tuple[list[list[int]], tuple | None]:
         """Greedy decoding with the KV cache; returns (token ids per prompt without EOS, prompt state).
 
         A row ends at EOS, at the cap, and with ``stop_at_newline`` at a token holding a newline or
         once it has produced ``num_rewrites`` separators (0: no separator stop). Finished rows feed
         padding until a quarter of the batch is finished, then leave it (their KV is dropped), so a
         long list does not make every short one pay for its steps. The prompt state is the prompt
-        pass's (KV cache, mask), kept for the tagging pass when asked for.
+        pass's (KV cache, mask), kept for the tagging pass when asked for. With ``propose`` the first
+        token is never ``none`` (``GenerationConfig.propose``).
         """
         ids, mask, pos = self._pad(encoded)
         batch, width = ids.shape
-        nxt, past = self._next(ids, mask, pos, self._empty_past(batch))
+        if propose and self._none_id is not None:
+            nxt, past = self._next_not_none(ids, mask, pos, self._empty_past(batch))
+        else:
+            nxt, past = self._next(ids, mask, pos, self._empty_past(batch))
         prompt = (past, mask) if keep_prompt else None
         lookahead = self.generation.lookahead if lookahead is None else lookahead
         if batch == 1 and lookahead > 0 and self._has_num_logits and self.top_k:
@@ -526,6 +537,16 @@ class OnnxRewriteModel:
             (top_ids,), past = self._run((TOP_OUTPUTS[1],), ids, mask, pos, past)
             return top_ids[:, 0], past
         logits, past = self._step(ids, mask, pos, past)
+        return logits.argmax(axis=-1), past
+
+    def _next_not_none(self, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past: list) -> tuple[np.ndarray, list]:
+        """``_next``, but a row whose most probable token is ``none`` gets its second choice."""
+        if self.top_k:
+            (top_ids,), past = self._run((TOP_OUTPUTS[1],), ids, mask, pos, past)
+            return np.where(top_ids[:, 0] == self._none_id, top_ids[:, 1], top_ids[:, 0]), past
+        logits, past = self._step(ids, mask, pos, past)
+        logits = logits.copy()
+        logits[:, self._none_id] = -np.inf
         return logits.argmax(axis=-1), past
 
     def _prefix_ids(self, queries: Sequence[str]) -> list[list[int]]:
@@ -918,6 +939,12 @@ def _token_tables(tokenizer: Tokenizer, vocab: int) -> tuple[np.ndarray, np.ndar
     newline[:known] = ["\n" in text for text in texts]
     separators[:known] = [text.count(REWRITE_SEPARATOR) for text in texts]
     return newline, separators
+
+
+def none_token_id(tokenizer: Tokenizer) -> int | None:
+    """The single token the model starts `` none`` with after ``Rewrites:`` (None if it takes several)."""
+    ids = tokenizer.encode(" " + NO_REWRITE, add_special_tokens=False).ids
+    return ids[0] if len(ids) == 1 else None
 
 
 def _layer_order(name: str) -> tuple[int, str]:

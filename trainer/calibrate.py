@@ -8,7 +8,9 @@ and in-process baseline the labels come from (``trainer.intent``, ``trainer.lexi
 
 1. the model writes its rewrites and tags them, once per query (batched);
 2. the serving guards run (brands from the catalog), as the chain does;
-3. for every grid point (full_min, keep_min, full_weight, down_weight) the kept rewrites are merged
+3. for both triggers (``chain.propose`` off: the model's own ``none`` decides which queries are
+   rewritten; on: every query gets the model's best rewrite and the tags decide) and every grid
+   point (full_min, keep_min, full_weight, down_weight) the kept rewrites are merged
    with the serving operator and scored (proxy nDCG@10); K-fold cross-validation over queries
    estimates the chosen point's held-out gain and harm; the point best on all queries is shipped,
    ties going to the more conservative one.
@@ -43,6 +45,7 @@ class CalibrateConfig:
     keep_min: list[float] = field([0.5, 0.7, 0.8, 0.9, 1.01], "P(exact)+P(substitute) thresholds tried")
     full_weight: list[float] = field([0.3, 0.5, 1.0], "full-weight boosts tried")
     down_weight: list[float] = field([0.1, 0.2], "down-weight boosts tried")
+    try_propose: bool = field(True, "also measure serving with chain.propose (the model's best rewrite even when it says none; the gate decides) and ship it if better")
     harm_margin: float = field(0.05, "a query is harmed when its proxy nDCG@10 drops by more than this")
     max_harm: float = field(0.05, "grid points whose held-out harm rate exceeds this are not chosen")
     seed: int = field(0, "sampling and fold seed")
@@ -75,22 +78,30 @@ def run_calibrate(config: CalibrateConfig) -> dict:
     queries = list(intents)
 
     model = load_rewrite_model(config.model)
-    outcomes: dict[str, list[tuple[str, dict]]] = {}
-    for start in tqdm(range(0, len(queries), config.batch_size), desc="rewriting (calibration)", unit="batch",
-                      disable=not config.progress):
-        batch = queries[start : start + config.batch_size]
-        generated = model.generate(batch, config.num_rewrites)
-        pairs = [(q, r) for q, rewrites in zip(batch, generated) for r in rewrites[: config.num_rewrites]]
-        tags = model.tag(pairs) if pairs else []
-        for q in batch:
-            outcomes[q] = []
-        for (q, r), probs in zip(pairs, tags):
-            outcomes[q].append((r, probs))
+    generation = getattr(model, "generation", None)
+    modes = [False, True] if config.try_propose and hasattr(generation, "propose") else [False]
+
+    def rewrite_all(propose: bool) -> dict[str, list[tuple[str, dict]]]:
+        if hasattr(generation, "propose"):
+            model.generation = dataclasses.replace(generation, propose=propose)
+        outcomes: dict[str, list[tuple[str, dict]]] = {}
+        for start in tqdm(range(0, len(queries), config.batch_size), desc=f"rewriting (calibration, propose={propose})",
+                          unit="batch", disable=not config.progress):
+            batch = queries[start : start + config.batch_size]
+            generated = model.generate(batch, config.num_rewrites)
+            pairs = [(q, r) for q, rewrites in zip(batch, generated) for r in rewrites[: config.num_rewrites]]
+            tags = model.tag(pairs) if pairs else []
+            for q in batch:
+                outcomes[q] = []
+            for (q, r), probs in zip(pairs, tags):
+                outcomes[q].append((r, probs))
+        return outcomes
 
     guard_config = GuardConfig()
-    rows_by_query = guarded(outcomes, guard_config, sorted(facets.brands))
+    outcomes_by_mode = {propose: rewrite_all(propose) for propose in modes}
+    rows_by_mode = {propose: guarded(outcomes, guard_config, sorted(facets.brands)) for propose, outcomes in outcomes_by_mode.items()}
     grid = Grid(tuple(config.full_min), tuple(config.keep_min), tuple(config.down_weight), tuple(config.full_weight))
-    points = grid.points()
+    points = [(propose, point) for propose in modes for point in grid.points()]  # propose off first: ties go to it
     operator = None if config.rewrite_operator == "same" else config.rewrite_operator
     base_scores = {q: index.clause_scores(q) for q in queries}
     base_ndcg = {q: ndcg(index.rank(base_scores[q], 10), intents[q], facets) for q in queries}
@@ -106,9 +117,9 @@ def run_calibrate(config: CalibrateConfig) -> dict:
         return cache[key]
 
     per_point = []
-    for point in tqdm(points, desc="gate grid", unit="point", disable=not config.progress):
-        per_point.append([score(q, kept_for(rows_by_query[q], point)) - base_ndcg[q] for q in queries])
-    ungated = [score(q, kept_for(rows_by_query[q], None, max(config.full_weight))) - base_ndcg[q] for q in queries]
+    for propose, point in tqdm(points, desc="gate grid", unit="point", disable=not config.progress):
+        per_point.append([score(q, kept_for(rows_by_mode[propose][q], point)) - base_ndcg[q] for q in queries])
+    ungated = [score(q, kept_for(rows_by_mode[False][q], None, max(config.full_weight))) - base_ndcg[q] for q in queries]
 
     def harm(deltas) -> float:
         return sum(d < -config.harm_margin for d in deltas) / max(len(deltas), 1)
@@ -130,9 +141,18 @@ def run_calibrate(config: CalibrateConfig) -> dict:
         chosen = best_index(train)
         deltas = [per_point[chosen][i] for i in test]
         held_out += deltas
-        fold_reports.append({"fold": fold, "chosen": points[chosen].model_dump(), "held_out_gain": sum(deltas) / len(deltas),
+        fold_reports.append({"fold": fold, "chosen": {**points[chosen][1].model_dump(), "propose": points[chosen][0]}, "held_out_gain": sum(deltas) / len(deltas),
                              "held_out_harm": harm(deltas)})
-    best = points[best_index(list(range(len(queries))))]
+    every = list(range(len(queries)))
+    propose, best = points[best_index(every)]
+    by_mode = {}
+    for mode in modes:  # each mode's own best point on all queries (in-sample), for the report
+        indices = [i for i, (p, _) in enumerate(points) if p == mode]
+        allowed = [i for i in indices if harm(per_point[i]) <= config.max_harm] or indices
+        top = max(allowed, key=lambda i: sum(per_point[i]))
+        by_mode[f"propose={mode}"] = {"point": points[top][1].model_dump(), "gain": sum(per_point[top]) / len(queries),
+                                      "harm": harm(per_point[top]),
+                                      "queries_with_rewrites": sum(bool(v) for v in outcomes_by_mode[mode].values())}
     report = {
         "method": "gate grid on held-out pseudo-queries (never trained on), proxy nDCG@10 with the in-process baseline; "
                   f"{config.folds}-fold CV; points with held-out harm above {config.max_harm} excluded",
@@ -140,13 +160,14 @@ def run_calibrate(config: CalibrateConfig) -> dict:
         "base_proxy_ndcg@10": sum(base_ndcg.values()) / len(queries),
         "cv_gain": sum(held_out) / len(held_out), "cv_harm": harm(held_out),
         "ungated_gain": sum(ungated) / len(ungated), "ungated_harm": harm(ungated),
-        "queries_with_rewrites": sum(bool(v) for v in outcomes.values()),
-        "best": best.model_dump(), "rewrite_operator": config.rewrite_operator, "folds": fold_reports,
+        "queries_with_rewrites": sum(bool(v) for v in outcomes_by_mode[propose].values()),
+        "best": best.model_dump(), "propose": propose, "modes": by_mode, "rewrite_operator": config.rewrite_operator, "folds": fold_reports,
         "seconds": round(time.perf_counter() - started, 1),
     }
     import yaml
 
     serving = {"gate": best.model_dump(), "merge": {"rewrite_operator": config.rewrite_operator},
+               **({"chain": {"propose": True}} if propose else {}),
                **({"guards": {"brands_field": catalog.brands_field}} if catalog.brands_field else {})}
     header = ("# Shipped with the model by `qrw train calibrate` (held-out pseudo-queries, "
               f"CV gain {report['cv_gain']:+.4f}, harm {report['cv_harm']:.3f}); a plugin.yaml overrides any key.\n")

@@ -247,6 +247,8 @@ def compare_systems(
     """
     from qrw.eval.prf import PrfQueryBuilder
     from qrw.plugin.config import load_config
+    from qrw.plugin import model_store
+    from qrw.plugin.engine import apply_decoding
     from qrw.plugin.guards import load_brands
     from qrw.plugin.merge import WeightedRewrite, merge_rewrites
     from qrw.search.baseline import VARIANTS
@@ -280,10 +282,11 @@ def compare_systems(
                     bodies[q] = prf.build(q)
                     latencies.append((time.perf_counter() - started) * 1000.0)
             else:
-                config = plugin_config or load_config(shipped=_shipped_serving(spec.model))
+                config = plugin_config or load_config(shipped=model_store.shipped_serving(spec.model))
                 brands = load_brands(config.guards, catalog_brands)
                 if spec.model not in outcomes_by_model:
                     model = load_rewrite_model(spec.model)
+                    apply_decoding(model, config.chain.decoding, config.chain.propose)  # as the engine does
                     outcomes_by_model[spec.model] = produce_rewrites(model, queries, num_rewrites, progress)
                 outcomes = outcomes_by_model[spec.model]
                 latencies = [outcomes[q].latency_ms for q in queries]
@@ -322,13 +325,3 @@ def compare_systems(
         report["per_query"] = rows
         systems[spec.name] = report
     return {"queries": len(queries), "index": index, "baseline": baseline.model_dump(), "systems": systems}
-
-
-def _shipped_serving(model: str | None) -> Path | None:
-    """The ``serving.yaml`` a model folder ships (calibrated gate and merge settings), if any."""
-    if not model:
-        return None
-    from qrw.plugin.config import SERVING_NAME
-
-    path = Path(model) / SERVING_NAME
-    return path if path.is_file() else None

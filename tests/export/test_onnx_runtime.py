@@ -224,6 +224,30 @@ def test_in_graph_top_k_decoding_equals_full_vocabulary_decoding(tiny_export, ti
         assert tiny_runtime.generate_ids(prompts, n, config) == full.generate_ids(prompts, n, config), (strategy, n)
 
 
+def test_propose_skips_none_as_first_token_like_pytorch_begin_suppress(tiny_export, tiny_torch):
+    """``propose``: a query the model would answer ``none`` still gets its best other rewrite. The tiny
+    model never says ``none``, so its own first greedy token for the first query plays that part; the
+    result must be PyTorch's greedy search with that token suppressed at the first step, on the
+    in-graph top-k path, the full-vocabulary path and the one-prompt lookahead path."""
+    prompts = [rewrite_prompt(q) for q in QUERIES]
+    model = load_model(tiny_export, warmup=False)
+    plain = GenerationConfig(strategy="greedy", max_new_tokens=12, stop_at_newline=False)
+    first = model.generate_ids(prompts[:1], 1, plain)[0][0][0]
+    model._none_id = first  # "none" for this test
+    spec = model.spec
+    expected = _torch_generate(tiny_torch, prompts, spec.eos_token_ids, spec.pad_token_id, num_beams=1, begin_suppress_tokens=[first])
+    proposing = GenerationConfig(strategy="greedy", max_new_tokens=12, stop_at_newline=False, propose=True)
+    got = [seqs[0] for seqs in model.generate_ids(prompts, 1, proposing)]
+    assert got == expected
+    assert all(seq and seq[0] != first for seq in got)
+    assert got[0] != model.generate_ids(prompts[:1], 1, plain)[0][0]  # the first query did change
+    model.top_k = 0  # full logits on the host
+    assert [seqs[0] for seqs in model.generate_ids(prompts, 1, proposing)] == expected
+    one = load_model(tiny_export, warmup=False)
+    one._none_id = first
+    assert [one.generate_ids([p], 1, proposing)[0][0] for p in prompts] == expected  # batch of one: lookahead path
+
+
 def test_one_model_is_safe_to_share_between_threads(tiny_runtime):
     expected_rewrites = {q: tiny_runtime.generate([q], 3)[0] for q in QUERIES}
     expected_tags = {q: tiny_runtime.tag([(q, "laptop")])[0] for q in QUERIES}

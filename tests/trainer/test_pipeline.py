@@ -109,6 +109,8 @@ def test_calibration_ships_a_gate_with_the_model(built_data, grpo_dir, tmp_path)
                                            folds=2, full_min=[0.5, 1.01], keep_min=[1.01], full_weight=[0.5],
                                            down_weight=[0.1], progress=False))
     assert report["queries"] == 40 and len(report["folds"]) == 2 and report["cv_harm"] <= 1.0
+    # a PyTorch checkpoint decodes its own way: only the model's own trigger is measured
+    assert report["propose"] is False and set(report["modes"]) == {"propose=False"}
     shipped = yaml.safe_load((model_dir / SERVING_NAME).read_text())
     assert shipped["gate"]["full_weight"] == 0.5 and shipped["merge"]["rewrite_operator"] == "and"
     loaded = load_config(shipped=model_dir / SERVING_NAME)
