@@ -130,7 +130,8 @@ def merged_checkpoint(model: str, models_dir: Path) -> str:
 class TorchSystem:
     """transformers eager: the list workload with the same stop rules, tags from full prompts."""
 
-    def __init__(self, checkpoint: Path, threads: int, manifest, cap: int, *, device: str = "cpu", dtype: str = "float32") -> None:
+    def __init__(self, checkpoint: Path, threads: int, manifest, cap: int, *, device: str = "cpu", dtype: str = "float32",
+                 propose: bool = False) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
@@ -153,8 +154,10 @@ class TorchSystem:
 
         self.stop = ListStop()
         self.stopping = StoppingCriteriaList([self.stop])
+        none_ids = self.tokenizer(" none", add_special_tokens=False).input_ids  # chain.propose: never 'none' first
         self.config = GenerationConfig(max_new_tokens=cap, num_beams=1, do_sample=False, eos_token_id=list(manifest.eos_token_ids),
-                                       pad_token_id=manifest.pad_token_id)
+                                       pad_token_id=manifest.pad_token_id,
+                                       **({"begin_suppress_tokens": none_ids[:1]} if propose else {}))
         self.stop_ids = set(manifest.eos_token_ids) | {manifest.pad_token_id}
         self.tokens: list[float] = []
 
@@ -193,12 +196,13 @@ class TorchSystem:
 class OrtSystem:
     """The runtime on an exported folder: the list workload (``rewrite_outputs``) or today's (beam + tags)."""
 
-    def __init__(self, name: str, folder: Path, threads: int, *, today: bool = False, lookahead: int = 4) -> None:
+    def __init__(self, name: str, folder: Path, threads: int, *, today: bool = False, lookahead: int = 4,
+                 propose: bool = False) -> None:
         from qrw.plugin.runtime import GenerationConfig, load_model
 
         self.name = name
         self.today = today
-        self.model = load_model(folder, threads=threads, generation=GenerationConfig(lookahead=lookahead))
+        self.model = load_model(folder, threads=threads, generation=GenerationConfig(lookahead=lookahead, propose=propose))
         self.beam = GenerationConfig(strategy="beam", max_new_tokens=TODAY_NEW_TOKENS)
         self.tokens: list[float] = []
 
@@ -346,6 +350,16 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def shipped_propose(model: str) -> bool:
+    """``chain.propose`` from the model folder's shipped serving.yaml (False when it has none)."""
+    import yaml
+
+    path = Path(model) / "serving.yaml"
+    if not path.is_file():
+        return False
+    return bool(((yaml.safe_load(path.read_text()) or {}).get("chain") or {}).get("propose", False))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2", help="LoRA adapter folder, checkpoint folder or 'smollm2' (PyTorch reference and export source)")
@@ -360,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--quality", action="store_true", help="rewrite, tag and gate agreement with torch fp32 on judged queries/pairs")
     parser.add_argument("--agreement-every", type=int, default=3, help="use every k-th judged pair for tags (1 = all)")
+    parser.add_argument("--propose", action=argparse.BooleanOptionalAction, default=None,
+                        help="decode with chain.propose (the model's best rewrite even when it says none) [default: the model folder's serving.yaml]")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--from-json", type=Path, default=None, help="print the markdown table of an earlier run's JSON and exit")
     args = parser.parse_args(argv)
@@ -403,9 +419,11 @@ def main(argv: list[str] | None = None) -> int:
         print("  GPU: NOT RUN in this benchmark (run it with --device cuda on a GPU machine)")
 
     reference_manifest = next(iter(manifests.values()))
-    systems = [TorchSystem(checkpoint, args.threads, reference_manifest, cap, device=args.device)]
+    propose = shipped_propose(args.model) if args.propose is None else args.propose
+    print(f"  decoding: greedy list, chain.propose={propose} ({'flag' if args.propose is not None else 'the model folder serving.yaml'})")
+    systems = [TorchSystem(checkpoint, args.threads, reference_manifest, cap, device=args.device, propose=propose)]
     systems += [OrtSystem(name, folders[name.removesuffix(NO_LOOKUP)], args.threads, today=name == "today",
-                          lookahead=0 if name.endswith(NO_LOOKUP) else 4) for name in names[1:]]
+                          lookahead=0 if name.endswith(NO_LOOKUP) else 4, propose=propose) for name in names[1:]]
 
     queries = sorted(load_judgments(default_data_dir() / "judgments" / "judgments.csv"))
     rng = random.Random(0)
@@ -424,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     batched = interleaved(systems, batches)
 
     load_after = os.getloadavg()
-    results = {"machine": info, "load_average_before_after": [load_before, load_after], "model": args.model, "token_cap": cap, "runs": args.runs, "batch_runs": args.batch_runs,
+    results = {"machine": info, "load_average_before_after": [load_before, load_after], "model": args.model, "propose": propose, "token_cap": cap, "runs": args.runs, "batch_runs": args.batch_runs,
                "batch_size": args.batch_size, "threads": args.threads, "num_rewrites": NUM_REWRITES, "systems": {}}
     base, today = systems[0].name, "today" if "today" in single else None
     base_p50 = statistics.median(single[base])

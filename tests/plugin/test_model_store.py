@@ -78,3 +78,21 @@ def test_unknown_models_are_clear_errors_when_strict_and_warnings_when_serving(t
     assert "serving original queries" in caplog.text and "rewriter-int8" in caplog.text
     result = qrw("model", "path", str(tmp_path / "nothing"), cache=model_cache)
     assert result.returncode == 2 and "model not found" in result.stderr and "qrw model list" in result.stderr
+
+
+def test_the_shipped_serving_file_is_found_by_every_name_of_the_model(stored_tiny_export, tmp_path, monkeypatch, model_cache):
+    """``qrw eval --model default``, the proxy and the sandbox read the calibrated gate and trigger the
+    model ships: whatever the model is called, its resolved folder's serving.yaml is the one used."""
+    from qrw.plugin.config import SERVING_NAME, load_config
+
+    monkeypatch.setenv("QRW_CACHE_DIR", str(model_cache))
+    folder = tmp_path / "calibrated"
+    shutil.copytree(stored_tiny_export, folder)
+    assert model_store.shipped_serving(folder) is None  # nothing shipped: the defaults apply
+    (folder / SERVING_NAME).write_text("gate: {keep_min: 0.7}\nchain: {propose: true}\n")
+    assert model_store.shipped_serving(folder) == folder / SERVING_NAME
+    monkeypatch.setenv(model_store.DEFAULT_ENV, str(folder))
+    assert model_store.shipped_serving("default") == folder / SERVING_NAME
+    config = load_config(shipped=model_store.shipped_serving("default"))
+    assert config.chain.propose is True and config.gate.keep_min == 0.7
+    assert model_store.shipped_serving(None) is None and model_store.shipped_serving(tmp_path / "missing") is None
