@@ -35,7 +35,7 @@ from qrw.export.config import ExportConfig
 from qrw.export.parity import ParityError, check_parity
 from qrw.plugin.prompt import PROMPT_VERSION, TAGS, tag_prompt
 from qrw.plugin.config import SERVING_NAME
-from qrw.plugin.runtime_manifest import FORMAT_VERSION, MANIFEST_NAME, MODEL_NAME, TOKENIZER_NAME, Manifest, TagId, file_sha256, model_files
+from qrw.plugin.runtime_manifest import CONFIG_FILES, FORMAT_VERSION, MANIFEST_NAME, MODEL_NAME, TOKENIZER_NAME, Manifest, TagId, file_sha256, model_files
 
 log = logging.getLogger("qrw.export")
 
@@ -250,7 +250,8 @@ def run_export(cfg: ExportConfig, *, progress: bool = True) -> Manifest:
             steps.end(report.summary())
 
         steps.start("manifest")
-        files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()}
+        # serving.yaml is configuration (re-calibrated in place by `qrw train calibrate`): not pinned
+        files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file() and p.name not in CONFIG_FILES}
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             prompt_version=PROMPT_VERSION,

@@ -122,6 +122,11 @@ def file_sha256(paths: list[Path], chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+CONFIG_FILES = frozenset({"serving.yaml", "calibration.json"})
+"""Files an export may carry that are configuration, not model: ``qrw train calibrate`` rewrites
+them in place, so the manifest neither pins their size nor requires them."""
+
+
 def model_files(folder: Path) -> list[Path]:
     """model.onnx and its external data file, if present (the files the model hash covers)."""
     paths = [folder / MODEL_NAME]
@@ -169,6 +174,8 @@ def read_manifest(folder: str | Path, *, verify_hash: bool = False) -> Manifest:
     if manifest.target not in TARGETS or manifest.precision not in PRECISIONS:
         raise ModelFolderError(f"{path}: unknown target/precision {manifest.target}/{manifest.precision}", hint="re-export")
     for name in (MODEL_NAME, TOKENIZER_NAME, *manifest.files):
+        if name in CONFIG_FILES:  # replaceable configuration (older exports listed it)
+            continue
         file = folder / name
         if not file.is_file():
             raise ModelFolderError(f"{folder} is incomplete: {name} is missing", hint="copy the whole folder, or re-export")

@@ -111,6 +111,12 @@ def test_calibration_ships_a_gate_with_the_model(built_data, grpo_dir, tmp_path)
     assert report["queries"] == 40 and len(report["folds"]) == 2 and report["cv_harm"] <= 1.0
     # a PyTorch checkpoint decodes its own way: only the model's own trigger is measured
     assert report["propose"] is False and set(report["modes"]) == {"propose=False"}
+    # the judged training queries of the split (real queries) vetoed points, and are reported
+    split = json.loads((Path(config.output_dir) / "split.json").read_text())
+    assert 0 < report["judged_training_queries"] <= len(split["train_queries"])
+    # the grid holds a point that serves nothing (full_min = keep_min = 1.01: gain 0, harm 0), so the
+    # veto always leaves a choice, and the chosen point never loses on the real training queries
+    assert report["judged_gain"] >= 0.0 and report["judged_harm"] <= 0.05
     shipped = yaml.safe_load((model_dir / SERVING_NAME).read_text())
     assert shipped["gate"]["full_weight"] == 0.5 and shipped["merge"]["rewrite_operator"] == "and"
     loaded = load_config(shipped=model_dir / SERVING_NAME)
