@@ -338,6 +338,21 @@ def test_verify_hash_catches_a_changed_model(folder_copy):
         load_model(folder_copy, verify_hash=True, warmup=False)
 
 
+def test_serving_files_are_configuration_that_calibration_may_rewrite(folder_copy):
+    """``qrw train calibrate`` rewrites serving.yaml and calibration.json inside an export; the
+    manifest must not pin them (exports made before this listed serving.yaml's size: still loads)."""
+    files = json.loads((folder_copy / "manifest.json").read_text())["files"]
+    assert "model.onnx" in files and "serving.yaml" not in files and "calibration.json" not in files
+    _edit_manifest(folder_copy, files={**files, "serving.yaml": 7})  # as an older export recorded it
+    (folder_copy / "serving.yaml").write_text("gate: {keep_min: 0.3, down_weight: 0.5}\n")
+    assert load_model(folder_copy, warmup=False).generate(["laptop"], 2) is not None
+    (folder_copy / "serving.yaml").unlink()  # and a folder without one is complete
+    assert load_model(folder_copy, warmup=False) is not None
+    _truncate(folder_copy / "tokenizer.json")  # model files are still checked
+    with pytest.raises(ModelFolderError, match="is corrupt"):
+        load_model(folder_copy, warmup=False)
+
+
 def test_provider_choice_follows_manifest_and_installation(caplog):
     import onnxruntime
 
