@@ -351,13 +351,11 @@ def markdown(results: dict) -> str:
 
 
 def shipped_propose(model: str) -> bool:
-    """``chain.propose`` from the model folder's shipped serving.yaml (False when it has none)."""
-    import yaml
+    """``chain.propose`` of the model folder's shipped serving.yaml (the defaults when it has none)."""
+    from qrw.plugin.config import SERVING_NAME, load_config
 
-    path = Path(model) / "serving.yaml"
-    if not path.is_file():
-        return False
-    return bool(((yaml.safe_load(path.read_text()) or {}).get("chain") or {}).get("propose", False))
+    shipped = Path(model) / SERVING_NAME
+    return load_config(shipped=shipped if shipped.is_file() else None).chain.propose
 
 
 def main(argv: list[str] | None = None) -> int:

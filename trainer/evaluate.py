@@ -3,6 +3,8 @@
 Metrics per model:
 
 * ``tag_accuracy`` and ``tag_macro_f1``: argmax tag on ``tag_valid.jsonl`` against the retrieval labels;
+* ``tag_auc_exact`` / ``tag_auc_irrelevant``: how well P(exact) / P(irrelevant) rank pairs of that
+  label above the others (1 = perfectly, 0.5 = chance);
 * ``rewrite_relevance_rate``: share of generated rewrites whose own top 10 has a mean judged grade
   >= 2 for the original query (unjudged = 0; ``qrw.eval.compare.rewrite_relevance``, the same
   definition the comparison harness reports), over the validation development queries;
@@ -61,6 +63,15 @@ def macro_f1(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str
     return sum(scores) / len(scores) if scores else 0.0
 
 
+def rank_auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
+    """P(a positive scores above a negative), ties counting half (the Mann-Whitney AUC); None if a
+    side is empty. Why: accuracy hides whether P(tag) *orders* pairs, which is what a gate threshold needs."""
+    if not positive or not negative:
+        return None
+    wins = sum((a > b) + 0.5 * (a == b) for a in positive for b in negative)
+    return wins / (len(positive) * len(negative))
+
+
 def generation_rates(queries: Sequence[str], outputs: Sequence[Sequence[str | None]]) -> dict[str, float]:
     """Duplicate, copy and empty rates over all generated outputs."""
     total = dup = copy = empty = 0
@@ -112,6 +123,8 @@ def evaluate_model(model, *, valid_queries: Sequence[str], tag_rows: Sequence[di
         "tag_examples": len(gold),
         "tag_accuracy": accuracy,
         "tag_macro_f1": macro_f1(gold, predicted, names),
+        **{f"tag_auc_{name}": rank_auc([p[name] for p, g in zip(probs, gold) if g == name],
+                                       [p[name] for p, g in zip(probs, gold) if g != name]) for name in ("exact", "irrelevant")},
         "validation_queries": len(valid_queries),
         "rewrites_generated": sum(len(o.rewrites) for o in outcomes.values()),
         "queries_without_rewrite": sum(not o.rewrites for o in outcomes.values()) / max(len(outcomes), 1),
@@ -122,7 +135,7 @@ def evaluate_model(model, *, valid_queries: Sequence[str], tag_rows: Sequence[di
     }
 
 
-METRICS = ("tag_accuracy", "tag_macro_f1", "rewrite_relevance_rate", "queries_without_rewrite", "duplicate_rate",
+METRICS = ("tag_accuracy", "tag_macro_f1", "tag_auc_exact", "tag_auc_irrelevant", "rewrite_relevance_rate", "queries_without_rewrite", "duplicate_rate",
            "copy_rate", "empty_rate")
 
 
@@ -167,7 +180,7 @@ def format_report(results: dict) -> str:
     lines = ["# Rewriter evaluation (validation fold)", "", "| metric | " + " | ".join(names) + " |",
              "|---|" + "---|" * len(names)]
     for metric in METRICS:
-        lines.append(f"| {metric} | " + " | ".join(f"{results[n][metric]:.3f}" for n in names) + " |")
+        lines.append(f"| {metric} | " + " | ".join("–" if results[n][metric] is None else f"{results[n][metric]:.3f}" for n in names) + " |")
     lines.append("")
     lines.append("rewrite_relevance_rate: share of rewrites whose own top 10 has mean judged grade >= 2 (unjudged = 0).")
     return "\n".join(lines) + "\n"

@@ -32,22 +32,16 @@ def tag_token_ids(tokenizer) -> list[int]:
 def load_causal_lm(path: str | Path, *, device: str | None = None):
     """(model, tokenizer) from a full checkpoint or a LoRA adapter folder (merged on load), in eval mode."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
     if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
         raise ConfigError(f"model not found: {path} holds no config.json or adapter_config.json")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if (path / "adapter_config.json").exists() and not (path / "config.json").exists():
-        from peft import AutoPeftModelForCausalLM
+    # one loader for checkpoints and adapters: it resolves an adapter's base ('smollm2', offline)
+    # instead of asking a model hub for it
+    from qrw.trainer.stage import load_base
 
-        model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=torch.float32).merge_and_unload()
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    model, tokenizer, _ = load_base(str(path))
     return model.to(device).eval(), tokenizer
 
 

@@ -29,13 +29,15 @@ from qrw.settings import EvalSettings, load_settings
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None, help="write PNG plots here")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML with an 'eval' section")
 @click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
-              help="split.json from `qrw train data`: evaluate only its validation queries (never trained on)")
+              help="split.json from `qrw train data`: evaluate only the queries of one of its folds (--fold)")
+@click.option("--fold", type=click.Choice(["valid", "train"]), default="valid", show_default=True,
+              help="with --split: the validation queries (never trained on) or the training queries (seen in training)")
 @click.option("--quiet", is_flag=True, help="print only the mean rows")
 @click.option("--report", "report_out", type=click.Path(path_type=Path), default=None,
               help="write a markdown report: summary, and the 20 largest per-query wins and losses with rewrites and tags")
 def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_config: Path | None, num_rewrites: int,
                  url: str | None, profile_file: Path | None, index: str | None, json_out: Path, plots_dir: Path | None,
-                 config_file: Path | None, split_file: Path | None, quiet: bool, report_out: Path | None) -> None:
+                 config_file: Path | None, split_file: Path | None, fold: str, quiet: bool, report_out: Path | None) -> None:
     """nDCG@10, condensed nDCG@10, recall@100, precision@10, judged@10 (and, with several systems,
     harm/win rate, increment, rewrite relevance, latency and significance against original).
 
@@ -51,7 +53,7 @@ def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_
         "search.url": url, "search.index": index or (profile.index if profile_file is not None else None)})
     qrels = load_judgments(judgments)
     if split_file is not None:
-        qrels = _validation_only(qrels, split_file)
+        qrels = _fold_only(qrels, split_file, fold)
     client = open_client(settings.search.url)
     names = [name.strip() for name in systems.split(",") if name.strip()]
     if names == ["original"]:
@@ -67,7 +69,8 @@ def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_
 
         from qrw.eval.report import write_report
 
-        method = (f"{report['queries']} judged queries{' (validation fold of ' + str(split_file) + ')' if split_file else ''}; "
+        fold_name = "validation" if fold == "valid" else "training"
+        method = (f"{report['queries']} judged queries{f' ({fold_name} fold of {split_file})' if split_file else ''}; "
                   f"index {report['index']}; harm/win: nDCG@10 change beyond ±0.05 against original.")
         command = "qrw eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "qrw eval"
         click.echo(f"wrote {write_report(report, report_out, title='Rewriting against the strongest baseline', method=method, command=command)}")
@@ -127,17 +130,18 @@ def _compare(client, settings: EvalSettings, qrels, profile, names, models, plug
     return result
 
 
-def _validation_only(qrels: dict, split_file: Path) -> dict:
-    """Keep the judged queries that the split holds out for validation."""
+def _fold_only(qrels: dict, split_file: Path, fold: str = "valid") -> dict:
+    """Keep the judged queries of one fold of the split: ``valid`` (held out) or ``train``."""
     from qrw.errors import InputDataError
 
+    key = f"{fold}_queries"
     try:
-        valid = {q.strip().casefold() for q in json.loads(split_file.read_text())["valid_queries"]}
+        wanted = {q.strip().casefold() for q in json.loads(split_file.read_text())[key]}
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputDataError(f"{split_file}: not a split file with 'valid_queries' ({exc})") from exc
-    kept = {query: judged for query, judged in qrels.items() if query.strip().casefold() in valid}
+        raise InputDataError(f"{split_file}: not a split file with '{key}' ({exc})") from exc
+    kept = {query: judged for query, judged in qrels.items() if query.strip().casefold() in wanted}
     if not kept:
-        raise InputDataError(f"none of the judged queries is a validation query of {split_file}")
+        raise InputDataError(f"none of the judged queries is in the {fold} fold of {split_file}")
     return kept
 
 

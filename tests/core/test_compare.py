@@ -64,3 +64,22 @@ def test_unknown_system_is_a_clear_error(small_judgments, opensearch_url):
         [sys.executable, "-m", "qrw.cli", "eval", "--judgments", str(small_judgments), "--url", opensearch_url,
          "--systems", "original,magic"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "unknown system 'magic'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_split_folds_pick_the_validation_or_the_training_queries(tmp_path, small_judgments, opensearch_url, indexed_catalog):
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train_queries": ["laptop"], "valid_queries": ["USB stick"]}))
+    seen = {}
+    for fold in ("valid", "train"):
+        out = tmp_path / f"{fold}.json"
+        result = subprocess.run(
+            [sys.executable, "-m", "qrw.cli", "eval", "--judgments", str(small_judgments), "--url", opensearch_url,
+             "--split", str(split), "--fold", fold, "--json", str(out)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        seen[fold] = [row["query"] for row in json.loads(out.read_text())["per_query"]]
+    assert seen == {"valid": ["usb stick"], "train": ["laptop"]}  # matched case-insensitively
+    split.write_text(json.dumps({"valid_queries": ["usb stick"]}))
+    result = subprocess.run(
+        [sys.executable, "-m", "qrw.cli", "eval", "--judgments", str(small_judgments), "--url", opensearch_url,
+         "--split", str(split), "--fold", "train"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "train_queries" in result.stderr and "Traceback" not in result.stderr

@@ -133,6 +133,15 @@ def test_evaluate_before_and_after_grpo(built_data, sft_dir, grpo_dir, opensearc
     for name in ("sft", "grpo"):
         result = report["results"][name]
         assert 0.0 <= result["tag_accuracy"] <= 1.0 and 0.0 <= result["tag_macro_f1"] <= 1.0
+        assert all(result[k] is None or 0.0 <= result[k] <= 1.0 for k in ("tag_auc_exact", "tag_auc_irrelevant"))
         assert 0.0 <= result["rewrite_relevance_rate"] <= 1.0 and result["tag_examples"] == 64
     table = (tmp_path / "eval_report.md").read_text()
     assert "| rewrite_relevance_rate |" in table and "sft" in table and "grpo" in table
+
+
+def test_rank_auc_orders_pairs_and_counts_ties_half():
+    from qrw.trainer.evaluate import rank_auc
+
+    assert rank_auc([0.9, 0.8], [0.1, 0.2]) == 1.0 and rank_auc([0.1], [0.9, 0.8]) == 0.0
+    assert rank_auc([0.5, 0.9], [0.5, 0.1]) == 0.875  # 3 wins and one tie of 4 pairs
+    assert rank_auc([], [0.3]) is None
