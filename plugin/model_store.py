@@ -49,10 +49,22 @@ def cache_root() -> Path:
     return Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")) / "models"
 
 
+DOCUMENTATION_ONLY = ("training_card.md", "*.png")
+"""Files of a model folder that no export reads (the card's prose, its plots): left out of the
+content hash, so that editing a training card does not trigger a re-export. ``training_card.json``
+stays in: the exporter reads the token cap's source from it."""
+
+
+def _exported_inputs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not any(p.match(pattern) for pattern in DOCUMENTATION_ONLY))
+
+
 def content_hash(folder: Path) -> str:
-    """A hash of every file's relative path and bytes: a changed adapter gets a new export."""
+    """A hash of the relative path and bytes of every file an export reads: a changed adapter (or a
+    re-calibrated ``serving.yaml``, which travels into the export) gets a new export."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in _exported_inputs(folder):
         digest.update(path.relative_to(folder).as_posix().encode())
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

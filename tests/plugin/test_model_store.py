@@ -67,6 +67,17 @@ def test_a_changed_checkpoint_gets_its_own_cache_entry(tiny_checkpoint, tmp_path
     assert same != changed and same.startswith(prefix) and changed.startswith(prefix)
 
 
+def test_editing_the_training_card_or_its_plots_keeps_the_export_but_a_recalibration_does_not(tiny_checkpoint, tmp_path):
+    copy = tmp_path / tiny_checkpoint.name
+    shutil.copytree(tiny_checkpoint, copy)
+    before = model_store.content_hash(copy)
+    (copy / "training_card.md").write_text("# a reworded card\n")
+    (copy / "loss.png").write_bytes(b"\x89PNG not really")
+    assert model_store.content_hash(copy) == before
+    (copy / "serving.yaml").write_text("gate: {keep_min: 0.4}\n")  # travels into the export: a new one is due
+    assert model_store.content_hash(copy) != before
+
+
 def test_unknown_models_are_clear_errors_when_strict_and_warnings_when_serving(tmp_path, caplog, model_cache):
     with pytest.raises(ConfigError, match="model not found"):
         load_model(tmp_path / "models" / "rewriter-int8", strict=True)
