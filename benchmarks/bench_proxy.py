@@ -122,7 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="proxy worker processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--keep-node", metavar="NAME:PORT", default=None,
+                        help="use (start if needed) the local node NAME on PORT and leave it running, for repeated runs")
     args = parser.parse_args(argv)
+    keep = None
+    if args.keep_node:
+        name, _, port = args.keep_node.rpartition(":")
+        if not name or not port.isdigit():
+            parser.error("--keep-node takes NAME:PORT, e.g. bench:19350")
+        keep = (name, int(port))
     if not (1 <= args.passes <= 200 and 1 <= args.rounds <= 20 and 0.5 <= args.seconds <= 60 and 1 <= args.concurrency <= 64):
         parser.error("bounded: 1..200 passes, 1..20 rounds, 0.5..60 s blocks, 1..64 connections")
 
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     queries = judged_queries()
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as tmp, opensearch_node("bench") as cfg:
+    with tempfile.TemporaryDirectory() as tmp, opensearch_node("bench", keep) as cfg:
         table = write_table(queries, Path(tmp) / "rewrites.jsonl")
         (Path(tmp) / "queries.txt").write_text("\n".join(queries) + "\n")
         engine = RewriteEngine(load_config(None), TableRewriteModel.from_file(table))
