@@ -4,7 +4,7 @@ Why: uvicorn writes the status line and headers as soon as the app sends ``http.
 and the body in a second ``transport.write``: two ``send`` calls, two TCP segments and two wake-ups
 of the client for every response. On the proxy's cache-hit path the whole answer is in hand when
 the head goes out, and on loopback each ``send`` also pays for the receiver's TCP processing, so the
-second write was a measurable share of the proxy's CPU per request (``benchmarks/bench_proxy.py``).
+second write was a measurable share of the proxy's CPU per request (``benchmarks/bench_proxy_cpu.py``).
 
 How: the transport is wrapped; a write that follows a held head within the same turn of the event
 loop goes out together with it, at once. The head is held at most until the end of that turn
