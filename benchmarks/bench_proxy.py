@@ -19,21 +19,26 @@ Method (loopback only; the script starts its own OpenSearch node and a ``qrw pro
 * CPU: during the throughput blocks, the CPU seconds of the proxy's processes and of the OpenSearch
   process (``/proc``) per request: on shared cores the throughput ratio is mostly the proxy's share
   of the CPU, this is its cost;
+* ``--contend N``: N busy-looping processes at normal priority compete for the cores during the
+  measurement (the proxy's CPU per request weighs more when the cores are contended);
 * ratios: ``proxy / direct_rewritten`` is the proxy's own cost (the issue's target: p50 within
   +1 ms, throughput >= 0.8); ``proxy / direct`` is what a caller sees end to end (the OR-merged
   query costs OpenSearch more).
 
-Usage: ``.venv/bin/python benchmarks/bench_proxy.py [--passes 20] [--rounds 4] [--json-out figures.json]``
+Usage: ``.venv/bin/python benchmarks/bench_proxy.py [--passes 20] [--rounds 4] [--workers 2] [--contend 0]
+[--keep-node NAME:PORT] [--json-out figures.json]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,6 +70,19 @@ def cpu_seconds(pids: list[int]) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+@contextlib.contextmanager
+def contention(count: int):
+    """``count`` CPU-bound processes at normal priority for the whole measurement: the shared 2-core machine
+    the issue's figures came from, made repeatable (other sessions' training and tests took the cores)."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 async def latency(urls: dict[str, str], bodies: dict[str, dict[str, bytes]], queries: list[str], passes: int,
@@ -122,9 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="proxy worker processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--contend", type=int, default=0, metavar="N",
+                        help="N busy processes competing for the cores during the measurement (0: none)")
+    parser.add_argument("--keep-node", metavar="NAME:PORT", default=None,
+                        help="use (start if needed) the local node NAME on PORT and leave it running, for repeated runs")
     args = parser.parse_args(argv)
-    if not (1 <= args.passes <= 200 and 1 <= args.rounds <= 20 and 0.5 <= args.seconds <= 60 and 1 <= args.concurrency <= 64):
-        parser.error("bounded: 1..200 passes, 1..20 rounds, 0.5..60 s blocks, 1..64 connections")
+    keep = None
+    if args.keep_node:
+        name, _, port = args.keep_node.rpartition(":")
+        if not name or not port.isdigit():
+            parser.error("--keep-node takes NAME:PORT, e.g. bench:19350")
+        keep = (name, int(port))
+    if not (1 <= args.passes <= 200 and 1 <= args.rounds <= 20 and 0.5 <= args.seconds <= 60 and 1 <= args.concurrency <= 64
+            and 0 <= args.contend <= 16):
+        parser.error("bounded: 1..200 passes, 1..20 rounds, 0.5..60 s blocks, 1..64 connections, 0..16 contending processes")
 
     import uvloop
 
@@ -134,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     queries = judged_queries()
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as tmp, opensearch_node("bench") as cfg:
+    with tempfile.TemporaryDirectory() as tmp, opensearch_node("bench", keep) as cfg:
         table = write_table(queries, Path(tmp) / "rewrites.jsonl")
         (Path(tmp) / "queries.txt").write_text("\n".join(queries) + "\n")
         engine = RewriteEngine(load_config(None), TableRewriteModel.from_file(table))
@@ -186,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                 return {"samples": samples, "blocks": blocks, "errors": errors, "cpu": cpu}
 
             uvloop.install()
-            result = asyncio.run(run())
+            with contention(args.contend):
+                result = asyncio.run(run())
             stats = json.loads(__import__("httpx").get(f"{proxy_url}/_qrw/stats").text)
     samples, blocks = result["samples"], result["blocks"]
     lat = {name: {"p50_ms": round(percentile(v, 50), 3), "p99_ms": round(percentile(v, 99), 3), "n": len(v)} for name, v in samples.items()}
@@ -195,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine(), "loadavg_at_end": os.getloadavg()},
         "method": {"passes": args.passes, "queries": len(queries), "latency_samples_per_path": len(samples["proxy"]),
                    "throughput": f"{args.rounds} rounds x {args.seconds}s blocks per path, {args.concurrency} connections, shuffled",
-                   "proxy_workers": args.workers, "client": "benchmarks/loadclient.py (asyncio+httptools), one process"},
+                   "proxy_workers": args.workers, "client": "benchmarks/loadclient.py (asyncio+httptools), one process",
+                   "contending_processes": args.contend},
         "latency": lat,
         "latency_added_p50_ms": {"vs_direct_rewritten": round(lat["proxy"]["p50_ms"] - lat["direct_rewritten"]["p50_ms"], 3),
                                  "vs_direct": round(lat["proxy"]["p50_ms"] - lat["direct"]["p50_ms"], 3)},

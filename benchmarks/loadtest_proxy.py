@@ -108,12 +108,18 @@ def resolve_model(spec: str, workdir: Path, queries: list[str]) -> tuple[Path, s
 
 
 @contextlib.contextmanager
-def opensearch_node(name: str):
+def opensearch_node(name: str, keep: tuple[str, int] | None = None):
+    """A node with the catalog indexed as ``products``: a fresh one, deleted afterwards; or, with ``keep``
+    (name, port), that node, started when it does not run, reused and left running (repeated benchmark
+    runs then skip the start and the indexing, which does nothing when the catalog is unchanged)."""
     from qrw.search.catalog import load_catalog
     from qrw.search.connect import open_client
     from qrw.search.index import index_catalog
 
-    cfg = os_node.NodeConfig(name=f"{name}-{os.getpid()}", port=os_node.free_port())
+    if keep is not None:
+        cfg = os_node.NodeConfig(name=keep[0], port=keep[1])
+    else:
+        cfg = os_node.NodeConfig(name=f"{name}-{os.getpid()}", port=os_node.free_port())
     started = time.monotonic()
     os_node.start(cfg)
     try:
@@ -121,7 +127,8 @@ def opensearch_node(name: str):
         print(f"node {cfg.name} on {cfg.http_url}: started and indexed in {time.monotonic() - started:.1f}s", flush=True)
         yield cfg
     finally:
-        os_node.destroy(cfg)
+        if keep is None:
+            os_node.destroy(cfg)
 
 
 BENCH_PROXY_CONFIG = "proxy:\n  debug_networks: [127.0.0.1/32]\n"

@@ -312,16 +312,17 @@ class RewriteEngine:
         """Whether ``token`` (from ``verdict``) still gives ``text``'s rewrites: the cache entry is fresh and holds
         the outputs the verdict was made from. With ``count``, a cache hit in the stats and metrics, like the
         chain's own lookup."""
-        if not self.source.is_fresh(text):
-            return False
         remembered = self._verdicts.get(text)
         if remembered is not token or remembered is None:
             return False
+        key = cache_key(text)  # once: normalising is a good part of this check's cost on the proxy's hot path
+        if not self.cache.is_fresh(key):
+            return False
         if count:
-            hit = self.cache.get(cache_key(text))
+            hit = self.cache.get(key)
             value = hit.value if hit is not None and hit.fresh else None
         else:
-            value = self.cache.peek(cache_key(text))
+            value = self.cache.peek(key)
         if value is None or not (remembered[0] is value or remembered[0] == value):
             return False
         if count:

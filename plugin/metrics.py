@@ -56,22 +56,29 @@ class Metrics:
             self.fallbacks.labels(reason)
         for result in ("rewritten", "unchanged"):
             self.bodies.labels(result)
-        self._request_children: dict[tuple[str, int], object] = {}
+        # Label children looked up once: ``labels()`` costs more than the increment itself, on every request.
+        self._request_children: dict[tuple[str, int], tuple[object, object]] = {}
+        self._body_children = {True: self.bodies.labels("rewritten"), False: self.bodies.labels("unchanged")}
+        self._output_children: dict[str, object] = {}
 
     # -- hooks called by the proxy, the model source and the upstream pool
     def request(self, route: str, status: int, seconds: float) -> None:
         key = (route, status)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self.requests.labels(route, str(status))
-        child.inc()  # type: ignore[attr-defined]
-        self.request_seconds.labels(route).observe(seconds)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (self.requests.labels(route, str(status)),
+                                                      self.request_seconds.labels(route))
+        children[0].inc()  # type: ignore[attr-defined]
+        children[1].observe(seconds)  # type: ignore[attr-defined]
 
     def body(self, rewritten: bool) -> None:
-        self.bodies.labels("rewritten" if rewritten else "unchanged").inc()
+        self._body_children[rewritten].inc()
 
     def model_outcome(self, origin: str, reason: str | None) -> None:
-        self.outputs.labels(origin).inc()
+        child = self._output_children.get(origin)
+        if child is None:
+            child = self._output_children[origin] = self.outputs.labels(origin)
+        child.inc()  # type: ignore[attr-defined]
         if reason is not None:
             self.fallbacks.labels(reason).inc()
 

@@ -130,9 +130,17 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 def _forward_headers(headers: list[tuple[bytes, bytes]], *, drop: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
     """The client's headers minus hop-by-hop ones (and those the Connection header names), framing and ours."""
     connection = _header(headers, b"connection")
-    listed = {token.strip().lower() for token in connection.split(b",")} if connection else set()
-    skip = HOP_BY_HOP | listed | drop | {b"content-length"}
+    if connection is None:
+        skip = _SKIP.get(drop)
+        if skip is None:
+            skip = _SKIP[drop] = HOP_BY_HOP | drop | {b"content-length"}
+    else:
+        skip = HOP_BY_HOP | {token.strip().lower() for token in connection.split(b",")} | drop | {b"content-length"}
     return [(k, v) for k, v in headers if k not in skip]
+
+
+_SKIP: dict[frozenset[bytes], frozenset[bytes]] = {}
+"""``_forward_headers``' skip sets per ``drop`` set, when the client names no headers in ``Connection``."""
 
 
 def _response_headers(headers: list[tuple[bytes, bytes]], *, replace_length: int | None = None) -> list[tuple[bytes, bytes]]:
@@ -609,13 +617,14 @@ def create_app(engine: RewriteEngine, upstream: str | list[str] | None = None, *
 
 
 def serve_config(app: Any, host: str, port: int, *, log_level: str = "warning", workers: int = 1, factory: bool = False) -> Any:
-    """The uvicorn settings the proxy runs with (CLI and tests alike): httptools + uvloop when
-    installed, no ``server``/``date`` headers of its own (responses carry OpenSearch's headers only)."""
+    """The uvicorn settings the proxy runs with (CLI and tests alike): httptools (with a response's head
+    and body in one write, ``http_server``) + uvloop when installed, no ``server``/``date`` headers of
+    its own (responses carry OpenSearch's headers only)."""
     import importlib.util
 
     import uvicorn
 
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    http = "qrw.plugin.http_server:CoalescingHttpToolsProtocol" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, http=http, loop=loop,
                           server_header=False, date_header=False, timeout_keep_alive=75, lifespan="on",

@@ -36,6 +36,7 @@ from qrw.plugin.errors import ProxyOverloaded, UpstreamTimeout, UpstreamUnavaila
 log = logging.getLogger("qrw.proxy")
 
 Headers = list[tuple[bytes, bytes]]
+FRAMING = (b"content-length", b"transfer-encoding")
 READ_HIGH_WATER = 1 << 20
 """Bytes of a streamed response buffered before the node's socket is paused (back-pressure)."""
 
@@ -84,9 +85,8 @@ class _Exchange:
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
-        names = {name.lower() for name, _ in self.headers}
-        self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names and self.status >= 200 \
-            and self.status not in (204, 304)
+        framed = any(name.lower() in FRAMING for name, _ in self.headers)
+        self.until_eof = not framed and self.status >= 200 and self.status not in (204, 304)
         if not self.head.done():
             self.head.set_result(None)
         if self.head_only:
@@ -505,6 +505,8 @@ class Upstreams:
     def order(self) -> list[Node]:
         """Healthy nodes first, round-robin; down nodes last (tried only when every healthy one failed)."""
         count = len(self.nodes)
+        if count == 1:
+            return self.nodes  # the common single-node case: no lists built per request
         start = self._next
         self._next = (self._next + 1) % count
         rotated = [self.nodes[(start + i) % count] for i in range(count)]
