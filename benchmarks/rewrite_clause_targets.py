@@ -41,12 +41,12 @@ from pathlib import Path
 HARM = 0.05
 
 
-def _build_side_index(client, name: str, catalog, facets) -> None:
+def _build_side_index(client, alias: str, name: str, catalog, facets) -> None:
     from opensearchpy import helpers
 
     from qrw.search.baseline import STEMMED_ANALYZER
 
-    source = next(iter(client.indices.get_alias(name="products")))
+    source = next(iter(client.indices.get_alias(name=alias)))  # the settings and mapping of the baseline's index
     info = client.indices.get(index=source)[source]
     settings = {k: v for k, v in info["settings"]["index"].items() if k in ("analysis", "number_of_shards", "number_of_replicas")}
     mappings = info["mappings"]
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:9200")
+    parser.add_argument("--index", default="products", help="alias of the baseline's index (`qrw sandbox` / `qrw index`)")
     parser.add_argument("--index-name", default="qrw-exp-typed")
     parser.add_argument("--type-weights", default="0.25,0.5,1.0")
     parser.add_argument("--boosts", default="0.3,0.5,1.0")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     catalog = TrainingCatalog.icecat()
     facets = catalog.facets()
     client = OpenSearch(args.url, timeout=120)
-    _build_side_index(client, args.index_name, catalog, facets)
+    _build_side_index(client, args.index, args.index_name, catalog, facets)
     try:
         def ndcg(bodies: dict) -> dict:
             ranked = search_many(client, args.index_name, bodies, depth=10, batch_size=20)
