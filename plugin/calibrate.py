@@ -25,13 +25,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 from qrw.errors import ConfigError
 from qrw.plugin import guards
-from qrw.plugin.config import GateConfig, GuardConfig
+from qrw.plugin.config import GateConfig, GuardConfig, MergeConfig
 from qrw.plugin.gate import decide
 from qrw.plugin.merge import WeightedRewrite, merge_rewrites
 
 Outcomes = Mapping[str, Sequence[tuple[str, Mapping[str, float]]]]
 """Per query: (rewrite, tag probabilities) as the model produced them."""
-Kept = tuple[tuple[str, float], ...]
+Kept = tuple[tuple[str, float, bool], ...]
+"""(rewrite, weight, full): ``full`` marks a full-weight decision, which the ``confident`` merge lets add documents."""
 Search = Callable[[Mapping[str, dict]], Mapping[str, list[str]]]
 """Bodies by key -> ranked doc ids by key."""
 Scorer = Callable[[Sequence[str], Mapping[str, int]], float]
@@ -88,14 +89,14 @@ def guarded(outcomes: Outcomes, guard_config: GuardConfig, extra_brands: Sequenc
 
 
 def kept_for(rows: Sequence[tuple[str, Mapping[str, float]]], gate: GateConfig | None, full_weight: float = 1.0) -> Kept:
-    """(rewrite, weight) kept by ``gate``; ``None`` keeps every rewrite at ``full_weight`` (ungated)."""
+    """(rewrite, weight, full) kept by ``gate``; ``None`` keeps every rewrite at ``full_weight`` (ungated)."""
     if gate is None:
-        return tuple((text, full_weight) for text, _ in rows)
+        return tuple((text, full_weight, True) for text, _ in rows)
     kept = []
     for text, probs in rows:
         decision = decide(probs, gate)
         if decision.kept:
-            kept.append((text, decision.weight))
+            kept.append((text, decision.weight, decision.action == "full"))
     return tuple(kept)
 
 
@@ -112,6 +113,7 @@ def calibrate(
     *,
     grid: Grid = Grid(),
     guard_config: GuardConfig = GuardConfig(),
+    merge: MergeConfig = MergeConfig(),
     folds: int = 5,
     seed: int = 0,
 ) -> CalibrationResult:
@@ -128,7 +130,9 @@ def calibrate(
     for mapping in [*kept_by_point, ungated, {q: () for q in queries}]:
         for query, kept in mapping.items():
             unique.setdefault((query, kept), f"b{len(unique)}")
-    bodies = {key: merge_rewrites(base_body(query), [WeightedRewrite(t, w) for t, w in kept]) for (query, kept), key in unique.items()}
+    operator = None if merge.rewrite_operator == "same" else merge.rewrite_operator  # merged as serving merges
+    bodies = {key: merge_rewrites(base_body(query), [WeightedRewrite(t, w, full) for t, w, full in kept], operator, merge.mode)
+              for (query, kept), key in unique.items()}
     ranked = search(bodies)
     score = {pair: scorer(ranked[key], qrels[pair[0]]) for pair, key in unique.items()}
 

@@ -9,7 +9,7 @@ File layout (every section optional, every field has its default here and nowher
     gate:    {full_min: 0.5, keep_min: 0.5, full_weight: 1.0, down_weight: 0.3}
     chain:   {num_rewrites: 3, max_query_chars: 200, deadline_ms: 150, ...}
     guards:  {brands: [hp, canon], brands_file: brands.txt, brands_field: supplier.raw, ...}
-    merge:   {rewrite_operator: and}
+    merge:   {rewrite_operator: and, mode: confident}
     cache:   {max_entries: 10000, ttl_s: 3600, store: file, file: cache.sqlite, precompute_file: queries.txt}
     proxy:   {rewrite_indices: ["products*"], upstreams: [http://127.0.0.1:9200], debug_networks: [127.0.0.1/32], ...}
 """
@@ -85,6 +85,10 @@ class MergeConfig(_Frozen):
     rewrite_operator: Literal["and", "or", "same"] = Field(
         "and", description="operator of each rewrite clause: 'and' adds only documents holding every rewrite term "
         "(keeps the result set from flooding), 'same' copies the original clause's")
+    mode: Literal["expand", "confident", "rerank"] = Field(
+        "confident", description="which rewrites may add documents the original does not match: 'expand' every kept "
+        "rewrite; 'confident' only full-weight ones (P(exact) >= full_min) and merchandisers' rules, down-weighted ones "
+        "only reorder the original's matches; 'rerank' none (the hit count stays the original's; no results stay no results)")
 
 
 class ChainConfig(_Frozen):

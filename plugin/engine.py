@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qrw.plugin.cache import FileStore, PersistentCache, RedisStore, RewriteStore, StoreError, TTLCache
-from qrw.plugin.chain import Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RewriteCache, RulesFactory, cache_key
+from qrw.plugin.chain import Candidate, Chain, ChainResult, Explain, GateFactory, GuardsFactory, ModelRewriterFactory, ModelSource, RewriteCache, RulesFactory, cache_key
 from qrw.plugin.config import CacheConfig, PluginConfig
 from qrw.plugin.fidelity import TermsFactory, faithful_merge
 from qrw.plugin.merge import WeightedRewrite, find_text_query, rewrite_name, strip_ext
@@ -28,6 +28,13 @@ log = logging.getLogger("qrw.plugin")
 
 TRUE_STRINGS = ("1", "true", "yes", "on")
 VERDICT_MEMO_SIZE = 50_000
+
+
+def weighted(candidate: Candidate) -> WeightedRewrite:
+    """A kept candidate as the merge takes it: confident (full-weight) and merchandisers' rewrites may
+    add documents under the ``confident`` merge mode; down-weighted model rewrites only reorder."""
+    expands = candidate.decision.action == "full" or candidate.source == "rule"
+    return WeightedRewrite(candidate.text, candidate.decision.weight, expands)
 
 
 def truthy(value: Any) -> bool:
@@ -297,7 +304,7 @@ class RewriteEngine:
             if remembered is not None and (remembered[0] is outputs or remembered[0] == outputs):
                 return remembered[1]
         result = self.chain.run(text, deadline, Explain("off"), prefetched=(outputs, origin, error))
-        kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
+        kept = [weighted(c) for c in result.kept]
         if origin in ("cache", "model"):
             if len(self._verdicts) >= VERDICT_MEMO_SIZE:
                 self._verdicts.clear()
@@ -346,10 +353,10 @@ class RewriteEngine:
             deadline_ms = options.get("deadline_ms")
             deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
             if not explain:
-                return faithful_merge(body, self._kept_rewrites(text, deadline_ms), self.config.merge.rewrite_operator), None
+                return faithful_merge(body, self._kept_rewrites(text, deadline_ms), self.config.merge.rewrite_operator, self.config.merge.mode), None
             result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
-            kept = [WeightedRewrite(c.text, c.decision.weight) for c in result.kept]
-            new_body = faithful_merge(body, kept, self.config.merge.rewrite_operator)
+            kept = [weighted(c) for c in result.kept]
+            new_body = faithful_merge(body, kept, self.config.merge.rewrite_operator, self.config.merge.mode)
             return new_body, self._report(result, started)
         except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response
             log.exception("rewriting failed; sending the original query")

@@ -67,28 +67,32 @@ def _name_text(value: Any) -> Any:
     return value
 
 
+def _fix_rewrite(entry: dict, original_kind: str, original_spec: Any) -> dict:
+    kind, clause = next(iter(entry.items()))
+    clause = dict(clause)
+    if kind == "bool":  # the rewrites that may not add documents, grouped under the original (merge modes)
+        clause["should"] = [_fix_rewrite(inner, original_kind, original_spec) for inner in clause["should"]]
+    elif kind == "match":
+        field, options = next(iter(clause.items()))
+        if isinstance(options, Mapping) and "zero_terms_query" in options:
+            clause[field] = {**options, "zero_terms_query": "none"}
+    else:
+        if "zero_terms_query" in clause:
+            clause["zero_terms_query"] = "none"
+        if original_kind in SYNTAX_KINDS and kind == "multi_match" and isinstance(original_spec, Mapping):
+            for key in CARRIED_TO_MULTI_MATCH:
+                if key in original_spec and key not in clause:
+                    clause[key] = original_spec[key]
+    return {kind: clause}
+
+
 def _fix_wrapper(wrapper: dict) -> dict:
     spec = dict(wrapper["bool"])
     if "_name" in spec:
         spec["_name"] = _name_text(spec["_name"])
     should = list(spec["should"])
     original_kind, original_spec = next(iter(should[0].items()))
-    for i in range(1, len(should)):
-        kind, clause = next(iter(should[i].items()))
-        clause = dict(clause)
-        if kind == "match":
-            field, options = next(iter(clause.items()))
-            if isinstance(options, Mapping) and "zero_terms_query" in options:
-                clause[field] = {**options, "zero_terms_query": "none"}
-        else:
-            if "zero_terms_query" in clause:
-                clause["zero_terms_query"] = "none"
-            if original_kind in SYNTAX_KINDS and kind == "multi_match" and isinstance(original_spec, Mapping):
-                for key in CARRIED_TO_MULTI_MATCH:
-                    if key in original_spec and key not in clause:
-                        clause[key] = original_spec[key]
-        should[i] = {kind: clause}
-    spec["should"] = should
+    spec["should"] = [should[0], *(_fix_rewrite(entry, original_kind, original_spec) for entry in should[1:])]
     return {"bool": spec}
 
 
@@ -117,10 +121,11 @@ def _fix(value: Any) -> Any:
     return value
 
 
-def faithful_merge(body: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_operator: str | None = None) -> dict:
+def faithful_merge(body: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_operator: str | None = None,
+                   mode: str = "expand") -> dict:
     """``merge_rewrites`` plus the corrections in the module docstring. Never mutates ``body``."""
     kept = [rw for rw in rewrites if has_terms(rw.text)]
-    merged = merge_rewrites(body, kept, rewrite_operator)
+    merged = merge_rewrites(body, kept, rewrite_operator, mode)
     if not kept or "query" not in merged:
         return merged
     return {**merged, "query": _fix(merged["query"])}

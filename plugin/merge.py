@@ -17,6 +17,16 @@ What it does:
 
   so each hit's ``matched_queries`` shows which clause found it. Everything else in the body
   (filters, sort, aggregations, from/size, highlight, _source, rescore, ...) is copied unchanged.
+* Which rewrites may *add* documents (``MERGE_MODES``). ``expand``: every rewrite, as in the bool
+  above. ``rerank``: none; each rewrite clause is grouped under the original clause as a filter
+  (``{"bool": {"should": [<rewrites>], "minimum_should_match": 1, "filter": [<original, unnamed>]}}``),
+  so it only reorders what the user's own words match: the hit count is the original's, and a query
+  with no results keeps none. ``confident``: only the rewrites marked ``expands`` (the gate's
+  full-weight decisions and merchandisers' rules) may add documents; the others are grouped as in
+  ``rerank``. Why: on the judged training queries the rewrite candidates reach the same best case
+  either way, while wrong rewrites hurt less when they cannot bring in documents the query never
+  asked for (``benchmarks/merge_modes.py``); yet a confident ``beamer`` -> ``projector`` must still be
+  able to find the projectors that never say "beamer".
 * A rewrite enters only as the ``query`` string of a structured clause. The rewrite of a
   ``query_string`` / ``simple_query_string`` becomes a ``multi_match`` over the same fields: rewrite
   text is never spliced into query-string syntax, so ``title:x OR *`` in a rewrite is matched as words.
@@ -31,6 +41,7 @@ from typing import Any
 TEXT_KINDS = ("match", "multi_match", "combined_fields", "simple_query_string", "query_string")
 SYNTAX_KINDS = ("simple_query_string", "query_string")
 ORIGINAL_NAME = "qrw:original"
+MERGE_MODES = ("expand", "confident", "rerank")
 REWRITE_PREFIX = "qrw:rewrite:"
 EXT_KEY = "qrw"
 
@@ -54,6 +65,8 @@ class TextQuery:
 class WeightedRewrite:
     text: str
     weight: float
+    expands: bool = True
+    """Whether, under ``confident``, this rewrite may add documents the original does not match."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +182,15 @@ def _original_clause(kind: str, spec: Mapping) -> dict:
     return {kind: {**_without(spec, "boost", "_name"), "_name": ORIGINAL_NAME}}
 
 
+def _original_filter(kind: str, spec: Mapping) -> dict:
+    """The original clause as ``rerank``'s filter: unnamed (its hits are named by the scoring copy)."""
+    kind, named = next(iter(_original_clause(kind, spec).items()))
+    if kind == "match":
+        field, options = next(iter(named.items()))
+        return {"match": {field: _without(options, "_name")}}
+    return {kind: _without(named, "_name")}
+
+
 def _outer_options(kind: str, spec: Mapping) -> dict:
     """The caller's boost and _name move from the text clause to the wrapping bool."""
     source = spec
@@ -178,12 +200,19 @@ def _outer_options(kind: str, spec: Mapping) -> dict:
     return {key: source[key] for key in ("boost", "_name") if key in source}
 
 
-def merged_clause(clause: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_operator: str | None = None) -> dict:
-    """One text clause -> the bool/should of the original and its rewrites."""
+def merged_clause(clause: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_operator: str | None = None,
+                  mode: str = "expand") -> dict:
+    """One text clause -> the bool/should of the original and its rewrites (those that may not add
+    documents grouped under the original as a filter)."""
     kind, spec = next(iter(clause.items()))
     should = [_original_clause(kind, spec)]
-    should += [_rewrite_clause(kind, spec, rw.text, rw.weight, rewrite_name(i), rewrite_operator)
-               for i, rw in enumerate(rewrites)]
+    restricted = []
+    for i, rw in enumerate(rewrites):
+        rewrite = _rewrite_clause(kind, spec, rw.text, rw.weight, rewrite_name(i), rewrite_operator)
+        adds = mode == "expand" or (mode == "confident" and rw.expands)
+        (should if adds else restricted).append(rewrite)
+    if restricted:
+        should.append({"bool": {"should": restricted, "minimum_should_match": 1, "filter": [_original_filter(kind, spec)]}})
     return {"bool": {"should": should, "minimum_should_match": 1, **_outer_options(kind, spec)}}
 
 
@@ -200,7 +229,8 @@ def _replace(container: Any, path: Path, make: Any) -> Any:
     return copy
 
 
-def merge_rewrites(body: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_operator: str | None = None) -> dict:
+def merge_rewrites(body: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_operator: str | None = None,
+                   mode: str = "expand") -> dict:
     """``body`` with its text clauses OR-merged with ``rewrites`` (weight 0 ones left out).
 
     Every text clause whose text equals the first one's is merged (a ``bool.should`` of ``match``
@@ -208,8 +238,11 @@ def merge_rewrites(body: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_o
     or no text clause, a shallow copy of ``body`` comes back unchanged. ``rewrite_operator``
     (``and`` / ``or``; None or ``same``: as the original clause) sets how each rewrite clause's terms
     combine: ``and`` adds only documents holding every rewrite term, so rewrites cannot flood the
-    result set with documents matching one generic word.
+    result set with documents matching one generic word. ``mode`` (``MERGE_MODES``): which rewrites
+    may add documents the original does not match (see the module docstring).
     """
+    if mode not in MERGE_MODES:
+        raise ValueError(f"merge mode {mode!r} is not one of {', '.join(MERGE_MODES)}")
     if rewrite_operator == "same":
         rewrite_operator = None
     kept = [rw for rw in rewrites if rw.weight > 0 and rw.text.strip()]
@@ -219,7 +252,7 @@ def merge_rewrites(body: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_o
         return result
     paths = [path for path, _, text in _text_clauses(body) if text == target.text]
     for path in paths:
-        result = _replace(result, path, lambda clause: merged_clause(clause, kept, rewrite_operator))
+        result = _replace(result, path, lambda clause: merged_clause(clause, kept, rewrite_operator, mode))
     return result
 
 

@@ -46,6 +46,7 @@ class CalibrateConfig:
     batch_size: int = field(16, "queries per model call")
     folds: int = field(5, "cross-validation folds over the calibration queries")
     rewrite_operator: str = field("and", "merge operator shipped with the gate (and | or | same)")
+    merge_mode: str = field("confident", "merge mode measured and shipped with the gate: which rewrites may add documents (expand: all | confident: full-weight ones | rerank: none)")
     full_min: list[float] = field([0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01], "P(exact) thresholds tried")
     keep_min: list[float] = field([0.3, 0.4, 0.5, 0.7, 0.8, 0.9, 1.01], "P(exact)+P(substitute) thresholds tried")
     full_weight: list[float] = field([0.3, 0.5, 1.0], "full-weight boosts tried")
@@ -80,12 +81,18 @@ def run_calibrate(config: CalibrateConfig) -> dict:
 
     from qrw.eval.compare import load_rewrite_model
     from qrw.plugin.calibrate import Grid, guarded, kept_for
+    from qrw.errors import ConfigError
     from qrw.plugin.config import SERVING_NAME, GuardConfig
+    from qrw.plugin.merge import MERGE_MODES
     from qrw.trainer.catalog import TrainingCatalog
     from qrw.trainer.data import read_jsonl
     from qrw.trainer.facets import by_type
     from qrw.trainer.intent import judged_intent, ndcg, pseudo_intent
+    from qrw.trainer.lexical import rerank_mask
+    import numpy as np
 
+    if config.merge_mode not in MERGE_MODES:
+        raise ConfigError(f"merge_mode {config.merge_mode!r} is not one of {', '.join(MERGE_MODES)}")
     started = time.perf_counter()
     data_dir = Path(config.data_dir)
     built = json.loads((data_dir / "data_card.json").read_text())["config"]
@@ -137,9 +144,16 @@ def run_calibrate(config: CalibrateConfig) -> dict:
     def score(query: str, kept) -> float:
         key = (query, kept)
         if key not in cache:
-            merged = base_scores[query].copy()
-            for text, weight in kept:
-                merged = merged + weight * index.clause_scores(text, operator=operator)
+            base = base_scores[query]
+            adding, reordering = base.copy(), np.zeros_like(base)
+            for text, weight, full in kept:
+                may_add = config.merge_mode == "expand" or (config.merge_mode == "confident" and full)
+                scores = weight * index.clause_scores(text, operator=operator)
+                if may_add:
+                    adding = adding + scores
+                else:
+                    reordering = reordering + scores
+            merged = adding + rerank_mask(base, reordering)  # as the plugin's merge groups them
             cache[key] = ndcg(index.rank(merged, 10), intents[query], facets)
         return cache[key]
 
@@ -202,12 +216,12 @@ def run_calibrate(config: CalibrateConfig) -> dict:
         "judged_training_queries": len(judged_indices),
         **({"judged_gain": sum(per_point[chosen_index][j] for j in judged_indices) / len(judged_indices),
             "judged_harm": harm([per_point[chosen_index][j] for j in judged_indices])} if judged_indices else {}),
-        "best": best.model_dump(), "propose": propose, "modes": by_mode, "rewrite_operator": config.rewrite_operator, "folds": fold_reports,
+        "best": best.model_dump(), "propose": propose, "modes": by_mode, "rewrite_operator": config.rewrite_operator, "merge_mode": config.merge_mode, "folds": fold_reports,
         "seconds": round(time.perf_counter() - started, 1),
     }
     import yaml
 
-    serving = {"gate": best.model_dump(), "merge": {"rewrite_operator": config.rewrite_operator},
+    serving = {"gate": best.model_dump(), "merge": {"rewrite_operator": config.rewrite_operator, "mode": config.merge_mode},
                **({"chain": {"propose": True}} if propose else {}),
                **({"guards": {"brands_field": catalog.brands_field}} if catalog.brands_field else {})}
     header = ("# Shipped with the model by `qrw train calibrate` (held-out pseudo-queries, "

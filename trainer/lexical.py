@@ -133,7 +133,7 @@ class LexicalIndex:
         return stacked.sum(axis=0)
 
     def merged_scores(self, query: str, rewrites: Sequence[tuple[str, float]], *, operator: str | None = None) -> np.ndarray:
-        """``original + sum(weight * rewrite clause)``, as the plugin's merge sends it."""
+        """``original + sum(weight * rewrite clause)``, as the plugin's ``expand`` merge sends it."""
         total = self.clause_scores(query)
         for text, weight in rewrites:
             if weight > 0 and text.strip():
@@ -160,6 +160,12 @@ class LexicalIndex:
     def search_merged(self, query: str, rewrites: Sequence[tuple[str, float]], k: int = 10,
                       operator: str | None = None) -> list[str]:
         return self.rank(self.merged_scores(query, rewrites, operator=operator), k)
+
+
+def rerank_mask(original: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``scores`` kept only where ``original`` matches: rewrites grouped under the original as a filter
+    (the plugin's ``rerank`` / ``confident`` merge modes)."""
+    return np.where(original > 0, scores, 0.0)
 
 
 def agreement_with_opensearch(index: LexicalIndex, client, alias: str, texts: Sequence[str], k: int = 10) -> dict:

@@ -83,7 +83,7 @@ def calibrate(model: str, judgments: Path | None, queries_file: Path | None, url
         search=search,
         base_body=profile.baseline.build,
         scorer=lambda ranked, judged: ndcg_at_k(ranked, judged, 10),
-        guard_config=guard_config, folds=folds, seed=seed,
+        guard_config=guard_config, merge=config.merge, folds=folds, seed=seed,
     )
     report = {"model": getattr(rewrite_model, "name", str(model)), "judgments": str(judgments), "index": index,
               "profile": profile.name, "baseline": profile.baseline.name, "brands": len(brands), **result.as_dict()}

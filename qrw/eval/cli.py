@@ -19,7 +19,7 @@ from qrw.settings import EvalSettings, load_settings
 @click.option("--model", "models", multiple=True,
               help="rewriter for ungated/gated: 'default', an exported folder, a checkpoint, a .jsonl table or a name "
                    "from `qrw model list`; repeat to compare several [default: the default rewriter, exported once]")
-@click.option("--plugin-config", type=click.Path(path_type=Path), default=None, help="plugin YAML (gate thresholds, guards)")
+@click.option("--plugin-config", type=click.Path(path_type=Path), default=None, help="plugin YAML (gate, guards, merge, ...) whose keys override each model's shipped serving.yaml")
 @click.option("--num-rewrites", type=int, default=4, show_default=True)
 @url_option
 @profile_option
@@ -115,9 +115,10 @@ def _compare(client, settings: EvalSettings, qrels, profile, names, models, plug
     from qrw.search.brands import exact_brand_field
 
     # the profile's baseline is `original`; its brand field feeds the guards and the added-brand rate;
-    # without --plugin-config, compare_systems uses each model's shipped serving.yaml, else the defaults
-    result = compare_systems(client, settings.search.index, qrels, specs,
-                             plugin_config=load_config(plugin_config) if plugin_config is not None else None,
+    # each model's shipped serving.yaml (else the defaults), with --plugin-config's keys over it
+    if plugin_config is not None:
+        load_config(plugin_config)  # a bad file fails here, before any model is loaded
+    result = compare_systems(client, settings.search.index, qrels, specs, plugin_config=plugin_config,
                              num_rewrites=num_rewrites, depth=settings.depth, url=settings.search.url,
                              baseline=profile.baseline,
                              brand_field=exact_brand_field(client, profile, settings.search.index, url=settings.search.url))

@@ -9,7 +9,7 @@ Systems:
 * ``gated[:MODEL]``: the plugin's serving policy: guards, then the gate decides full weight,
   down-weight or drop per rewrite.
 
-Rewrite clauses are merged with the plugin's ``merge.rewrite_operator``, as serving does. The
+Rewrite clauses are merged with the plugin's ``merge.rewrite_operator`` and ``merge.mode``, as serving does. The
 plugin configuration is the model's shipped ``serving.yaml`` (calibrated on training folds) unless
 a file is given.
 
@@ -218,7 +218,7 @@ def gated_rewrites(query: str, outcome: RewriteOutcome, plugin_config, brands) -
     for rewrite, probabilities, reason in zip(outcome.rewrites, outcome.tag_probabilities, reasons):
         decision = decide(probabilities, plugin_config.gate)
         weight = 0.0 if reason is not None else decision.weight
-        weighted.append(WeightedRewrite(rewrite, weight))
+        weighted.append(WeightedRewrite(rewrite, weight, decision.action == "full"))
         decisions.append({"text": rewrite, "tag": decision.tag, "p_exact": round(float(probabilities.get("exact", 0.0)), 4),
                           "action": "drop" if reason is not None else decision.action, "weight": weight,
                           "reason": f"guard: {reason}" if reason is not None else decision.reason})
@@ -241,8 +241,9 @@ def compare_systems(
 ) -> dict:
     """Run every system on the same index and judgments; the JSON shape documented in the README.
 
-    ``plugin_config``: the serving configuration for ``gated`` (None: each model's shipped
-    ``serving.yaml``, else the defaults). ``brand_field``: the index field whose terms are the brands
+    ``plugin_config``: the serving configuration for ``gated``: a ``PluginConfig`` used as it is, or
+    the path of a plugin YAML layered over each model's shipped ``serving.yaml`` as serving layers
+    it (keys override); None: each model's shipped ``serving.yaml``, else the defaults. ``brand_field``: the index field whose terms are the brands
     for the guards and for the added-brand rate. ``baseline``: the ``BaselineSpec`` of ``original``.
     """
     from qrw.eval.prf import PrfQueryBuilder
@@ -282,7 +283,10 @@ def compare_systems(
                     bodies[q] = prf.build(q)
                     latencies.append((time.perf_counter() - started) * 1000.0)
             else:
-                config = plugin_config or load_config(shipped=model_store.shipped_serving(spec.model))
+                if plugin_config is None or isinstance(plugin_config, (str, Path)):
+                    config = load_config(plugin_config, shipped=model_store.shipped_serving(spec.model))
+                else:
+                    config = plugin_config
                 brands = load_brands(config.guards, catalog_brands)
                 if spec.model not in outcomes_by_model:
                     model = load_rewrite_model(spec.model)
@@ -299,7 +303,7 @@ def compare_systems(
                     else:
                         weighted, decisions_by_query[q] = gated_rewrites(q, outcomes[q], config, brands)
                     pairs += [(q, rw.text) for rw in weighted if rw.weight > 0]
-                    bodies[q] = merge_rewrites(baseline.build(q), weighted, config.merge.rewrite_operator)
+                    bodies[q] = merge_rewrites(baseline.build(q), weighted, config.merge.rewrite_operator, config.merge.mode)
                 served = len(pairs)
                 relevance = rewrite_relevance(client, index, pairs, qrels)
                 if pairs:

@@ -99,3 +99,41 @@ def test_ext_explain_is_stripped_and_text_is_never_syntax(clients, indexed_catal
     assert response["qrw"]["rewritten"]  # OpenSearch would reject an unknown ext section: it was stripped
     weird = rewriting.search(index=indexed_catalog, body=body_for('title:(x OR *) AND {"match_all":{}} \\ " é 日本', size=3))
     assert "hits" in weird
+
+
+def test_merge_modes_on_the_real_node(opensearch_url, indexed_catalog):
+    """Down-weighted rewrites only reorder what the query matches (``confident``, the default); a
+    confident one may still bring in what the query's own words miss; ``expand`` lets both add."""
+    zeros = {"exact": 0.0, "substitute": 0.0, "weak": 0.0, "irrelevant": 0.0}
+    table = {"beamer": [("projector", {**zeros, "substitute": 1.0})],          # down: P(exact)+P(sub) >= keep_min only
+             "qqzzx beamer": [("projector", {**zeros, "substitute": 1.0})],    # a query with no results, a down rewrite
+             "qqzzx projector": [("projector", {**zeros, "exact": 1.0})]}      # no results, a confident rewrite
+    plain = OpenSearch(hosts=[opensearch_url])
+
+    def client(mode):
+        return RewritingOpenSearch(hosts=[opensearch_url], model=TableRewriteModel(table),
+                                   config=load_config(None, chain={"deadline_ms": 2000}, merge={"mode": mode}))
+
+    confident, expand = client("confident"), client("expand")
+    try:
+        body = body_for("beamer")
+        original = plain.search(index=indexed_catalog, body=body)
+        kept = confident.search(index=indexed_catalog, body=body, headers={"X-QRW-Explain": "1"})
+        assert kept["qrw"]["rewritten"] and kept["qrw"]["rewrites"][0]["action"] == "down"
+        assert 0 < original["hits"]["total"]["value"] == kept["hits"]["total"]["value"] and ids(kept) == ids(original)
+        widened = expand.search(index=indexed_catalog, body=body)
+        assert widened["hits"]["total"]["value"] > original["hits"]["total"]["value"]
+
+        no_results = body_for("qqzzx beamer", size=10)
+        no_results["query"]["multi_match"]["operator"] = "and"
+        assert plain.search(index=indexed_catalog, body=no_results)["hits"]["total"]["value"] == 0
+        assert confident.search(index=indexed_catalog, body=no_results, headers={"X-QRW-Explain": "1"})["hits"]["total"]["value"] == 0
+        assert expand.search(index=indexed_catalog, body=no_results)["hits"]["total"]["value"] > 0
+        rescued = body_for("qqzzx projector", size=10)
+        rescued["query"]["multi_match"]["operator"] = "and"
+        answer = confident.search(index=indexed_catalog, body=rescued, headers={"X-QRW-Explain": "1"})
+        assert answer["qrw"]["rewrites"][0]["action"] == "full" and answer["hits"]["total"]["value"] > 0
+        assert all(h["matched_queries"] == ["qrw:rewrite:0"] for h in answer["hits"]["hits"])
+    finally:
+        confident.close()
+        expand.close()

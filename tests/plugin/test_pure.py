@@ -295,3 +295,61 @@ def test_rewrite_list_round_trips_through_completion_and_parse():
     # both task prompts start with the same prefix (a runtime may reuse its KV cache)
     assert rewrite_prompt("usb stick").startswith(query_prefix("usb stick"))
     assert tag_prompt("usb stick", "flash drive").startswith(query_prefix("usb stick"))
+
+
+# -- merge modes: which rewrites may add documents ----------------------------------------------
+
+
+def _merge_modes_body():
+    return {"query": {"multi_match": {"query": "beamer", "fields": ["title^2", "all_text"], "boost": 3, "_name": "mine"}}}
+
+
+def test_expand_lets_every_rewrite_add_documents():
+    merged = merge_rewrites(_merge_modes_body(), [WeightedRewrite("projector", 1.0), WeightedRewrite("video projector", 0.3, expands=False)],
+                            "and", "expand")
+    wrapper = merged["query"]["bool"]
+    assert [next(iter(c.values()))["_name"] for c in wrapper["should"]] == [ORIGINAL_NAME, "qrw:rewrite:0", "qrw:rewrite:1"]
+    assert "filter" not in wrapper and wrapper["boost"] == 3 and wrapper["_name"] == "mine"
+
+
+def test_confident_groups_down_weighted_rewrites_under_the_original():
+    body = _merge_modes_body()
+    merged = merge_rewrites(body, [WeightedRewrite("projector", 1.0), WeightedRewrite("video projector", 0.3, expands=False)], "and", "confident")
+    original, confident, group = merged["query"]["bool"]["should"]
+    assert original["multi_match"]["_name"] == ORIGINAL_NAME and confident["multi_match"]["query"] == "projector"
+    inner = group["bool"]
+    assert inner["minimum_should_match"] == 1 and [c["multi_match"]["query"] for c in inner["should"]] == ["video projector"]
+    assert inner["should"][0]["multi_match"]["_name"] == "qrw:rewrite:1" and inner["should"][0]["multi_match"]["boost"] == 0.3
+    # the filter is the user's clause itself, unnamed and unboosted (the caller's boost and name stay on the wrapper)
+    assert inner["filter"] == [{"multi_match": {"query": "beamer", "fields": ["title^2", "all_text"]}}]
+    assert body == _merge_modes_body()  # input untouched
+
+
+def test_rerank_lets_no_rewrite_add_documents():
+    merged = merge_rewrites({"query": {"match": {"title": "beamer"}}}, [WeightedRewrite("projector", 1.0)], "and", "rerank")
+    original, group = merged["query"]["bool"]["should"]
+    assert original == {"match": {"title": {"query": "beamer", "_name": ORIGINAL_NAME}}}
+    assert group["bool"]["filter"] == [{"match": {"title": {"query": "beamer"}}}]
+    assert group["bool"]["should"][0]["match"]["title"]["query"] == "projector"
+    with pytest.raises(ValueError, match="merge mode 'widen'"):
+        merge_rewrites({"query": {"match": {"title": "beamer"}}}, [WeightedRewrite("projector", 1.0)], "and", "widen")
+
+
+def test_fidelity_fixes_reach_rewrites_grouped_under_the_original():
+    from qrw.plugin.fidelity import faithful_merge
+
+    body = {"query": {"query_string": {"query": "beamer", "fields": ["title", "price"], "lenient": True}}}
+    merged = faithful_merge(body, [WeightedRewrite("projector", 0.3, expands=False)], "and", "confident")
+    group = merged["query"]["bool"]["should"][1]["bool"]
+    assert group["should"][0]["multi_match"]["lenient"] is True  # a numeric field must not turn the rewrite into a 400
+    zero = {"query": {"match": {"title": {"query": "the beamer", "zero_terms_query": "all"}}}}
+    merged = faithful_merge(zero, [WeightedRewrite("the", 0.3, expands=False)], "and", "rerank")
+    group = merged["query"]["bool"]["should"][1]["bool"]
+    assert group["should"][0]["match"]["title"]["zero_terms_query"] == "none"
+    assert group["filter"][0]["match"]["title"]["zero_terms_query"] == "all"  # the user's own clause, unchanged
+
+
+def test_merge_mode_default_and_validation():
+    assert PluginConfig().merge.mode == "confident"
+    with pytest.raises(ConfigError, match="merge.mode"):
+        load_config(None, merge={"mode": "widen"})

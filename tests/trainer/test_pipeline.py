@@ -118,9 +118,10 @@ def test_calibration_ships_a_gate_with_the_model(built_data, grpo_dir, tmp_path)
     # veto always leaves a choice, and the chosen point never loses on the real training queries
     assert report["judged_gain"] >= 0.0 and report["judged_harm"] <= 0.05
     shipped = yaml.safe_load((model_dir / SERVING_NAME).read_text())
-    assert shipped["gate"]["full_weight"] == 0.5 and shipped["merge"]["rewrite_operator"] == "and"
+    assert shipped["gate"]["full_weight"] == 0.5 and shipped["merge"] == {"rewrite_operator": "and", "mode": "confident"}
     loaded = load_config(shipped=model_dir / SERVING_NAME)
     assert loaded.gate.full_min == report["best"]["full_min"] and loaded.merge.rewrite_operator == "and"
+    assert report["merge_mode"] == loaded.merge.mode == "confident"  # measured as it is shipped
 
 
 def test_evaluate_before_and_after_grpo(built_data, sft_dir, grpo_dir, opensearch_url, indexed_catalog, tmp_path):
