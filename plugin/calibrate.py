@@ -28,11 +28,12 @@ from qrw.plugin import guards
 from qrw.plugin.config import GateConfig, GuardConfig, MergeConfig
 from qrw.plugin.gate import decide
 from qrw.plugin.merge import WeightedRewrite, merge_rewrites
+from qrw.plugin.widening import may_add_documents
 
 Outcomes = Mapping[str, Sequence[tuple[str, Mapping[str, float]]]]
 """Per query: (rewrite, tag probabilities) as the model produced them."""
 Kept = tuple[tuple[str, float, bool], ...]
-"""(rewrite, weight, full): ``full`` marks a full-weight decision, which the ``confident`` merge lets add documents."""
+"""(rewrite, weight, expands): ``expands`` marks a rewrite the ``confident`` merge lets add documents."""
 Search = Callable[[Mapping[str, dict]], Mapping[str, list[str]]]
 """Bodies by key -> ranked doc ids by key."""
 Scorer = Callable[[Sequence[str], Mapping[str, int]], float]
@@ -88,15 +89,17 @@ def guarded(outcomes: Outcomes, guard_config: GuardConfig, extra_brands: Sequenc
     return result
 
 
-def kept_for(rows: Sequence[tuple[str, Mapping[str, float]]], gate: GateConfig | None, full_weight: float = 1.0) -> Kept:
-    """(rewrite, weight, full) kept by ``gate``; ``None`` keeps every rewrite at ``full_weight`` (ungated)."""
+def kept_for(rows: Sequence[tuple[str, Mapping[str, float]]], gate: GateConfig | None, full_weight: float = 1.0,
+             query: str = "") -> Kept:
+    """(rewrite, weight, expands) kept by ``gate``; ``None`` keeps every rewrite at ``full_weight`` (ungated).
+    ``expands``: ``widening.may_add_documents`` for ``query``."""
     if gate is None:
         return tuple((text, full_weight, True) for text, _ in rows)
     kept = []
     for text, probs in rows:
         decision = decide(probs, gate)
         if decision.kept:
-            kept.append((text, decision.weight, decision.action == "full"))
+            kept.append((text, decision.weight, may_add_documents(query, text, full=decision.action == "full")))
     return tuple(kept)
 
 
@@ -124,14 +127,14 @@ def calibrate(
     points = grid.points()
 
     # Which (query, kept set) must be searched: each unique one once.
-    kept_by_point: list[dict[str, Kept]] = [{q: kept_for(rows[q], p) for q in queries} for p in points]
+    kept_by_point: list[dict[str, Kept]] = [{q: kept_for(rows[q], p, query=q) for q in queries} for p in points]
     ungated = {q: kept_for(rows[q], None) for q in queries}
     unique: dict[tuple[str, Kept], str] = {}
     for mapping in [*kept_by_point, ungated, {q: () for q in queries}]:
         for query, kept in mapping.items():
             unique.setdefault((query, kept), f"b{len(unique)}")
     operator = None if merge.rewrite_operator == "same" else merge.rewrite_operator  # merged as serving merges
-    bodies = {key: merge_rewrites(base_body(query), [WeightedRewrite(t, w, full) for t, w, full in kept], operator, merge.mode)
+    bodies = {key: merge_rewrites(base_body(query), [WeightedRewrite(t, w, expands) for t, w, expands in kept], operator, merge.mode)
               for (query, kept), key in unique.items()}
     ranked = search(bodies)
     score = {pair: scorer(ranked[key], qrels[pair[0]]) for pair, key in unique.items()}

@@ -87,7 +87,8 @@ class MergeConfig(_Frozen):
         "(keeps the result set from flooding), 'same' copies the original clause's")
     mode: Literal["expand", "confident", "rerank"] = Field(
         "confident", description="which rewrites may add documents the original does not match: 'expand' every kept "
-        "rewrite; 'confident' only full-weight ones (P(exact) >= full_min) and merchandisers' rules, down-weighted ones "
+        "rewrite; 'confident' only full-weight ones (P(exact) >= full_min), merchandisers' rules and respellings of the query "
+        "(labtop -> laptop, smart watch -> smartwatch), other down-weighted ones "
         "only reorder the original's matches; 'rerank' none (the hit count stays the original's; no results stay no results)")
 
 

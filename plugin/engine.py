@@ -23,6 +23,7 @@ from qrw.plugin.merge import WeightedRewrite, find_text_query, rewrite_name, str
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.prompt import normalize_text
 from qrw.plugin.rules import RuleSet
+from qrw.plugin.widening import may_add_documents
 
 log = logging.getLogger("qrw.plugin")
 
@@ -30,10 +31,10 @@ TRUE_STRINGS = ("1", "true", "yes", "on")
 VERDICT_MEMO_SIZE = 50_000
 
 
-def weighted(candidate: Candidate) -> WeightedRewrite:
-    """A kept candidate as the merge takes it: confident (full-weight) and merchandisers' rewrites may
-    add documents under the ``confident`` merge mode; down-weighted model rewrites only reorder."""
-    expands = candidate.decision.action == "full" or candidate.source == "rule"
+def weighted(query: str, candidate: Candidate) -> WeightedRewrite:
+    """A kept candidate as the merge takes it, marked with whether it may add documents under the
+    ``confident`` merge mode (``plugin/widening.py``)."""
+    expands = may_add_documents(query, candidate.text, full=candidate.decision.action == "full", from_rule=candidate.source == "rule")
     return WeightedRewrite(candidate.text, candidate.decision.weight, expands)
 
 
@@ -304,7 +305,7 @@ class RewriteEngine:
             if remembered is not None and (remembered[0] is outputs or remembered[0] == outputs):
                 return remembered[1]
         result = self.chain.run(text, deadline, Explain("off"), prefetched=(outputs, origin, error))
-        kept = [weighted(c) for c in result.kept]
+        kept = [weighted(text, c) for c in result.kept]
         if origin in ("cache", "model"):
             if len(self._verdicts) >= VERDICT_MEMO_SIZE:
                 self._verdicts.clear()
@@ -355,7 +356,7 @@ class RewriteEngine:
             if not explain:
                 return faithful_merge(body, self._kept_rewrites(text, deadline_ms), self.config.merge.rewrite_operator, self.config.merge.mode), None
             result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
-            kept = [weighted(c) for c in result.kept]
+            kept = [weighted(text, c) for c in result.kept]
             new_body = faithful_merge(body, kept, self.config.merge.rewrite_operator, self.config.merge.mode)
             return new_body, self._report(result, started)
         except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response

@@ -22,8 +22,8 @@ What it does:
   (``{"bool": {"should": [<rewrites>], "minimum_should_match": 1, "filter": [<original, unnamed>]}}``),
   so it only reorders what the user's own words match: the hit count is the original's, and a query
   with no results keeps none. ``confident``: only the rewrites marked ``expands`` (the gate's
-  full-weight decisions and merchandisers' rules) may add documents; the others are grouped as in
-  ``rerank``. Why: on the judged training queries the rewrite candidates reach the same best case
+  full-weight decisions, merchandisers' rules and respellings of the query: ``plugin/widening.py``)
+  may add documents; the others are grouped as in ``rerank``. Why: on the judged training queries the rewrite candidates reach the same best case
   either way, while wrong rewrites hurt less when they cannot bring in documents the query never
   asked for (``benchmarks/merge_modes.py``); yet a confident ``beamer`` -> ``projector`` must still be
   able to find the projectors that never say "beamer".

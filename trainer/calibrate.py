@@ -146,8 +146,8 @@ def run_calibrate(config: CalibrateConfig) -> dict:
         if key not in cache:
             base = base_scores[query]
             adding, reordering = base.copy(), np.zeros_like(base)
-            for text, weight, full in kept:
-                may_add = config.merge_mode == "expand" or (config.merge_mode == "confident" and full)
+            for text, weight, expands in kept:
+                may_add = config.merge_mode == "expand" or (config.merge_mode == "confident" and expands)
                 scores = weight * index.clause_scores(text, operator=operator)
                 if may_add:
                     adding = adding + scores
@@ -159,7 +159,7 @@ def run_calibrate(config: CalibrateConfig) -> dict:
 
     per_point = []
     for propose, point in tqdm(points, desc="gate grid", unit="point", disable=not config.progress):
-        per_point.append([score(q, kept_for(rows_by_mode[propose][q], point)) - base_ndcg[q] for q in every_query])
+        per_point.append([score(q, kept_for(rows_by_mode[propose][q], point, query=q)) - base_ndcg[q] for q in every_query])
     ungated = [score(q, kept_for(rows_by_mode[False][q], None, max(config.full_weight))) - base_ndcg[q] for q in queries]
 
     def harm(deltas) -> float:

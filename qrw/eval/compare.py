@@ -212,13 +212,14 @@ def gated_rewrites(query: str, outcome: RewriteOutcome, plugin_config, brands) -
     from qrw.plugin.gate import decide
     from qrw.plugin.guards import check
     from qrw.plugin.merge import WeightedRewrite
+    from qrw.plugin.widening import may_add_documents
 
     reasons = check(query, outcome.rewrites, plugin_config.guards, brands)
     weighted, decisions = [], []
     for rewrite, probabilities, reason in zip(outcome.rewrites, outcome.tag_probabilities, reasons):
         decision = decide(probabilities, plugin_config.gate)
         weight = 0.0 if reason is not None else decision.weight
-        weighted.append(WeightedRewrite(rewrite, weight, decision.action == "full"))
+        weighted.append(WeightedRewrite(rewrite, weight, may_add_documents(query, rewrite, full=decision.action == "full")))
         decisions.append({"text": rewrite, "tag": decision.tag, "p_exact": round(float(probabilities.get("exact", 0.0)), 4),
                           "action": "drop" if reason is not None else decision.action, "weight": weight,
                           "reason": f"guard: {reason}" if reason is not None else decision.reason})

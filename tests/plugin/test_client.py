@@ -107,7 +107,8 @@ def test_merge_modes_on_the_real_node(opensearch_url, indexed_catalog):
     zeros = {"exact": 0.0, "substitute": 0.0, "weak": 0.0, "irrelevant": 0.0}
     table = {"beamer": [("projector", {**zeros, "substitute": 1.0})],          # down: P(exact)+P(sub) >= keep_min only
              "qqzzx beamer": [("projector", {**zeros, "substitute": 1.0})],    # a query with no results, a down rewrite
-             "qqzzx projector": [("projector", {**zeros, "exact": 1.0})]}      # no results, a confident rewrite
+             "qqzzx projector": [("projector", {**zeros, "exact": 1.0})],      # no results, a confident rewrite
+             "projectorr": [("projector", {**zeros, "substitute": 1.0})]}     # no results, a down-weighted respelling
     plain = OpenSearch(hosts=[opensearch_url])
 
     def client(mode):
@@ -134,6 +135,10 @@ def test_merge_modes_on_the_real_node(opensearch_url, indexed_catalog):
         answer = confident.search(index=indexed_catalog, body=rescued, headers={"X-QRW-Explain": "1"})
         assert answer["qrw"]["rewrites"][0]["action"] == "full" and answer["hits"]["total"]["value"] > 0
         assert all(h["matched_queries"] == ["qrw:rewrite:0"] for h in answer["hits"]["hits"])
+        typo = body_for("projectorr", size=10)
+        assert plain.search(index=indexed_catalog, body=typo)["hits"]["total"]["value"] == 0
+        corrected = confident.search(index=indexed_catalog, body=typo, headers={"X-QRW-Explain": "1"})
+        assert corrected["qrw"]["rewrites"][0]["action"] == "down" and corrected["hits"]["total"]["value"] > 0  # a respelling may
     finally:
         confident.close()
         expand.close()
