@@ -81,7 +81,9 @@ each rewrite is OR-merged into the query as an extra clause, at full weight or d
 <b>exact</b> (same product), <b>substitute</b> (would do instead), <b>weak</b> (related), <b>irrelevant</b>.</dd>
 <dt>action</dt><dd><span class="kept">full</span>: merged at full weight;
 <span class="down">down</span>: merged with a lower boost (weight &lt; 1);
-<span class="dropped">drop</span>: not used.</dd>
+<span class="dropped">drop</span>: not used. Under the default <code>merge.mode: confident</code> only full-weight
+rewrites, rules and respellings of the query may bring in products the query does not match; other
+down-weighted ones only reorder what the query finds.</dd>
 <dt>why</dt><dd><b>gate</b>: the tag probabilities against the gate's thresholds (full_min, keep_min);
 <b>guard</b>: a safety check dropped it (copies the query, loses a number, a negation or a brand);
 <b>rule</b>: a merchandiser's rule (file:line) pinned or blocked it, for queries matching the rule's trigger.</dd>
