@@ -83,3 +83,32 @@ def test_split_folds_pick_the_validation_or_the_training_queries(tmp_path, small
         [sys.executable, "-m", "qrw.cli", "eval", "--judgments", str(small_judgments), "--url", opensearch_url,
          "--split", str(split), "--fold", "train"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "train_queries" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plugin_config_sets_the_merge_mode_of_eval(tmp_path, opensearch_url, indexed_catalog, small_judgments):
+    """`--plugin-config` reaches the merge: under `rerank` even the full-weight `notebook` only reorders
+    what `laptop` matches (the hit count stays the original's), under `expand` it adds notebooks."""
+    table = tmp_path / "rewrites.jsonl"
+    table.write_text("\n".join(json.dumps(row) for row in TABLE) + "\n")
+    totals = {}
+    for mode in ("rerank", "expand"):
+        config = tmp_path / f"{mode}.yaml"
+        config.write_text(f"merge:\n  mode: {mode}\n")
+        out = tmp_path / f"{mode}.json"
+        result = subprocess.run(
+            [sys.executable, "-m", "qrw.cli", "eval", "--judgments", str(small_judgments), "--url", opensearch_url,
+             "--systems", "original,gated", "--model", str(table), "--plugin-config", str(config), "--json", str(out), "--quiet"],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        systems = json.loads(out.read_text())["systems"]
+        totals[mode] = {name: {row["query"]: row["total_hits"] for row in system["per_query"]} for name, system in systems.items()}
+    original, gated = totals["rerank"]["original"], totals["rerank"]["gated:rewrites.jsonl"]
+    assert gated == original
+    assert totals["expand"]["gated:rewrites.jsonl"]["laptop"] > original["laptop"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("merge:\n  mode: widen\n")
+    result = subprocess.run([sys.executable, "-m", "qrw.cli", "eval", "--judgments", str(small_judgments), "--url", opensearch_url,
+                             "--systems", "original,gated", "--model", str(table), "--plugin-config", str(bad)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "merge.mode" in result.stderr
