@@ -97,4 +97,4 @@ def test_client_receives_exactly_the_nodes_head_and_body(raw_upstream, serve, pa
 def test_serve_config_uses_the_coalescing_protocol():
     config = serve_config(lambda scope, receive, send: None, "127.0.0.1", 1)
     config.load()
-    assert config.http_protocol_class.__name__ == "CoalescingHttpToolsProtocol"
+    assert config.http_protocol_class.__name__ == "ProxyHttpProtocol"
