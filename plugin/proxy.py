@@ -242,7 +242,8 @@ class Proxy:
         self.access = DebugAccess(self.config.debug_networks, self.config.debug_token)
         self.metrics = metrics or Metrics()
         self.upstreams: Upstreams | None = None
-        self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None]] = {}
+        self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None, bool]] = {}
+        """(client bytes, index) -> (query text, verdict token, forwarded bytes or None, rewrite merged)."""
         self._startup_lock = asyncio.Lock()
         self.last_error: dict | None = None
         self._model_threads = concurrent.futures.ThreadPoolExecutor(
@@ -529,7 +530,7 @@ class Proxy:
         if memo_key is not None:
             remembered = self._bodies.get(memo_key)
             if remembered is not None and self.engine.verdict_is_current(remembered[0], remembered[1]):
-                self.metrics.body(remembered[2] is not None and REWRITE_MARK in remembered[2])
+                self.metrics.body(remembered[3])
                 return remembered[2], [None]
         body = self._parse(plain, debug)
         if body is None:
@@ -555,7 +556,7 @@ class Proxy:
             return  # this request was not served from that verdict (e.g. its cache entry had been evicted)
         if len(self._bodies) >= MEMO_ENTRIES:
             self._bodies.clear()
-        self._bodies[key] = (text, token, changed)
+        self._bodies[key] = (text, token, changed, changed is not None and REWRITE_MARK in changed)
 
     def _rewrite_msearch_sync(self, plain: bytes, items: list, bodies: list, index: str | None, explain: bool) -> tuple[bytes | None, list]:
         replacements: dict[int, bytes] = {}
