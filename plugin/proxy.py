@@ -446,7 +446,9 @@ class Proxy:
             if api == "_search":
                 if jsonbody.deeper_than(plain, self.config.max_json_depth):
                     raise BodyTooDeep(self._depth_reason())
-                changed, reports = await self._rewrite_search(plain, index, explain, debug)
+                memo_key = self._memo_key(plain, index, explain)
+                remembered = self._remembered(memo_key)
+                changed, reports = remembered or await self._rewrite_fresh(plain, index, explain, debug, memo_key)
             else:
                 changed, reports = await self._rewrite_msearch(plain, index, explain, debug)
             if changed is not None:
@@ -525,13 +527,21 @@ class Proxy:
         """Could rewriting ``body`` wait for the model? (then it runs off the event loop)"""
         return self.engine.source.model is not None and self.engine.enabled_for(index) and self.engine.needs_model(body)
 
-    async def _rewrite_search(self, plain: bytes, index: str | None, explain: bool, debug: bool) -> tuple[bytes | None, list]:
-        memo_key = (plain, index) if not explain and len(plain) <= MEMO_MAX_BODY and b'"qrw"' not in plain else None
+    def _memo_key(self, plain: bytes, index: str | None, explain: bool) -> tuple[bytes, str | None] | None:
+        return (plain, index) if not explain and len(plain) <= MEMO_MAX_BODY and b'"qrw"' not in plain else None
+
+    def _remembered(self, memo_key: tuple[bytes, str | None] | None) -> tuple[bytes | None, list] | None:
+        """(forwarded bytes, reports) of a remembered body whose verdict is current, else None. Synchronous:
+        the cache-hit path awaits nothing before the upstream exchange."""
         if memo_key is not None:
             remembered = self._bodies.get(memo_key)
             if remembered is not None and self.engine.verdict_is_current(remembered[0], remembered[1]):
                 self.metrics.body(remembered[3])
                 return remembered[2], [None]
+        return None
+
+    async def _rewrite_fresh(self, plain: bytes, index: str | None, explain: bool, debug: bool,
+                             memo_key: tuple[bytes, str | None] | None) -> tuple[bytes | None, list]:
         body = self._parse(plain, debug)
         if body is None:
             return None, []

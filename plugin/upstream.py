@@ -243,6 +243,10 @@ class _Connection(asyncio.Protocol):
         self.exchange = _Exchange(self, head_only, whole)
         return self.exchange
 
+    def writable(self) -> bool:
+        """Open and not asking us to wait (``write`` would not suspend)."""
+        return not self.closed and self.transport is not None and self._write_ready is None
+
     async def write(self, data: bytes) -> None:
         # ``acquire`` checked ``usable`` just before (no await in between); a transport closing since then
         # (the node's EOF, its connection_lost still to come) drops the bytes and the exchange ends in
@@ -377,6 +381,16 @@ class Node:
             raise ConnectFailed(f"cannot connect to {self.url}: {exc.strerror or exc}") from exc
         self.open.add(connection)
         return connection
+
+    def take_idle(self) -> _Connection | None:
+        """A pooled connection at once when a slot is free and an idle connection usable, else None (``acquire``)."""
+        if self.free > 0 and not self.waiting:
+            while self.idle:
+                connection = self.idle.pop()
+                if connection.usable:
+                    self.free -= 1
+                    return connection
+        return None
 
     async def acquire(self) -> _Connection:
         if self.free > 0 and not self.waiting:
@@ -565,12 +579,14 @@ class Upstreams:
     # -- requests
     async def _send_once(self, node: Node, method: str, target: bytes, headers: Headers, body: Body,
                          whole: bool = False) -> UpstreamResponse:
-        connection = await node.acquire()
+        connection = node.take_idle() or await node.acquire()
         started = time.perf_counter()
         exchange = connection.begin(method == "HEAD", whole)
         response = UpstreamResponse(node, connection, exchange, started)
         try:
-            if body is None:
+            if isinstance(body, bytes) and connection.writable():  # the common case, without a coroutine per write
+                connection.transport.write(_head(method, target, node, headers, len(body)) + body)  # type: ignore[union-attr]
+            elif body is None:
                 await connection.write(_head(method, target, node, headers, NO_BODY))
             elif isinstance(body, (bytes, bytearray, memoryview)):
                 await connection.write(_head(method, target, node, headers, len(body)) + bytes(body))
