@@ -235,8 +235,8 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         query_at = url.find(b"?")
         raw_path = url if query_at < 0 else url[:query_at]
         match = DIRECT_PATH.match(raw_path)
-        if match is None or b"%" in raw_path or b"#" in url or not url.isascii():
-            return False
+        if match is None or b"%" in raw_path or b"#" in url or not url.isascii() or match["index"] == b"_qrw":
+            return False  # (/_qrw/... is the proxy's own namespace)
         length = None
         for name, value in self.headers:
             if name == b"content-length":

@@ -23,7 +23,10 @@ otherwise invisible.
   502 no node reachable, 503 pool exhausted, 504 node timeout, 500 anything unexpected.
 
 This is a plain ASGI app (no framework on the hot path), served by uvicorn with httptools and uvloop
-(``serve_config``); the upstream side is ``upstream.py``'s pooled HTTP/1.1 client.
+(``serve_config``); the upstream side is ``upstream.py``'s pooled HTTP/1.1 client. Under
+``serve_config`` most searches skip ASGI: the server protocol (``http_server``) hands a search whose
+body it has read to ``Proxy.search_answer`` and writes the answer itself; the answer, errors and
+metrics are the ones the ASGI path gives (``_search_answer`` serves both).
 """
 
 from __future__ import annotations

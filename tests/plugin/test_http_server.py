@@ -302,3 +302,13 @@ def test_keep_alive_timer_closes_idle_connections_only(raw_upstream):
         server.should_exit = True
         thread.join(timeout=20)
         engine.close()
+
+
+def test_the_proxys_own_namespace_is_never_a_search(raw_upstream, serve, direct_calls):
+    engine = _reply_body()
+    with serve(create_app(engine, raw_upstream.url)) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(_post(b"/_qrw/_search", b"{}"))
+        head, body = _read_answers(sock, 1)[0]
+    engine.close()
+    assert head.startswith(b"HTTP/1.1 404 ") and json.loads(body)["status"] == 404
+    assert direct_calls == [] and not [r for r in raw_upstream.requests if b"_qrw" in r["url"]]
