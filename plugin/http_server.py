@@ -8,7 +8,7 @@ in two ``send`` calls (on loopback each ``send`` also pays for the receiver's TC
 keep-alive timer created and cancelled per request.
 
 What: ``ProxyHttpProtocol`` is uvicorn's ``HttpToolsProtocol`` (parsing, pipelining, flow control,
-keep-alive, shutdown, 400 on malformed HTTP all stay uvicorn's) with two changes:
+keep-alive, shutdown, 400 on malformed HTTP all stay uvicorn's) with three changes:
 
 * the direct path: a ``GET``/``POST`` to ``[/{index}]/_search`` or ``_msearch`` whose body has a
   ``content-length`` of at most 64 KiB (uvicorn's read high-water mark, so reading never pauses)
@@ -29,7 +29,6 @@ import asyncio
 import re
 from typing import Any
 
-import httptools
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE, HttpToolsProtocol
 
