@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from qrw.plugin.engine import RewriteEngine
     from qrw.plugin.table import TableRewriteModel
 
+    loadavg_at_start = os.getloadavg()
     queries = judged_queries()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp, opensearch_node("bench", keep) as cfg:
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     lat = {name: {"p50_ms": round(percentile(v, 50), 3), "p99_ms": round(percentile(v, 99), 3), "n": len(v)} for name, v in samples.items()}
     thr = {name: {"median_rps": round(statistics.median(v), 1), "blocks": [round(x, 1) for x in v]} for name, v in blocks.items()}
     report = {
-        "machine": {**machine(), "loadavg_at_end": os.getloadavg()},
+        "machine": {**machine(), "loadavg_at_start": loadavg_at_start, "loadavg_at_end": os.getloadavg()},
         "method": {"passes": args.passes, "queries": len(queries), "latency_samples_per_path": len(samples["proxy"]),
                    "throughput": f"{args.rounds} rounds x {args.seconds}s blocks per path, {args.concurrency} connections, shuffled",
                    "proxy_workers": args.workers, "client": "benchmarks/loadclient.py (asyncio+httptools), one process",

@@ -23,7 +23,10 @@ otherwise invisible.
   502 no node reachable, 503 pool exhausted, 504 node timeout, 500 anything unexpected.
 
 This is a plain ASGI app (no framework on the hot path), served by uvicorn with httptools and uvloop
-(``serve_config``); the upstream side is ``upstream.py``'s pooled HTTP/1.1 client.
+(``serve_config``); the upstream side is ``upstream.py``'s pooled HTTP/1.1 client. Under
+``serve_config`` most searches skip ASGI: the server protocol (``http_server``) hands a search whose
+body it has read to ``Proxy.search_answer`` and writes the answer itself; the answer, errors and
+metrics are the ones the ASGI path gives (``_search_answer`` serves both).
 """
 
 from __future__ import annotations
@@ -189,6 +192,18 @@ async def _read_body(receive: Callable, declared: bytes | None, limit: int) -> b
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+"""A whole response: status, headers, body."""
+
+
+def json_answer(status: int, payload: Any) -> Answer:
+    try:
+        body = jsonbody.dumps(payload)
+    except Exception:  # noqa: BLE001 - an error answer must go out even when our serialiser is the problem
+        body = json.dumps(payload, ensure_ascii=True, default=str).encode() if status < 500 else LAST_RESORT
+    return status, [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode())], body
+
+
 class Responder:
     """Sends one ASGI response and remembers whether it started (an error can only replace an unstarted one)."""
 
@@ -206,13 +221,8 @@ class Responder:
         await self.start(status, headers)
         await self.send({"type": "http.response.body", "body": body})
 
-    async def json(self, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        try:
-            body = jsonbody.dumps(payload)
-        except Exception:  # noqa: BLE001 - an error answer must go out even when our serialiser is the problem
-            body = json.dumps(payload, ensure_ascii=True, default=str).encode() if status < 500 else LAST_RESORT
-        headers = [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode()), *(extra or [])]
-        await self.whole(status, headers, body)
+    async def json(self, status: int, payload: Any) -> None:
+        await self.whole(*json_answer(status, payload))
 
     async def error(self, exc: BaseException) -> int:
         status, payload = to_response(exc)
@@ -235,7 +245,8 @@ class Proxy:
         self.access = DebugAccess(self.config.debug_networks, self.config.debug_token)
         self.metrics = metrics or Metrics()
         self.upstreams: Upstreams | None = None
-        self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None]] = {}
+        self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None, bool]] = {}
+        """(client bytes, index) -> (query text, verdict token, forwarded bytes or None, rewrite merged)."""
         self._startup_lock = asyncio.Lock()
         self.last_error: dict | None = None
         self._model_threads = concurrent.futures.ThreadPoolExecutor(
@@ -345,10 +356,11 @@ class Proxy:
         return raw + b"?" + query if query else raw
 
     def _debug_allowed(self, scope: dict) -> bool:
-        if not self.access.enabled:
-            return False
         client = scope.get("client")
-        return self.access.allows(client[0] if client else None, scope["headers"])
+        return self._debug_allowed_for(client[0] if client else None, scope["headers"])
+
+    def _debug_allowed_for(self, client_host: str | None, headers: list[tuple[bytes, bytes]]) -> bool:
+        return self.access.enabled and self.access.allows(client_host, headers)
 
     # -- /_qrw/* ----------------------------------------------------------------------------------
 
@@ -397,10 +409,36 @@ class Proxy:
     # -- search and msearch ---------------------------------------------------------------------
 
     async def _search(self, scope: dict, receive: Callable, responder: Responder, index: str | None, api: str) -> None:
-        started = time.perf_counter()
         headers = scope["headers"]
         raw = await _read_body(receive, _header(headers, b"content-length"), self.config.max_body_bytes)
-        debug = self._debug_allowed(scope)
+        client = scope.get("client")
+        await responder.whole(*await self._search_answer(scope["method"], self._target(scope), index, api, headers,
+                                                         client[0] if client else None, raw))
+
+    async def search_answer(self, method: str, target: bytes, path: str, index: str | None, api: str,
+                            headers: list[tuple[bytes, bytes]], client_host: str | None, raw: bytes) -> Answer:
+        """The whole answer to a ``_search``/``_msearch`` request whose body is in hand, for the server's
+        direct path (``http_server``): what ``__call__`` would send for it, errors included, with the same
+        metrics and error bookkeeping. Never raises (except cancellation)."""
+        started = time.perf_counter()
+        try:
+            answer = await self._search_answer(method, target, index, api, headers, client_host, raw)
+        except ProxyError as exc:
+            answer = json_answer(*to_response(exc))
+            self._note_error(exc, answer[0])
+            if answer[0] >= 500:
+                log.warning("%s %s -> %d: %s", method, path, answer[0], exc.message)
+        except Exception as exc:  # noqa: BLE001 - every error the proxy makes is answered in OpenSearch's shape
+            log.exception("unexpected error in the proxy for %s %s", method, path)
+            answer = json_answer(*to_response(exc))
+            self._note_error(exc, answer[0])
+        self.metrics.request("search" if api == "_search" else "msearch", answer[0], time.perf_counter() - started)
+        return answer
+
+    async def _search_answer(self, method: str, target: bytes, index: str | None, api: str,
+                             headers: list[tuple[bytes, bytes]], client_host: str | None, raw: bytes) -> Answer:
+        started = time.perf_counter()
+        debug = self._debug_allowed_for(client_host, headers)
         explain_value = _header(headers, EXPLAIN_HEADER)
         explain = debug and explain_value is not None and truthy(explain_value.decode("latin-1"))
         encoding = _header(headers, b"content-encoding") or b""
@@ -411,23 +449,24 @@ class Proxy:
             if api == "_search":
                 if jsonbody.deeper_than(plain, self.config.max_json_depth):
                     raise BodyTooDeep(self._depth_reason())
-                changed, reports = await self._rewrite_search(plain, index, explain, debug)
+                memo_key = self._memo_key(plain, index, explain)
+                remembered = self._remembered(memo_key)
+                changed, reports = remembered or await self._rewrite_fresh(plain, index, explain, debug, memo_key)
             else:
                 changed, reports = await self._rewrite_msearch(plain, index, explain, debug)
             if changed is not None:
                 content = _encode(changed, encoding)
         forward = _forward_headers(headers, drop=QRW_HEADERS)
-        response, data = await self._upstreams().request(scope["method"], self._target(scope), forward, content,
+        response, data = await self._upstreams().request(method, target, forward, content,
                                                          retryable=True, buffer_response=True)
         assert data is not None
         report_wanted = debug and any(r is not None for r in reports)
         if not report_wanted:
-            await responder.whole(response.status, _response_headers(response.headers), data)
-            return
+            return response.status, _response_headers(response.headers), data
         data = self._with_reports(data, response.header(b"content-encoding") or b"", api, reports)
         extra = [(b"x-qrw-explain", _summary(reports).encode()),
                  (b"x-qrw-took-ms", f"{(time.perf_counter() - started) * 1000.0:.3f}".encode())]
-        await responder.whole(response.status, _response_headers(response.headers, replace_length=len(data)) + extra, data)
+        return response.status, _response_headers(response.headers, replace_length=len(data)) + extra, data
 
     def _depth_reason(self) -> str:
         return (f"the request body is nested deeper than {self.config.max_json_depth} levels "
@@ -491,13 +530,21 @@ class Proxy:
         """Could rewriting ``body`` wait for the model? (then it runs off the event loop)"""
         return self.engine.source.model is not None and self.engine.enabled_for(index) and self.engine.needs_model(body)
 
-    async def _rewrite_search(self, plain: bytes, index: str | None, explain: bool, debug: bool) -> tuple[bytes | None, list]:
-        memo_key = (plain, index) if not explain and len(plain) <= MEMO_MAX_BODY and b'"qrw"' not in plain else None
+    def _memo_key(self, plain: bytes, index: str | None, explain: bool) -> tuple[bytes, str | None] | None:
+        return (plain, index) if not explain and len(plain) <= MEMO_MAX_BODY and b'"qrw"' not in plain else None
+
+    def _remembered(self, memo_key: tuple[bytes, str | None] | None) -> tuple[bytes | None, list] | None:
+        """(forwarded bytes, reports) of a remembered body whose verdict is current, else None. Synchronous:
+        the cache-hit path awaits nothing before the upstream exchange."""
         if memo_key is not None:
             remembered = self._bodies.get(memo_key)
             if remembered is not None and self.engine.verdict_is_current(remembered[0], remembered[1]):
-                self.metrics.body(remembered[2] is not None and REWRITE_MARK in remembered[2])
+                self.metrics.body(remembered[3])
                 return remembered[2], [None]
+        return None
+
+    async def _rewrite_fresh(self, plain: bytes, index: str | None, explain: bool, debug: bool,
+                             memo_key: tuple[bytes, str | None] | None) -> tuple[bytes | None, list]:
         body = self._parse(plain, debug)
         if body is None:
             return None, []
@@ -522,7 +569,7 @@ class Proxy:
             return  # this request was not served from that verdict (e.g. its cache entry had been evicted)
         if len(self._bodies) >= MEMO_ENTRIES:
             self._bodies.clear()
-        self._bodies[key] = (text, token, changed)
+        self._bodies[key] = (text, token, changed, changed is not None and REWRITE_MARK in changed)
 
     def _rewrite_msearch_sync(self, plain: bytes, items: list, bodies: list, index: str | None, explain: bool) -> tuple[bytes | None, list]:
         replacements: dict[int, bytes] = {}
@@ -624,7 +671,7 @@ def serve_config(app: Any, host: str, port: int, *, log_level: str = "warning", 
 
     import uvicorn
 
-    http = "qrw.plugin.http_server:CoalescingHttpToolsProtocol" if importlib.util.find_spec("httptools") else "h11"
+    http = "qrw.plugin.http_server:ProxyHttpProtocol" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, http=http, loop=loop,
                           server_header=False, date_header=False, timeout_keep_alive=75, lifespan="on",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import ssl
@@ -60,16 +61,22 @@ class ConnectionDropped(Exception):
 
 
 class _Exchange:
-    """httptools callbacks for one response; the body is buffered in chunks or streamed."""
+    """httptools callbacks for one response; the body is buffered in chunks or streamed.
 
-    def __init__(self, connection: _Connection, head_only: bool) -> None:
+    ``whole``: the caller wants the complete answer in memory (searches), so ``head`` resolves only
+    when the answer is complete: one wake-up of the waiting task per exchange instead of one for the
+    head and more for the body, and reading never pauses (the caller holds it all anyway)."""
+
+    def __init__(self, connection: _Connection, head_only: bool, whole: bool = False) -> None:
         self.connection = connection
         self.head_only = head_only
+        self.whole = whole
         self.parser = httptools.HttpResponseParser(self)
         self.headers: Headers = []
         self.status = 0
         self.keep_alive = False
-        self.head = asyncio.get_running_loop().create_future()
+        self.headers_done = False
+        self.head = connection.loop.create_future()
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.done = False
@@ -85,9 +92,14 @@ class _Exchange:
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
-        framed = any(name.lower() in FRAMING for name, _ in self.headers)
+        framed = False
+        for name, _ in self.headers:
+            if name.lower() in FRAMING:
+                framed = True
+                break
         self.until_eof = not framed and self.status >= 200 and self.status not in (204, 304)
-        if not self.head.done():
+        self.headers_done = True
+        if not self.whole and not self.head.done():
             self.head.set_result(None)
         if self.head_only:
             self._finish()
@@ -95,8 +107,10 @@ class _Exchange:
     def on_body(self, chunk: bytes) -> None:
         if self.done:
             return
-        self.chunks.append(bytes(chunk))
+        self.chunks.append(chunk)
         self.buffered += len(chunk)
+        if self.whole:
+            return
         if self.buffered > READ_HIGH_WATER:
             self.connection.pause_reading()
         self._wake()
@@ -118,8 +132,9 @@ class _Exchange:
 
     def _finish(self) -> None:
         self.done = True
+        if self.whole and not self.head.done():
+            self.head.set_result(None)
         self._wake()
-        self.connection.exchange_finished(self)
 
     def _wake(self) -> None:
         if self.wakeup is not None and not self.wakeup.done():
@@ -137,10 +152,15 @@ class _Exchange:
 
     def eof(self, reused: bool) -> None:
         """The node closed the connection."""
-        if self.head.done() and self.until_eof and not self.done:
+        if self.headers_done and self.until_eof and not self.done:
             self._finish()  # a body delimited by the end of the connection
             return
         self.fail(ConnectionDropped("the node closed the connection", reused=reused, received=self.received))
+
+    def body(self) -> bytes:
+        """The whole body of a complete ``whole`` exchange."""
+        chunks = self.chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def next_chunk(self) -> bytes | None:
         while True:
@@ -164,6 +184,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.exchange: _Exchange | None = None
         self.closed = False
@@ -217,18 +238,22 @@ class _Connection(asyncio.Protocol):
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
-    def begin(self, head_only: bool) -> _Exchange:
+    def begin(self, head_only: bool, whole: bool = False) -> _Exchange:
         self.uses += 1
-        self.exchange = _Exchange(self, head_only)
+        self.exchange = _Exchange(self, head_only, whole)
         return self.exchange
 
-    def exchange_finished(self, exchange: _Exchange) -> None:
-        pass  # the response object decides when the connection goes back to the pool
+    def writable(self) -> bool:
+        """Open and not asking us to wait (``write`` would not suspend)."""
+        return not self.closed and self.transport is not None and self._write_ready is None
 
     async def write(self, data: bytes) -> None:
-        if not self.usable:
+        # ``acquire`` checked ``usable`` just before (no await in between); a transport closing since then
+        # (the node's EOF, its connection_lost still to come) drops the bytes and the exchange ends in
+        # ``ConnectionDropped`` from ``connection_lost``, as a failed write would.
+        if self.closed or self.transport is None:
             raise ConnectionDropped("connection closed before sending", reused=self.uses > 1, received=False)
-        self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.write(data)
         if self._write_ready is not None:
             await self._write_ready
 
@@ -321,7 +346,9 @@ class Node:
         self.settings = settings
         self.idle: list[_Connection] = []
         self.open: set[_Connection] = set()
-        self.slots = asyncio.Semaphore(settings.max_connections)
+        self.free = settings.max_connections
+        """Connections that may still be taken; below 1, ``acquire`` queues in ``waiting`` (first come, first served)."""
+        self.waiting: collections.deque[asyncio.Future] = collections.deque()
         self.healthy = True
         self.last_error: str | None = None
         self.last_error_at: float | None = None
@@ -355,15 +382,21 @@ class Node:
         self.open.add(connection)
         return connection
 
+    def take_idle(self) -> _Connection | None:
+        """A pooled connection at once when a slot is free and an idle connection usable, else None (``acquire``)."""
+        if self.free > 0 and not self.waiting:
+            while self.idle:
+                connection = self.idle.pop()
+                if connection.usable:
+                    self.free -= 1
+                    return connection
+        return None
+
     async def acquire(self) -> _Connection:
-        if self.slots.locked():  # only then pay for a timer: the pool is full
-            try:
-                await asyncio.wait_for(self.slots.acquire(), self.settings.pool_timeout_s)
-            except asyncio.TimeoutError:
-                raise ProxyOverloaded(f"no free connection to {self.url} within {self.settings.pool_timeout_s}s "
-                                      f"(max_connections {self.settings.max_connections})") from None
-        else:
-            await self.slots.acquire()
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+        else:  # the pool is full: wait for a slot, with a timer
+            await self._wait_for_slot()
         while self.idle:
             connection = self.idle.pop()
             if connection.usable:
@@ -371,15 +404,42 @@ class Node:
         try:
             return await self._connect()
         except BaseException:
-            self.slots.release()
+            self.release_slot()
             raise
+
+    async def _wait_for_slot(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, self.settings.pool_timeout_s)
+        except asyncio.TimeoutError:
+            raise ProxyOverloaded(f"no free connection to {self.url} within {self.settings.pool_timeout_s}s "
+                                  f"(max_connections {self.settings.max_connections})") from None
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release_slot()  # handed a slot while being cancelled: pass it on
+            raise
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self.waiting.remove(waiter)
+
+    def release_slot(self) -> None:
+        """A slot is free again: handed to the first task still waiting, else counted as free."""
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
 
     def give_back(self, connection: _Connection, reusable: bool) -> None:
         if reusable and self.healthy:
             self.idle.append(connection)
         else:
             connection.close()
-        self.slots.release()
+        self.release_slot()
 
     def forget(self, connection: _Connection) -> None:
         self.open.discard(connection)
@@ -517,13 +577,16 @@ class Upstreams:
         return any(node.healthy for node in self.nodes)
 
     # -- requests
-    async def _send_once(self, node: Node, method: str, target: bytes, headers: Headers, body: Body) -> UpstreamResponse:
-        connection = await node.acquire()
+    async def _send_once(self, node: Node, method: str, target: bytes, headers: Headers, body: Body,
+                         whole: bool = False) -> UpstreamResponse:
+        connection = node.take_idle() or await node.acquire()
         started = time.perf_counter()
-        exchange = connection.begin(head_only=method == "HEAD")
+        exchange = connection.begin(method == "HEAD", whole)
         response = UpstreamResponse(node, connection, exchange, started)
         try:
-            if body is None:
+            if isinstance(body, bytes) and connection.writable():  # the common case, without a coroutine per write
+                connection.transport.write(_head(method, target, node, headers, len(body)) + body)  # type: ignore[union-attr]
+            elif body is None:
                 await connection.write(_head(method, target, node, headers, NO_BODY))
             elif isinstance(body, (bytes, bytearray, memoryview)):
                 await connection.write(_head(method, target, node, headers, len(body)) + bytes(body))
@@ -556,6 +619,14 @@ class Upstreams:
                        retryable: bool, read_body: bool, read_503: bool) -> tuple[UpstreamResponse, bytes | None]:
         for attempt in (1, 2):  # a second try on a fresh connection when a pooled one turned out stale
             try:
+                if read_body and self.settings.read_timeout_s is None:  # the whole answer in one wait
+                    response = await self._send_once(node, method, target, headers, body, whole=True)
+                    try:
+                        if response.exchange.error is not None:
+                            raise response.exchange.error
+                        return response, response.exchange.body()
+                    finally:
+                        response.release()
                 response = await self._send_once(node, method, target, headers, body)
                 data = await self._read(response) if read_body or (response.status == 503 and read_503) else None
                 return response, data

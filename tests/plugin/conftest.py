@@ -154,7 +154,7 @@ class RawUpstream:
                 self.parser.feed_data(data)
 
             def on_message_begin(self):
-                self.current = {"headers": [], "body": b"", "url": b""}
+                self.current = {"headers": [], "body": b"", "url": b"", "peer": self.transport.get_extra_info("peername")}
 
             def on_url(self, url):
                 self.current["url"] += url
