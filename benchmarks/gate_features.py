@@ -32,13 +32,16 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from training_candidates import candidate_generator, emit, training_queries  # noqa: E402
 
 HARM = 0.05
 DEPTH = 30
@@ -80,14 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     from opensearchpy import OpenSearch
     from tqdm import tqdm
 
-    from qrw.eval.folds import fold_of
-    from qrw.eval.judgments import load_judgments
     from qrw.eval.metrics import ndcg_at_k
     from qrw.search.baseline import DEFAULT_BASELINE
-    from qrw.search.catalog import default_data_dir
     from qrw.search.runner import search_many
-    from qrw.trainer.bridge import catalog_texts, mine_bridge
-    from qrw.trainer.candidates import CandidateGenerator, SpellingIndex
     from qrw.trainer.catalog import TrainingCatalog
     from qrw.trainer.evaluate import rank_auc
 
@@ -100,12 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
-    qrels = load_judgments(default_data_dir() / "judgments" / "judgments.csv")
-    train = [q for q in qrels if fold_of(q) != 0]
+    qrels, train = training_queries()
     catalog = TrainingCatalog.icecat()
     facets = catalog.facets()
-    texts = catalog_texts(catalog.products)
-    generator = CandidateGenerator(catalog.lexical_index(), facets, mine_bridge(texts), SpellingIndex(texts))
+    generator = candidate_generator(catalog)
     pairs = [(q, c) for q in tqdm(train, desc="proposing candidates", unit="query") for c in generator.propose(q)]
 
     client = OpenSearch(args.url, timeout=120)
@@ -159,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             "queries": "judged training folds (fold 0 = validation, never searched)", "harm_threshold": HARM,
             "cv": "5 folds grouped by query, features standardised on the training part", "seconds": round(time.perf_counter() - started, 1)},
     }
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.json)
     return 0
 
 

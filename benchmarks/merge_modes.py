@@ -21,28 +21,29 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from training_candidates import candidate_generator, emit, training_queries  # noqa: E402
+
 HARM = 0.05
+ENDS = ("expand", "rerank")
+"""The two ends of ``merge.mode``; ``confident`` picks between them per rewrite (by its tag), which a
+candidate merged alone, untagged, does not have."""
 
 
 def main(argv: list[str] | None = None) -> int:
     from opensearchpy import OpenSearch
     from tqdm import tqdm
 
-    from qrw.eval.folds import fold_of
-    from qrw.eval.judgments import load_judgments
     from qrw.eval.metrics import ndcg_at_k
-    from qrw.plugin.merge import MERGE_MODES, WeightedRewrite, merge_rewrites
+    from qrw.plugin.merge import WeightedRewrite, merge_rewrites
     from qrw.search.baseline import DEFAULT_BASELINE
-    from qrw.search.catalog import default_data_dir
     from qrw.search.runner import search_many
-    from qrw.trainer.bridge import catalog_texts, mine_bridge
-    from qrw.trainer.candidates import CandidateGenerator, SpellingIndex
     from qrw.trainer.catalog import TrainingCatalog
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -53,11 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
-    qrels = load_judgments(default_data_dir() / "judgments" / "judgments.csv")
-    train = [q for q in qrels if fold_of(q) != 0]
-    catalog = TrainingCatalog.icecat()
-    texts = catalog_texts(catalog.products)
-    generator = CandidateGenerator(catalog.lexical_index(), catalog.facets(), mine_bridge(texts), SpellingIndex(texts))
+    qrels, train = training_queries()
+    generator = candidate_generator(TrainingCatalog.icecat())
     pairs = [(q, c) for q in tqdm(train, desc="proposing candidates", unit="query") for c in generator.propose(q)]
     client = OpenSearch(args.url, timeout=120)
 
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"train_queries": len(train), "candidates": len(pairs), "baseline_ndcg@10": base_mean,
                     "queries_without_results": len(without_results), "settings": {}}
     for boost in (float(b) for b in args.boosts.split(",")):
-        for mode in MERGE_MODES:
+        for mode in ENDS:
             scores = run({(q, c): merge_rewrites(DEFAULT_BASELINE.build(q), [WeightedRewrite(c, boost)], "and", mode) for q, c in pairs})
             gains: dict[str, dict[str, float]] = collections.defaultdict(dict)
             for (q, c), (score, _) in scores.items():
@@ -89,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "queries": "judged training folds (fold 0 = validation, never searched)", "harm_threshold": HARM,
         "merge": "qrw.plugin.merge.merge_rewrites, rewrite operator 'and', one candidate per body",
         "seconds": round(time.perf_counter() - started, 1)}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.json)
     return 0
 
 

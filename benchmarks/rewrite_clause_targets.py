@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from training_candidates import candidate_generator, emit, training_queries  # noqa: E402
 
 HARM = 0.05
 
@@ -89,14 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     from opensearchpy import OpenSearch
     from tqdm import tqdm
 
-    from qrw.eval.folds import fold_of
-    from qrw.eval.judgments import load_judgments
     from qrw.eval.metrics import ndcg_at_k
     from qrw.search.baseline import DEFAULT_BASELINE
-    from qrw.search.catalog import default_data_dir
     from qrw.search.runner import search_many
-    from qrw.trainer.bridge import catalog_texts, mine_bridge
-    from qrw.trainer.candidates import CandidateGenerator, SpellingIndex
     from qrw.trainer.catalog import TrainingCatalog
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -111,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
-    qrels = load_judgments(default_data_dir() / "judgments" / "judgments.csv")
-    train = [q for q in qrels if fold_of(q) != 0]
+    qrels, train = training_queries()
     catalog = TrainingCatalog.icecat()
     facets = catalog.facets()
     client = OpenSearch(args.url, timeout=120)
@@ -133,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ndcg@10": statistics.fmean(scores.values()), "win": sum(d > HARM for d in deltas),
                 "harm": sum(d < -HARM for d in deltas)}
 
-        texts = catalog_texts(catalog.products)
-        generator = CandidateGenerator(catalog.lexical_index(), facets, mine_bridge(texts), SpellingIndex(texts))
+        generator = candidate_generator(catalog)
         candidates = {q: [c for c in generator.propose(q) if c in facets.types]
                       for q in tqdm(train, desc="proposing candidates", unit="query")}
         mirror = DEFAULT_BASELINE.model_copy(update={"operator": "and"})
@@ -173,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "harm_threshold": HARM, "seconds": round(time.perf_counter() - started, 1)}
     finally:
         client.indices.delete(index=args.index_name, ignore_unavailable=True)
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.json)
     return 0
 
 
