@@ -220,6 +220,10 @@ def _reason(exc: ModelError) -> str:
     return "error"
 
 
+CLOSE_WAIT_S = 30.0
+"""How long ``ModelSource.close`` waits for a model call still running (one call takes well under this)."""
+
+
 class ModelSource:
     """Model outputs for a query through the fallback ladder (see the module docstring). Thread-safe.
 
@@ -257,13 +261,23 @@ class ModelSource:
     def name(self) -> str:
         return getattr(self.model, "name", "none") if self.model is not None else "none"
 
-    def close(self) -> None:
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Cancel the queued calls and wait up to ``wait_s`` for a running one to finish.
+
+        Why wait: a call that outlived its request's deadline may still be inside the model's native
+        code; a process that exits then (a script closing its client, a proxy shutting down) tears
+        the runtime down under it, and ONNX Runtime aborts the whole process ("terminate called
+        without an active exception")."""
         with self._cond:
             self._closed = True
             for call in self._pending:
                 call.future.cancel()
             self._pending.clear()
             self._cond.notify_all()
+        deadline = time.monotonic() + wait_s
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def compute(self, query: str) -> ModelOutput:
         """Call the model now, in this thread (precompute, calibration)."""

@@ -145,3 +145,16 @@ def test_rewrite_body_never_raises_on_odd_input(table_file):
     engine = engine_for(TableRewriteModel.from_file(table_file))
     for body in (None, [], "text", {"query": "laptop"}, {"query": {"match": None}}, {"ext": "x"}, {"ext": {"qrw": 3}}):
         assert engine.rewrite_body(body)[0] is not None or body is None
+
+
+def test_close_waits_for_a_model_call_still_running(faulty_model_cls):
+    """A call that outlived its deadline has finished when close() returns: nothing of the model runs
+    after its owner closed it (a process exiting then would pull the runtime out from under it)."""
+    model = faulty_model_cls(delay_s=0.6)
+    engine = engine_for(model, chain={"deadline_ms": 50})
+    started = time.monotonic()
+    assert engine.rewrite_body(BODY)[0] == BODY  # past the deadline: the original query goes through
+    assert time.monotonic() - started < 0.5 and model.calls == 1
+    engine.close()
+    assert time.monotonic() - started >= 0.55  # close() waited for the running call
+    assert not any(thread.is_alive() for thread in engine.source._threads)
