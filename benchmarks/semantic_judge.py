@@ -44,8 +44,10 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import itertools
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -129,6 +131,35 @@ def nearest_types(encoder: Encoder, catalog, query_vecs: dict[str, np.ndarray], 
     return pairs
 
 
+def title_phrases(products, min_df: int = 3) -> list[str]:
+    """Title words and adjacent word pairs (letters only, 3+ characters) found in at least ``min_df`` titles."""
+    df = collections.Counter()
+    for product in products:
+        words = [w for w in re.findall(r"[a-z][a-z-]+", product.title.lower()) if len(w) >= 3]
+        df.update(set(words) | {f"{a} {b}" for a, b in itertools.pairwise(words)})
+    return sorted(p for p, n in df.items() if n >= min_df)
+
+
+def nearest_phrases(encoder: Encoder, catalog, query_vecs: dict[str, np.ndarray], per_query: int,
+                    cache_dir: Path) -> list[tuple[str, str]]:
+    """An encoder-mined bridge over the catalog's own title phrases (label-free); copies of the query are skipped."""
+    phrases = title_phrases(catalog.products)
+    key = hashlib.sha256(("\n".join(phrases) + encoder.fingerprint).encode()).hexdigest()[:16]
+    path = cache_dir / f"phrases-{key}.npy"
+    if path.exists():
+        vecs = np.load(path)
+    else:
+        vecs = encoder(phrases, progress="embedding title phrases")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.save(path, vecs)
+    pairs = []
+    for query, vec in query_vecs.items():
+        words = set(query.split())
+        ranked = (phrases[i] for i in np.argsort(-(vecs @ vec)))
+        pairs += [(query, p) for p in itertools.islice((p for p in ranked if not set(p.split()) <= words), per_query)]
+    return pairs
+
+
 def judge_gate(rows: list[dict], queries: list[str], threshold: float) -> dict:
     """Per query serve the candidate with the largest judge_delta above ``threshold``; gains vs the baseline."""
     by_query = collections.defaultdict(list)
@@ -173,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:9200")
     parser.add_argument("--index", default="products", help="alias of the baseline's index (`qrw sandbox` / `qrw index`)")
     parser.add_argument("--boost", type=float, default=0.5, help="boost of the rewrite clause")
-    parser.add_argument("--candidates", choices=("trainer", "encoder-types", "both"), default="trainer",
-                        help="trainer: CandidateGenerator; encoder-types: the catalog product types nearest the query by the encoder")
+    parser.add_argument("--candidates", choices=("trainer", "encoder-types", "encoder-phrases", "both"), default="trainer",
+                        help="trainer: CandidateGenerator; encoder-types: the catalog product types nearest the query by the encoder; "
+                             "encoder-phrases: the title words and word pairs nearest the query; both: trainer + encoder-types")
     parser.add_argument("--types-per-query", type=int, default=3, help="encoder-types: how many nearest types")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -202,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         pairs += [(q, c) for q in queries for c in generator.propose(q)]
     if args.candidates in ("encoder-types", "both"):
         pairs += [p for p in nearest_types(encoder, catalog, query_vecs, args.types_per_query) if p not in set(pairs)]
+    if args.candidates == "encoder-phrases":
+        pairs += nearest_phrases(encoder, catalog, query_vecs, args.types_per_query, cache_dir)
     rewrite_vecs = dict(zip(pairs, encoder([c for _, c in pairs]))) if pairs else {}
     client = OpenSearch(args.url, timeout=120)
     mirror = DEFAULT_BASELINE.model_copy(update={"operator": "and"})
