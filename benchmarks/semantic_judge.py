@@ -45,6 +45,7 @@ import argparse
 import collections
 import hashlib
 import itertools
+import json
 import os
 import platform
 import re
@@ -114,6 +115,12 @@ def judged_similarity(query_vec: np.ndarray, ids: list[str], titles: dict[str, n
         return 0.0
     weights = DISCOUNT[:len(sims)]
     return float(np.dot(sims, weights) / weights.sum())
+
+
+def trainer_candidates(catalog, queries: list[str]) -> list[tuple[str, str]]:
+    """The trainer's label-free candidates (``trainer.candidates.CandidateGenerator``) for each query."""
+    generator = candidate_generator(catalog)
+    return [(q, c) for q in queries for c in generator.propose(q)]
 
 
 def nearest_types(encoder: Encoder, catalog, query_vecs: dict[str, np.ndarray], per_query: int) -> list[tuple[str, str]]:
@@ -204,11 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:9200")
     parser.add_argument("--index", default="products", help="alias of the baseline's index (`qrw sandbox` / `qrw index`)")
     parser.add_argument("--boost", type=float, default=0.5, help="boost of the rewrite clause")
-    parser.add_argument("--candidates", choices=("trainer", "encoder-types", "encoder-phrases", "both"), default="trainer",
-                        help="trainer: CandidateGenerator; encoder-types: the catalog product types nearest the query by the encoder; "
-                             "encoder-phrases: the title words and word pairs nearest the query; both: trainer + encoder-types")
+    parser.add_argument("--candidates", default="trainer",
+                        help="comma-separated sources: trainer (CandidateGenerator), encoder-types (the catalog product types "
+                             "nearest the query by the encoder), encoder-phrases (the title words and word pairs nearest the query)")
     parser.add_argument("--types-per-query", type=int, default=3, help="encoder-types: how many nearest types")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--rows", type=Path, default=None, help="also write every candidate's gain and features here (JSON lines)")
     args = parser.parse_args(argv)
     if args.fold == "valid" and args.threshold is None:
         parser.error("--fold valid needs --threshold, chosen on the training folds")
@@ -228,14 +236,15 @@ def main(argv: list[str] | None = None) -> int:
             if doc in titles:
                 (relevant if grade >= 2 else other).append(float(titles[doc] @ query_vecs[q]))
 
-    pairs = []
-    if args.candidates in ("trainer", "both"):
-        generator = candidate_generator(catalog)
-        pairs += [(q, c) for q in queries for c in generator.propose(q)]
-    if args.candidates in ("encoder-types", "both"):
-        pairs += [p for p in nearest_types(encoder, catalog, query_vecs, args.types_per_query) if p not in set(pairs)]
-    if args.candidates == "encoder-phrases":
-        pairs += nearest_phrases(encoder, catalog, query_vecs, args.types_per_query, cache_dir)
+    sources = {
+        "trainer": lambda: trainer_candidates(catalog, queries),
+        "encoder-types": lambda: nearest_types(encoder, catalog, query_vecs, args.types_per_query),
+        "encoder-phrases": lambda: nearest_phrases(encoder, catalog, query_vecs, args.types_per_query, cache_dir),
+    }
+    chosen_sources = args.candidates.split(",")
+    if unknown := set(chosen_sources) - set(sources):
+        parser.error(f"unknown candidate source(s): {sorted(unknown)}; choose from {sorted(sources)}")
+    pairs = list(dict.fromkeys(p for name in chosen_sources for p in sources[name]()))
     rewrite_vecs = dict(zip(pairs, encoder([c for _, c in pairs]))) if pairs else {}
     client = OpenSearch(args.url, timeout=120)
     mirror = DEFAULT_BASELINE.model_copy(update={"operator": "and"})
@@ -285,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             "harm_threshold": HARM, "seconds": round(time.perf_counter() - started, 1)},
     }
     emit(report, args.json)
+    if args.rows:
+        args.rows.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return 0
 
 
