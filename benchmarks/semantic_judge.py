@@ -24,12 +24,17 @@ validation fold, only with a fixed ``--threshold`` chosen on the training folds)
 
 1. the judge alone: rank AUC of cos(query, title) for judged products graded >= 2 over those graded
    <= 1 (is the encoder a usable relevance proxy on this catalog at all?);
-2. for each candidate rewrite (``trainer.candidates.CandidateGenerator``, the label-free candidates
-   the training labels are measured on), merged with the baseline as ``bool.should[baseline, text
+2. for each candidate rewrite, merged with the baseline as ``bool.should[baseline, text
    mirror^boost]``: its real gain (nDCG@10 change) and label-free features: ``judge_delta``, the
    rank-discounted mean cos(query, title) of the merged top 10 minus the baseline's top 10;
    ``judge_alone``, the same for the rewrite's own top 10; ``cos_rewrite``, cos(query, rewrite);
-   rank AUC of each, help over hurt (a change beyond +-0.05);
+   rank AUC of each, help over hurt (a change beyond +-0.05); and the ceiling: a perfect gate (per
+   query the best candidate, or none). Candidate sources (``--candidates``, comma-separated, all
+   label-free): ``trainer`` (``trainer.candidates.CandidateGenerator``, the candidates the training
+   labels are measured on), ``encoder-types`` (the catalog product types of ``trainer.facets``
+   nearest the query under the encoder) and ``encoder-phrases`` (the title words and adjacent word
+   pairs found in at least 3 titles nearest the query); a candidate whose words are all in the query
+   is skipped;
 3. a judge-gated system: per query serve the candidate with the largest ``judge_delta`` if it exceeds
    a threshold, else nothing. On the training folds a grid of thresholds is reported and one is
    chosen by a rule fixed in advance (the largest mean gain with no query harmed; ties to the lower
@@ -37,6 +42,8 @@ validation fold, only with a fixed ``--threshold`` chosen on the training folds)
 
     .venv/bin/python benchmarks/semantic_judge.py --encoder /tmp/minilm/encoder --json docs/eval/semantic_judge_train.json
     .venv/bin/python benchmarks/semantic_judge.py --encoder /tmp/minilm/encoder --fold valid --threshold T --json docs/eval/semantic_judge_valid.json
+
+(``docs/eval/headroom.md`` section 7 lists every committed run.)
 """
 
 from __future__ import annotations
@@ -214,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", default="trainer",
                         help="comma-separated sources: trainer (CandidateGenerator), encoder-types (the catalog product types "
                              "nearest the query by the encoder), encoder-phrases (the title words and word pairs nearest the query)")
-    parser.add_argument("--types-per-query", type=int, default=3, help="encoder-types: how many nearest types")
+    parser.add_argument("--types-per-query", type=int, default=3, help="encoder-types / encoder-phrases: how many nearest per query")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--rows", type=Path, default=None, help="also write every candidate's gain and features here (JSON lines)")
     args = parser.parse_args(argv)
