@@ -31,13 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from semantic_judge import (
-    HARM,
-    Encoder,
-    judge_gate,
-    judged_similarity,
-    title_embeddings,
-)
+from semantic_judge import HARM, judge_gate, judged_similarity, title_embeddings
 from training_candidates import emit, training_queries
 
 WINDOWS = (10, 20, 30, 50)
@@ -47,11 +41,12 @@ JUDGE_THRESHOLDS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.08)
 
 def main(argv: list[str] | None = None) -> int:
     from opensearchpy import OpenSearch
-    from qrw.trainer.catalog import TrainingCatalog
 
     from qrw.eval.metrics import ndcg_at_k
     from qrw.search.baseline import DEFAULT_BASELINE
     from qrw.search.runner import search_many
+    from qrw.trainer.catalog import TrainingCatalog
+    from qrw.trainer.encoder_bridge import SentenceEncoder
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=Path, required=True, help="candidates written by semantic_judge.py --rows (training folds)")
@@ -77,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     mean_base = float(np.mean(list(base_ndcg.values())))
     judge = None
     if args.encoder:
-        encoder = Encoder(args.encoder)
+        encoder = SentenceEncoder(args.encoder)
         cache_dir = Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")) / "semantic_judge"
-        judge = (title_embeddings(encoder, TrainingCatalog.icecat().products, cache_dir), dict(zip(train, encoder(train))))
+        judge = (title_embeddings(encoder, TrainingCatalog.icecat().products, cache_dir), dict(zip(train, encoder.encode(train))))
 
     def bodies(kind: str, window: int, weight: float) -> dict:
         if kind == "expand":

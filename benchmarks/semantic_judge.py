@@ -51,11 +51,9 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
-import itertools
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -65,43 +63,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from training_candidates import candidate_generator, emit
 
+from qrw.trainer.encoder_bridge import EncoderBridge, SentenceEncoder, title_phrases
+
 HARM = 0.05
 THRESHOLDS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.12)
 DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
 
 
-class Encoder:
-    """A sentence-transformers checkpoint read with plain transformers: mean pooling, unit norm."""
-
-    def __init__(self, path: Path, batch_size: int = 128):
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
-        self.batch_size = batch_size
-        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
-        self.fingerprint = hashlib.sha256(b"".join(w.read_bytes()[:1 << 20] for w in weights)).hexdigest()[:12]
-
-    def __call__(self, texts: list[str], progress: str | None = None) -> np.ndarray:
-        from tqdm import tqdm
-
-        torch = self.torch
-        chunks = []
-        starts = range(0, len(texts), self.batch_size)
-        with torch.inference_mode():
-            for start in tqdm(starts, desc=progress, unit="batch", disable=progress is None):
-                encoded = self.tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
-                                         max_length=64, return_tensors="pt")
-                hidden = self.model(**encoded).last_hidden_state
-                mask = encoded["attention_mask"].unsqueeze(-1).float()
-                pooled = (hidden * mask).sum(1) / mask.sum(1)
-                chunks.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-        return np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
-
-
-def title_embeddings(encoder: Encoder, products, cache_dir: Path) -> dict[str, np.ndarray]:
+def title_embeddings(encoder: SentenceEncoder, products, cache_dir: Path) -> dict[str, np.ndarray]:
     """Every catalog title's embedding, computed once per (encoder, catalog) and cached."""
     ids = [p.id for p in products]
     key = hashlib.sha256(("\n".join(ids) + encoder.fingerprint).encode()).hexdigest()[:16]
@@ -109,7 +78,7 @@ def title_embeddings(encoder: Encoder, products, cache_dir: Path) -> dict[str, n
     if path.exists():
         matrix = np.load(path)
     else:
-        matrix = encoder([p.title for p in products], progress="embedding catalog titles")
+        matrix = encoder.encode([p.title for p in products], progress="embedding catalog titles")
         cache_dir.mkdir(parents=True, exist_ok=True)
         np.save(path, matrix)
     return dict(zip(ids, matrix))
@@ -130,13 +99,13 @@ def trainer_candidates(catalog, queries: list[str]) -> list[tuple[str, str]]:
     return [(q, c) for q in queries for c in generator.propose(q)]
 
 
-def nearest_types(encoder: Encoder, catalog, query_vecs: dict[str, np.ndarray], per_query: int) -> list[tuple[str, str]]:
+def nearest_types(encoder: SentenceEncoder, catalog, query_vecs: dict[str, np.ndarray], per_query: int) -> list[tuple[str, str]]:
     """An encoder-mined vocabulary bridge: each query's nearest catalog product types (``trainer.facets``), label-free.
 
     A type whose words are all in the query is skipped (it would be a copy, not a rewrite)."""
     facets = catalog.facets()
     types = sorted({f.product_type for f in (facets.get(p.id) for p in catalog.products) if f and f.product_type})
-    type_vecs = encoder(types)
+    type_vecs = encoder.encode(types)
     pairs = []
     for query, vec in query_vecs.items():
         words = set(query.split())
@@ -145,33 +114,12 @@ def nearest_types(encoder: Encoder, catalog, query_vecs: dict[str, np.ndarray], 
     return pairs
 
 
-def title_phrases(products, min_df: int = 3) -> list[str]:
-    """Title words and adjacent word pairs (letters only, 3+ characters) found in at least ``min_df`` titles."""
-    df = collections.Counter()
-    for product in products:
-        words = [w for w in re.findall(r"[a-z][a-z-]+", product.title.lower()) if len(w) >= 3]
-        df.update(set(words) | {f"{a} {b}" for a, b in itertools.pairwise(words)})
-    return sorted(p for p, n in df.items() if n >= min_df)
-
-
-def nearest_phrases(encoder: Encoder, catalog, query_vecs: dict[str, np.ndarray], per_query: int,
+def nearest_phrases(encoder: SentenceEncoder, catalog, queries: list[str], per_query: int,
                     cache_dir: Path) -> list[tuple[str, str]]:
-    """An encoder-mined bridge over the catalog's own title phrases (label-free); copies of the query are skipped."""
-    phrases = title_phrases(catalog.products)
-    key = hashlib.sha256(("\n".join(phrases) + encoder.fingerprint).encode()).hexdigest()[:16]
-    path = cache_dir / f"phrases-{key}.npy"
-    if path.exists():
-        vecs = np.load(path)
-    else:
-        vecs = encoder(phrases, progress="embedding title phrases")
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        np.save(path, vecs)
-    pairs = []
-    for query, vec in query_vecs.items():
-        words = set(query.split())
-        ranked = (phrases[i] for i in np.argsort(-(vecs @ vec)))
-        pairs += [(query, p) for p in itertools.islice((p for p in ranked if not set(p.split()) <= words), per_query)]
-    return pairs
+    """The trainer's sentence-encoder bridge (``trainer.encoder_bridge``): nearest title phrases, copies skipped."""
+    bridge = EncoderBridge(encoder, title_phrases(p.title for p in catalog.products), per_query=per_query, cache_dir=cache_dir)
+    bridge.prime(queries)
+    return [(q, p) for q in queries for p in bridge.neighbours(q)]
 
 
 def judge_gate(rows: list[dict], queries: list[str], threshold: float) -> dict:
@@ -232,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     qrels = load_judgments(default_data_dir() / "judgments" / "judgments.csv")
     queries = [q for q in qrels if (fold_of(q) == 0) == (args.fold == "valid")]
     catalog = TrainingCatalog.icecat()
-    encoder = Encoder(args.encoder)
+    encoder = SentenceEncoder(args.encoder)
     cache_dir = Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")) / "semantic_judge"
     titles = title_embeddings(encoder, catalog.products, cache_dir)
-    query_vecs = dict(zip(queries, encoder(queries)))
+    query_vecs = dict(zip(queries, encoder.encode(queries)))
 
     relevant, other = [], []
     for q in queries:
@@ -246,13 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     sources = {
         "trainer": lambda: trainer_candidates(catalog, queries),
         "encoder-types": lambda: nearest_types(encoder, catalog, query_vecs, args.types_per_query),
-        "encoder-phrases": lambda: nearest_phrases(encoder, catalog, query_vecs, args.types_per_query, cache_dir),
+        "encoder-phrases": lambda: nearest_phrases(encoder, catalog, queries, args.types_per_query, cache_dir),
     }
     chosen_sources = args.candidates.split(",")
     if unknown := set(chosen_sources) - set(sources):
         parser.error(f"unknown candidate source(s): {sorted(unknown)}; choose from {sorted(sources)}")
     pairs = list(dict.fromkeys(p for name in chosen_sources for p in sources[name]()))
-    rewrite_vecs = dict(zip(pairs, encoder([c for _, c in pairs]))) if pairs else {}
+    rewrite_vecs = dict(zip(pairs, encoder.encode([c for _, c in pairs]))) if pairs else {}
     client = OpenSearch(args.url, timeout=120)
     mirror = DEFAULT_BASELINE.model_copy(update={"operator": "and"})
 

@@ -9,7 +9,9 @@ module 16 GB"). So candidates come from:
 2. spelling: an unknown query word replaced by the catalog word one edit away (deletion index);
 3. the dominant product types among the baseline's top 30, alone and with the values the query asks;
 4. catalog product types that share a (stemmed) word with the query or its bridged forms;
-5. the query without words that carry no product meaning ("cheap", "best", ...).
+5. the query without words that carry no product meaning ("cheap", "best", ...);
+6. optionally, the catalog title phrases nearest the query under a sentence encoder
+   (``trainer.encoder_bridge``: knowledge of user vocabulary the catalog never states).
 
 Every candidate passes ``admissible``: it never adds a brand, a number or an attribute value the
 query does not hold, and never copies the query. Training labels are measured on these, so the
@@ -23,6 +25,7 @@ import re
 from collections.abc import Iterable
 
 from qrw.trainer.bridge import Bridge
+from qrw.trainer.encoder_bridge import EncoderBridge
 from qrw.trainer.facets import CatalogFacets, numbers_in
 from qrw.trainer.lexical import LexicalIndex, analyze
 
@@ -80,7 +83,8 @@ class CandidateGenerator:
     """Proposes candidate rewrites for any query (see the module docstring)."""
 
     def __init__(self, index: LexicalIndex, facets: CatalogFacets, bridge: Bridge, spelling: SpellingIndex, *,
-                 top_k: int = 30, min_type_hits: int = 3, max_candidates: int = 10) -> None:
+                 top_k: int = 30, min_type_hits: int = 3, max_candidates: int = 10,
+                 encoder_bridge: EncoderBridge | None = None) -> None:
         self.index = index
         self.facets = facets
         self.bridge = bridge
@@ -88,6 +92,7 @@ class CandidateGenerator:
         self.top_k = top_k
         self.min_type_hits = min_type_hits
         self.max_candidates = max_candidates
+        self.encoder_bridge = encoder_bridge
         self._types_by_stem: dict[str, list[str]] = collections.defaultdict(list)
         for ptype, count in sorted(facets.type_counts.items(), key=lambda kv: -kv[1]):
             for stem in set(analyze(ptype)):
@@ -119,6 +124,8 @@ class CandidateGenerator:
                 out.append(ptype)
                 if values:
                     out.append(f"{values} {ptype}")
+        if self.encoder_bridge is not None:
+            out += self.encoder_bridge.neighbours(lower)
         stems = {s for text in [lower, *out[:3]] for s in analyze(text)}
         related = [t for s in sorted(stems) for t in self._types_by_stem.get(s, [])[:2]]
         out += related[:4]

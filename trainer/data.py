@@ -64,6 +64,8 @@ class DataConfig:
     merge_weight: float = field(0.5, "weight of a rewrite clause while its gain is measured")
     merge_operator: str = field("and", "operator of a rewrite clause while its gain is measured (and | or)")
     max_candidates: int = field(10, "candidate rewrites measured per query")
+    encoder: str | None = field(None, "local sentence-transformers checkpoint: the catalog title phrases nearest each query join its candidates (none: off; see trainer/encoder_bridge.py)")
+    encoder_neighbours: int = field(3, "title phrases proposed per query by --encoder")
     helps: float = field(0.03, "nDCG@10 gain from which a rewrite helps")
     hurts: float = field(-0.01, "nDCG@10 gain at or below which a rewrite hurts")
     on_intent: float = field(0.3, "share of its own top 10 of the asked-for kind that puts a rewrite on intent")
@@ -87,6 +89,8 @@ class DataConfig:
             raise ValueError(f"hurts={self.hurts} must be below helps={self.helps}")
         if not 0.0 <= self.none_share <= 1.0:
             raise ValueError(f"none_share={self.none_share} must be in [0, 1]")
+        if self.encoder_neighbours < 1:
+            raise ValueError(f"encoder_neighbours={self.encoder_neighbours} must be at least 1")
 
     @property
     def merge(self) -> MergeSettings:
@@ -233,7 +237,9 @@ def build_data(config: DataConfig, *, catalog=None, progress: bool = True) -> di
     texts = catalog_texts(catalog.products)
     bridge = mine_bridge(texts)
     index = catalog.lexical_index()
-    generator = CandidateGenerator(index, facets, bridge, SpellingIndex(texts), max_candidates=config.max_candidates)
+    encoder_bridge = _encoder_bridge(config, catalog) if config.encoder else None
+    generator = CandidateGenerator(index, facets, bridge, SpellingIndex(texts), max_candidates=config.max_candidates,
+                                   encoder_bridge=encoder_bridge)
     train_queries, valid_queries = split_queries(qrels, config.folds, config.valid_fold)
     split_of = {q: "train" for q in train_queries} | {q: "valid" for q in valid_queries}
 
@@ -248,6 +254,8 @@ def build_data(config: DataConfig, *, catalog=None, progress: bool = True) -> di
         split = "valid" if fold_of(p.query, config.folds) == config.valid_fold else "train"
         work.append((pseudo_intent(p.query, p.ptype, p.brand, p.values, facets, members), "pseudo", split,
                      {"template": p.template, "transforms": list(p.transforms)}))
+    if encoder_bridge is not None:
+        encoder_bridge.prime((intent.query for intent, *_ in work), progress=progress)
     items: list[Measured] = []
     for intent, source, split, meta in tqdm(work, desc="measuring candidates", unit="query", disable=not progress):
         base, outcomes = measure(index, facets, intent, generator.propose(intent.query), config.merge)
@@ -296,9 +304,20 @@ def build_data(config: DataConfig, *, catalog=None, progress: bool = True) -> di
         agreement = gain_agreement(judged_train + pseudo_train[: max(len(judged_train) * 4, config.agreement_sample)],
                                    config.url, config.index, config.merge, config.agreement_sample, facets, rng,
                                    catalog.baseline)
-    card = _data_card(config, out, files, items, bridge, describe(pseudo), agreement, valid_queries, judgments_path,
+    card = _data_card(config, out, files, items, bridge, encoder_bridge, describe(pseudo), agreement, valid_queries, judgments_path,
                       catalog, facets.coverage(), rule, rng, time.perf_counter() - started)
     return card
+
+
+def _encoder_bridge(config: DataConfig, catalog):
+    """The sentence-encoder bridge over the catalog's title phrases; phrase vectors cached under the cache dir."""
+    import os
+
+    from qrw.trainer.encoder_bridge import EncoderBridge, SentenceEncoder, title_phrases
+
+    cache = Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")) / "encoder_bridge"
+    return EncoderBridge(SentenceEncoder(config.encoder), title_phrases(p.title for p in catalog.products),
+                         per_query=config.encoder_neighbours, cache_dir=cache)
 
 
 def _cap_none(records: list[dict], share: float, rng: random.Random) -> list[dict]:
@@ -322,7 +341,17 @@ def _leakage(items: Sequence[Measured], valid_queries: Sequence[str]) -> dict:
             "train_queries_containing_a_validation_query": len(contains), "examples_containing": contains[:10]}
 
 
-def _data_card(config, out: Path, files, items, bridge, pseudo_stats, agreement, valid_queries, judgments_path, catalog,
+def _encoder_summary(encoder_bridge, items) -> dict | None:
+    """What the sentence-encoder bridge added: its weights, phrases and how many measured candidates came from it."""
+    if encoder_bridge is None:
+        return None
+    from_encoder = [o for i in items for o in i.outcomes if o.rewrite in encoder_bridge.neighbours(i.intent.query)]
+    return {"encoder": str(encoder_bridge.encoder.path), "fingerprint": encoder_bridge.encoder.fingerprint,
+            "catalog_phrases": len(encoder_bridge.phrases), "per_query": encoder_bridge.per_query,
+            "candidates_measured": len(from_encoder), "helping": sum(o.gain > 0 for o in from_encoder)}
+
+
+def _data_card(config, out: Path, files, items, bridge, encoder_bridge, pseudo_stats, agreement, valid_queries, judgments_path, catalog,
                type_coverage, rule, rng, seconds) -> dict:
     from qrw.trainer.config import config_to_dict
 
@@ -358,6 +387,7 @@ def _data_card(config, out: Path, files, items, bridge, pseudo_stats, agreement,
         "pseudo_queries": pseudo_stats,
         "bridge": {"pairs": len(bridge), "by_kind": bridge.counts(),
                    "examples": {k: bridge.examples(k, 8) for k in bridge.counts()}},
+        "encoder_bridge": _encoder_summary(encoder_bridge, items),
         "label_rule": rule.describe(),
         "merge_while_measuring": dataclasses.asdict(config.merge),
         "candidates_measured": sum(len(i.outcomes) for i in items),
@@ -383,6 +413,7 @@ def _data_card(config, out: Path, files, items, bridge, pseudo_stats, agreement,
         f"- Retrieval: {card['sources']['retrieval']}",
         f"- Pseudo-queries: {pseudo_stats}",
         f"- Vocabulary bridge mined from the catalog: {len(bridge)} pairs {bridge.counts()}",
+        f"- Sentence-encoder bridge (catalog title phrases nearest each query): {card['encoder_bridge'] or 'off'}",
         "",
         "## Labels",
         f"- Candidates measured: {card['candidates_measured']}, merged at weight {config.merge_weight} with operator {config.merge_operator}",
