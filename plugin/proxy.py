@@ -448,10 +448,10 @@ class Proxy:
         plain = _decode(raw, encoding, self.config.max_body_bytes) if raw else raw
         if plain is not None and plain.strip():
             if api == "_search":
-                if jsonbody.deeper_than(plain, self.config.max_json_depth):
-                    raise BodyTooDeep(self._depth_reason())
                 memo_key = self._memo_key(plain, index, explain)
-                remembered = self._remembered(memo_key)
+                remembered = self._remembered(memo_key)  # remembered bodies passed the depth check below
+                if remembered is None and jsonbody.deeper_than(plain, self.config.max_json_depth):
+                    raise BodyTooDeep(self._depth_reason())
                 changed, reports = remembered or await self._rewrite_fresh(plain, index, explain, debug, memo_key)
             else:
                 changed, reports = await self._rewrite_msearch(plain, index, explain, debug)
