@@ -74,10 +74,9 @@ class MemoryTransport(asyncio.Transport):
 
 async def drive(proxy, config, queries: list[str], bodies: dict[str, bytes], concurrency: int, requests: int) -> float:
     """CPU seconds for ``requests`` cache-hit requests over ``concurrency`` connections."""
-    from uvicorn.server import ServerState
-
     from qrw.plugin.http_server import ProxyHttpProtocol
     from qrw.plugin.upstream import _Connection
+    from uvicorn.server import ServerState
 
     loop = asyncio.get_running_loop()
     state = ServerState()
@@ -138,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (100 <= args.requests <= 1_000_000 and 1 <= args.rounds <= 50 and 1 <= args.concurrency <= 64):
         parser.error("bounded: 100..1,000,000 requests, 1..50 rounds, 1..64 connections")
 
-    import uvicorn
     import uvloop
-
     from qrw.plugin.config import load_config
     from qrw.plugin.engine import RewriteEngine
     from qrw.plugin.proxy import create_app, serve_config
