@@ -75,6 +75,17 @@ class TTLCache(Generic[Value]):
             entry = self._entries.get(key)
             return entry is not None and self._clock() - entry[0] < self.ttl_s
 
+    def fresh_hit(self, key: str) -> Value | None:
+        """The value of a fresh entry, counted as a hit and moved in the LRU order as ``get`` does; None
+        (nothing counted) when there is no fresh entry. ``is_fresh`` then ``get`` in one step, without a ``Hit``."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self._clock() - entry[0] >= self.ttl_s:
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry[1]
+
     def put(self, key: str, value: Value) -> None:
         if self.max_entries <= 0:
             return
@@ -294,6 +305,14 @@ class PersistentCache:
             return True
         stored = self._from_store(key)
         return stored is not None and stored.fresh
+
+    def fresh_hit(self, key: str) -> Any:
+        """A fresh value counted as a hit (``is_fresh`` then ``get``), or None with nothing counted."""
+        value = self.memory.fresh_hit(key)
+        if value is not None or not self.is_fresh(key):
+            return value
+        hit = self.get(key)
+        return hit.value if hit is not None and hit.fresh else None
 
     def peek(self, key: str) -> Any:
         """A fresh value (memory, else the store, which then moves into memory), or None."""

@@ -316,19 +316,25 @@ class RewriteEngine:
         """The (model outputs, kept rewrites) remembered for ``text``, or None; a token for ``verdict_is_current``."""
         return self._verdicts.get(text)
 
-    def verdict_is_current(self, text: str, token: object, *, count: bool = True) -> bool:
+    def verdict_is_current(self, text: str, token: object, *, count: bool = True, key: str | None = None) -> bool:
         """Whether ``token`` (from ``verdict``) still gives ``text``'s rewrites: the cache entry is fresh and holds
         the outputs the verdict was made from. With ``count``, a cache hit in the stats and metrics, like the
-        chain's own lookup."""
+        chain's own lookup. ``key``: ``cache_key(text)`` when the caller kept it (normalising costs more than
+        the rest of this check)."""
         remembered = self._verdicts.get(text)
         if remembered is not token or remembered is None:
             return False
-        key = cache_key(text)  # once: normalising is a good part of this check's cost on the proxy's hot path
-        if not self.cache.is_fresh(key):
-            return False
+        if key is None:
+            key = cache_key(text)
         if count:
-            hit = self.cache.get(key)
-            value = hit.value if hit is not None and hit.fresh else None
+            fresh_hit = getattr(self.cache, "fresh_hit", None)  # one lookup where the cache offers it
+            if fresh_hit is not None:
+                value = fresh_hit(key)
+            elif self.cache.is_fresh(key):
+                hit = self.cache.get(key)
+                value = hit.value if hit is not None and hit.fresh else None
+            else:
+                value = None
         else:
             value = self.cache.peek(key)
         if value is None or not (remembered[0] is value or remembered[0] == value):

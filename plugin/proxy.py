@@ -47,6 +47,7 @@ import orjson
 from qrw.plugin import jsonbody, lograte
 from qrw.plugin import msearch as msearch_framing
 from qrw.plugin.access import TOKEN_HEADER, DebugAccess
+from qrw.plugin.chain import cache_key
 from qrw.plugin.config import ProxyConfig
 from qrw.plugin.engine import RewriteEngine, truthy
 from qrw.plugin.errors import BodyTooDeep, BodyTooLarge, BodyUnreadable, Forbidden, NotFound, ProxyError, to_response
@@ -245,8 +246,8 @@ class Proxy:
         self.access = DebugAccess(self.config.debug_networks, self.config.debug_token)
         self.metrics = metrics or Metrics()
         self.upstreams: Upstreams | None = None
-        self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None, bool]] = {}
-        """(client bytes, index) -> (query text, verdict token, forwarded bytes or None, rewrite merged)."""
+        self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None, bool, str]] = {}
+        """(client bytes, index) -> (query text, verdict token, forwarded bytes or None, rewrite merged, cache key)."""
         self._startup_lock = asyncio.Lock()
         self.last_error: dict | None = None
         self._model_threads = concurrent.futures.ThreadPoolExecutor(
@@ -447,10 +448,10 @@ class Proxy:
         plain = _decode(raw, encoding, self.config.max_body_bytes) if raw else raw
         if plain is not None and plain.strip():
             if api == "_search":
-                if jsonbody.deeper_than(plain, self.config.max_json_depth):
-                    raise BodyTooDeep(self._depth_reason())
                 memo_key = self._memo_key(plain, index, explain)
-                remembered = self._remembered(memo_key)
+                remembered = self._remembered(memo_key)  # remembered bodies passed the depth check below
+                if remembered is None and jsonbody.deeper_than(plain, self.config.max_json_depth):
+                    raise BodyTooDeep(self._depth_reason())
                 changed, reports = remembered or await self._rewrite_fresh(plain, index, explain, debug, memo_key)
             else:
                 changed, reports = await self._rewrite_msearch(plain, index, explain, debug)
@@ -538,7 +539,7 @@ class Proxy:
         the cache-hit path awaits nothing before the upstream exchange."""
         if memo_key is not None:
             remembered = self._bodies.get(memo_key)
-            if remembered is not None and self.engine.verdict_is_current(remembered[0], remembered[1]):
+            if remembered is not None and self.engine.verdict_is_current(remembered[0], remembered[1], key=remembered[4]):
                 self.metrics.body(remembered[3])
                 return remembered[2], [None]
         return None
@@ -569,7 +570,7 @@ class Proxy:
             return  # this request was not served from that verdict (e.g. its cache entry had been evicted)
         if len(self._bodies) >= MEMO_ENTRIES:
             self._bodies.clear()
-        self._bodies[key] = (text, token, changed, changed is not None and REWRITE_MARK in changed)
+        self._bodies[key] = (text, token, changed, changed is not None and REWRITE_MARK in changed, cache_key(text))
 
     def _rewrite_msearch_sync(self, plain: bytes, items: list, bodies: list, index: str | None, explain: bool) -> tuple[bytes | None, list]:
         replacements: dict[int, bytes] = {}

@@ -282,6 +282,21 @@ def test_cache_lru_ttl_and_stale():
     assert TTLCache(0, 1).get("a") is None
 
 
+
+def test_cache_fresh_hit_is_is_fresh_then_get_in_one_step():
+    now = [0.0]
+    cache = TTLCache(max_entries=2, ttl_s=10, clock=lambda: now[0])
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.fresh_hit("a") == 1 and cache.stats()["hits"] == 1  # counted, and a is now most recent
+    cache.put("c", 3)  # evicts b, as after get("a")
+    assert cache.peek("b") is None and cache.peek("a") == 1
+    assert cache.fresh_hit("missing") is None
+    now[0] = 11
+    assert cache.fresh_hit("a") is None  # stale: not served, and neither a hit nor a stale hit nor a miss
+    assert cache.stats() == {"entries": 2, "hits": 1, "stale_hits": 0, "misses": 0}
+    assert cache.get("a").value == 1  # still there as a fallback
+
 def test_rewrite_list_round_trips_through_completion_and_parse():
     from qrw.plugin.prompt import NO_REWRITE, parse_rewrites, query_prefix, rewrite_completion, rewrite_prompt, tag_prompt
 

@@ -100,6 +100,10 @@ def test_store_entries_expire_by_persist_ttl_and_stay_as_fallback(tmp_path: Path
     later = PersistentCache(TTLCache(10, 60), store, "ns", persist_ttl_s=100, wall_clock=lambda: now[0])
     hit = later.get("laptop")
     assert hit is not None and not hit.fresh and hit.value == OUTPUT and not later.is_fresh("laptop")
+    assert later.fresh_hit("laptop") is None and fresh.fresh_hit("laptop") == OUTPUT
+    reread = PersistentCache(TTLCache(10, 60), store, "ns", persist_ttl_s=100, wall_clock=lambda: now[0] - 50)
+    assert reread.fresh_hit("laptop") == OUTPUT and reread.stats()["store_hits"] == 1  # from the store, then memory
+    assert reread.fresh_hit("laptop") == OUTPUT and reread.stats()["store_hits"] == 1
     assert PersistentCache(TTLCache(10, 60), store, "other", wall_clock=lambda: now[0]).get("laptop") is None
 
 
