@@ -7,7 +7,9 @@
 # is used only for the agreement check) -> multi-task SFT -> GRPO (measured-gain reward) -> CPU export
 # -> gate and trigger calibration of the export on held-out pseudo-queries (writes serving.yaml). Each
 # stage's time is printed; outputs go under runs/v2-cpu/ (cpu) or runs/v2/ (cpu-long, gpu), git-ignored.
-# Set QRW=path/to/qrw to use another CLI.
+# Set QRW=path/to/qrw to use another CLI. Set QRW_ENCODER=DIR (a local sentence-transformers checkpoint) to add the
+# encoder's nearest catalog title phrases to the measured candidates (qrw train data --encoder; off by default:
+# at the 45-minute CPU budget it did not help, docs/eval/headroom.md section 7c).
 set -euo pipefail
 target=${1:-cpu}
 case "$target" in
@@ -24,6 +26,7 @@ mkdir -p "$out"
 started=$(date +%s)
 stage() { echo "== $1 ($(( $(date +%s) - started )) s so far)"; }
 if curl -fsS "$URL" >/dev/null 2>&1; then url_flag=(--url "$URL"); else url_flag=(--url ""); fi
+if [ -n "${QRW_ENCODER:-}" ]; then data_flags+=(--encoder "$QRW_ENCODER"); fi
 stage data;      "$QRW" train data --output-dir "$out/data" "${url_flag[@]}" "${data_flags[@]}"
 for config in "${sft[@]}"; do
   stage "sft ($config)"; "$QRW" train sft --config "trainer/configs/$config.yaml"
