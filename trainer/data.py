@@ -311,13 +311,10 @@ def build_data(config: DataConfig, *, catalog=None, progress: bool = True) -> di
 
 def _encoder_bridge(config: DataConfig, catalog):
     """The sentence-encoder bridge over the catalog's title phrases; phrase vectors cached under the cache dir."""
-    import os
+    from qrw.trainer.encoder_bridge import EncoderBridge, SentenceEncoder, default_cache_dir, title_phrases
 
-    from qrw.trainer.encoder_bridge import EncoderBridge, SentenceEncoder, title_phrases
-
-    cache = Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")) / "encoder_bridge"
     return EncoderBridge(SentenceEncoder(config.encoder), title_phrases(p.title for p in catalog.products),
-                         per_query=config.encoder_neighbours, cache_dir=cache)
+                         per_query=config.encoder_neighbours, cache_dir=default_cache_dir())
 
 
 def _cap_none(records: list[dict], share: float, rng: random.Random) -> list[dict]:

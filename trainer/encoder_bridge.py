@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,6 +27,11 @@ from pathlib import Path
 import numpy as np
 
 PHRASE_WORD = re.compile(r"[a-z][a-z-]+")
+
+
+def default_cache_dir() -> Path:
+    """``$QRW_CACHE_DIR/encoder_bridge`` (default ``~/.cache/qrw/encoder_bridge``): encoded catalog texts."""
+    return Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")) / "encoder_bridge"
 
 
 class SentenceEncoder:
@@ -67,6 +73,20 @@ class SentenceEncoder:
         return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.float32)
 
 
+def encode_cached(encoder: SentenceEncoder, texts: Sequence[str], *, name: str, cache_dir: str | Path | None) -> np.ndarray:
+    """``encoder.encode(texts)``, computed once per (encoder weights, texts) and kept as
+    ``cache_dir/<name>-<key>.npy`` (``cache_dir`` None: not kept). Encoding a whole catalog takes minutes on CPU."""
+    key = hashlib.sha256(("\n".join(texts) + encoder.fingerprint).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"{name}-{key}.npy" if cache_dir else None
+    if path is not None and path.exists():
+        return np.load(path)
+    vectors = encoder.encode(texts, progress=f"embedding catalog {name}")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors)
+    return vectors
+
+
 def title_phrases(titles: Iterable[str], min_df: int = 3) -> list[str]:
     """Title words and adjacent word pairs (letters and hyphens, 3+ characters) in at least ``min_df`` titles."""
     df: collections.Counter = collections.Counter()
@@ -88,19 +108,8 @@ class EncoderBridge:
         self.encoder = encoder
         self.phrases = list(phrases)
         self.per_query = per_query
-        self.vectors = self._phrase_vectors(Path(cache_dir) if cache_dir else None)
+        self.vectors = encode_cached(encoder, self.phrases, name="phrases", cache_dir=cache_dir)
         self._known: dict[str, list[str]] = {}
-
-    def _phrase_vectors(self, cache_dir: Path | None) -> np.ndarray:
-        key = hashlib.sha256(("\n".join(self.phrases) + self.encoder.fingerprint).encode()).hexdigest()[:16]
-        path = cache_dir / f"phrases-{key}.npy" if cache_dir else None
-        if path is not None and path.exists():
-            return np.load(path)
-        vectors = self.encoder.encode(self.phrases, progress="embedding catalog phrases")
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, vectors)
-        return vectors
 
     def prime(self, queries: Iterable[str], progress: bool = False) -> None:
         """Encode many queries in batches up front (``neighbours`` then only looks them up)."""
