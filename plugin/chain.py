@@ -185,7 +185,8 @@ class RewriteCache(Protocol):
     plugs in by implementing these four methods and being passed to ``ModelSource`` in place of the
     ``TTLCache``: ``get`` returns an object with ``value`` and ``fresh`` (or None), ``put`` stores a
     ``ModelOutput``, ``is_fresh`` and ``peek`` (a fresh value or None) answer without counting,
-    ``stats`` returns a JSON-able dict.
+    ``stats`` returns a JSON-able dict. Optional: ``fresh_hit(key)``, ``is_fresh`` then a counted ``get``
+    in one step (the proxy's remembered cache hits use it where offered, else those two calls).
     """
 
     def get(self, key: str) -> Any: ...
