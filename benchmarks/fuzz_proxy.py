@@ -278,13 +278,13 @@ class Gen:
         kind = r.choice(["gzip", "gzip", "deflate", "broken", "identity", "charset"])
         headers = [(b"content-type", b"application/json")]
         if kind == "gzip":
-            data = gzip.compress(data)
+            data = gzip.compress(data, mtime=0)
             headers.append((b"content-encoding", b"gzip"))
         elif kind == "deflate":
             data = zlib.compress(data)
             headers.append((b"content-encoding", b"deflate"))
         elif kind == "broken":
-            data = gzip.compress(data)[:-8] + b"garbage!"
+            data = gzip.compress(data, mtime=0)[:-8] + b"garbage!"
             headers.append((b"content-encoding", b"gzip"))
         elif kind == "identity":
             headers.append((b"content-encoding", b"identity"))
