@@ -147,8 +147,17 @@ def make_conversion_reward(context: RewardContext, scale: float = 2.0) -> Reward
     return conversion_simulated
 
 
+def repeats_a_word(rewrite: str) -> bool:
+    """``smartwatch smartwatch``, ``radio 2060 radio``: a word twice in one rewrite (case ignored).
+
+    Why: a 200-step GRPO run on CPU learnt to pad rewrites this way (docs/eval/headroom.md section 10);
+    a repeated word adds nothing a search engine uses and marks a degenerate completion."""
+    words = copy_key(rewrite).split()
+    return len(words) != len(set(words))
+
+
 def validity(prompts: Sequence, completions: Sequence, query: Sequence[str] | None = None, **_) -> list[float]:
-    """1 for a parsable list (or ``none``) without a copy of the query, else 0."""
+    """1 for a parsable list (or ``none``) without a copy of the query or a rewrite that repeats a word, else 0."""
     out = []
     for q, completion in zip(_columns(len(prompts), query), completions):
         text = completion_text(completion).strip()
@@ -156,7 +165,7 @@ def validity(prompts: Sequence, completions: Sequence, query: Sequence[str] | No
         rewrites = parse_rewrites(text)
         if first.casefold() == NO_REWRITE:
             out.append(1.0)
-        elif not rewrites or any(copy_key(r) == copy_key(q) for r in rewrites):
+        elif not rewrites or any(copy_key(r) == copy_key(q) or repeats_a_word(r) for r in rewrites):
             out.append(0.0)
         else:
             out.append(1.0)

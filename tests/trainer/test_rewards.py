@@ -15,6 +15,11 @@ def test_validity_accepts_lists_and_none_and_rejects_copies_and_garbage():
     assert validity(prompts, completions, query=["usb stick"] * 5) == [1.0, 1.0, 0.0, 0.0, 0.0]
 
 
+def test_validity_rejects_a_rewrite_that_repeats_a_word():
+    completions = [" smartwatch smartwatch", " flash drive ; radio 2060 Radio", " usb flash drive ; flash drive"]
+    assert validity(["p"] * 3, completions, query=["smart watch", "rtx 2060", "usb stick"]) == [0.0, 0.0, 1.0]
+
+
 def test_simulated_purchases_reward_relevant_products_on_top():
     assert expected_purchases([3, 0, 0]) > expected_purchases([0, 3, 0]) > expected_purchases([0, 0, 0]) == 0.0
 
