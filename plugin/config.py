@@ -70,6 +70,8 @@ class GuardConfig(_Frozen):
     keep_numbers: bool = Field(False, description="drop a rewrite that loses a number (with its unit) of the query "
                                "(off by default, for the same reason)")
     keep_negations: bool = Field(True, description="drop a rewrite that loses a negation (-x, without x, no x, not x)")
+    keep_head: bool = Field(True, description="drop a rewrite that keeps every query word and appends more after them "
+                            "(tv -> tv remote): the last noun names the product, so it asks for another product")
     drop_copies: bool = Field(True, description="drop rewrites equal to the query or to an earlier rewrite (case, punctuation and spacing ignored)")
     max_rewrite_words: int = Field(12, ge=1, le=64, description="drop longer rewrites")
     brands: tuple[str, ...] = Field((), description="brand names (case-insensitive), e.g. the catalog's suppliers")

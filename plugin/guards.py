@@ -7,6 +7,11 @@ Each check is a pure function ``(query, rewrite) -> reason | None``. A rewrite i
 * (optional) loses a brand the query names or a number with its unit (``16gb ram`` -> ``ram``):
   off by default, since the original clause stays in the merged query,
 * loses a negation (``-wireless``, ``without cable``, ``no bluetooth``, ``not refurbished``),
+* keeps every word of the query and appends more after them (``tv`` -> ``tv remote``, ``samsung`` ->
+  ``samsung battery``): in an English product phrase the last noun names the product, so such a
+  rewrite asks for another product, usually an accessory of the one wanted. Of the 26 label-free
+  training candidates of this shape 14 hurt and 2 helped (``docs/eval/headroom.md`` section 11), and
+  it is the commonest harmful rewrite the trained models served (``computer`` -> ``computer case``),
 * copies the query, or an earlier rewrite (case, punctuation and spacing ignored), or is too long.
 
 Drift in brand, number and type is exactly what the JD.com paper reports as harmful rewrites; these
@@ -104,6 +109,14 @@ def new_number(query: str, rewrite: str) -> str | None:
     return f"adds number {added[0]}" if added else None
 
 
+def appends_after_query(query: str, rewrite: str) -> str | None:
+    """The words a rewrite appends after all of the query's (``tv`` -> ``tv remote``: ``remote``), as a reason."""
+    have, words = copy_key(query).split(), copy_key(rewrite).split()
+    if have and len(words) > len(have) and words[: len(have)] == have:
+        return f"names another product after the query ({' '.join(words[len(have):])!r})"
+    return None
+
+
 def lost_negation(query: str, rewrite: str) -> str | None:
     missing = negations(query) - negations(rewrite)
     return f"loses negation of {sorted(missing)[0]!r}" if missing else None
@@ -158,6 +171,8 @@ def check(query: str, rewrites: Sequence[str], config: GuardConfig, brands: froz
             reason = lost
         elif config.keep_negations and (lost := lost_negation(query, rewrite)):
             reason = lost
+        elif config.keep_head and (appended := appends_after_query(query, rewrite)):
+            reason = appended
         seen.add(key)
         reasons.append(reason)
     return reasons

@@ -234,13 +234,17 @@ def test_guards_check():
     # defaults: a rewrite may drop a brand or number (the original clause keeps it), never add one
     default = GuardConfig()
     assert guards.check(query, ["toner", "canon toner", "toner 3 pack", "hp toner 2 pack without chip cartridge"], default, brands) == [
-        "loses negation of 'chip'", "adds brand 'canon'", "adds number 3", None]
+        "loses negation of 'chip'", "adds brand 'canon'", "adds number 3", "names another product after the query ('cartridge')"]
+    # a rewrite that appends words after the whole query asks for another product; prepending refines it
+    assert guards.check("tv", ["tv remote", "TV", "smart tv", "television"], default, brands) == [
+        "names another product after the query ('remote')", "copies the query", None, None]
+    assert guards.check("tv", ["tv remote"], GuardConfig(keep_head=False), brands) == [None]
     assert guards.check("printer", ["HP printer 300 dpi"], default, brands) == ["adds brand 'hp'"]
     assert guards.check("printer", ["laser printer 300 dpi"], default, brands) == ["adds number 300"]
     assert guards.check("hp toner", ["HP  Toner"], default, brands) == ["copies the query"]
     assert guards.check("ssd 2tb", ["solid state drive 2 tb"], strict, brands) == [None]  # 2tb = 2 tb
     assert guards.check("ssd 2tb", ["ssd 2gb"], strict, brands) == ["loses 2tb"]
-    off = GuardConfig(no_new_brand=False, no_new_number=False, keep_negations=False, drop_copies=False)
+    off = GuardConfig(no_new_brand=False, no_new_number=False, keep_negations=False, keep_head=False, drop_copies=False)
     assert guards.check(query, rewrites[:5], off, brands) == [None] * 5
 
 
