@@ -28,11 +28,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 TABLE = {"query": "beamer", "rewrites": [
     {"text": "projector", "probabilities": {"exact": 0.9, "substitute": 0.05, "weak": 0.03, "irrelevant": 0.02}},
     {"text": "video projector", "probabilities": {"exact": 0.3, "substitute": 0.5, "weak": 0.1, "irrelevant": 0.1}},
-    {"text": "beamer bag", "probabilities": {"exact": 0.05, "substitute": 0.1, "weak": 0.6, "irrelevant": 0.25}},
+    {"text": "projector bag", "probabilities": {"exact": 0.05, "substitute": 0.1, "weak": 0.6, "irrelevant": 0.25}},
     {"text": "Beamer", "tag": "exact"},
-    {"text": "beamer pole", "tag": "exact"},
+    {"text": "ceiling pole", "tag": "exact"},
+    {"text": "beamer remote", "tag": "exact"},
 ]}
-RULES = "beamer =>\n    PIN: data projector ^0.5\n    BLOCK: beamer pole\n"
+RULES = "beamer =>\n    PIN: data projector ^0.5\n    BLOCK: ceiling pole\n"
 
 
 def _wait_http(url: str, seconds: float = 120) -> None:
@@ -115,9 +116,10 @@ def test_page_explains_every_rewrite_decision(page_url, tmp_path):
         assert rows["projector"][2:6] == ["0.90", "0.05", "0.03", "0.02"]
         assert rows["projector"][6] == "full" and rows["projector"][8].startswith("gate: P(exact)=0.900 >= full_min")
         assert rows["video projector"][6] == "down" and "keep_min" in rows["video projector"][8]
-        assert rows["beamer bag"][6] == "drop" and rows["beamer bag"][8].startswith("gate:")
+        assert rows["projector bag"][6] == "drop" and rows["projector bag"][8].startswith("gate:")
         assert rows["Beamer"][6] == "drop" and rows["Beamer"][8] == "guard: copies the query"
-        assert rows["beamer pole"][6] == "drop" and rows["beamer pole"][8].startswith("rule: blocked by")
+        assert rows["beamer remote"][6] == "drop" and rows["beamer remote"][8] == "guard: names another product after the query ('remote')"
+        assert rows["ceiling pole"][6] == "drop" and rows["ceiling pole"][8].startswith("rule: blocked by")
         assert rows["data projector"][8].startswith("rule ") and rows["data projector"][10] == "rule"
         # the full-weight rewrite brought hits into the top 10 that the original query did not find
         assert page.locator("#original li").count() == 3
