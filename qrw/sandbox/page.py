@@ -85,7 +85,7 @@ each rewrite is OR-merged into the query as an extra clause, at full weight or d
 rewrites, rules and respellings of the query may bring in products the query does not match; other
 down-weighted ones only reorder what the query finds.</dd>
 <dt>why</dt><dd><b>gate</b>: the tag probabilities against the gate's thresholds (full_min, keep_min);
-<b>guard</b>: a safety check dropped it (copies the query, loses a number, a negation or a brand);
+<b>guard</b>: a safety check dropped it (copies the query, adds a brand or number, loses a negation, names another product after the query, or, when turned on, loses a brand or number);
 <b>rule</b>: a merchandiser's rule (file:line) pinned or blocked it, for queries matching the rule's trigger.</dd>
 <dt>brought in</dt><dd>hits in the rewritten top {RESULT_SIZE} found by that rewrite's clause and not by the original query
 (hits marked <span class="new">new</span> are not in the left column's top {RESULT_SIZE}).</dd>
