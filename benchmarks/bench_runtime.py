@@ -147,14 +147,17 @@ class TorchSystem:
         newline = torch.tensor(["\n" in t for t in texts] + [False] * max(0, self.model.config.vocab_size - len(texts)), device=device)
         seps = torch.tensor([t.count(";") for t in texts] + [0] * max(0, self.model.config.vocab_size - len(texts)), device=device)
 
-        class ListStop(StoppingCriteria):  # the runtime's rules: newline, or NUM_REWRITES separators
+        none_ids = self.tokenizer(" none", add_special_tokens=False).input_ids  # chain.propose: never 'none' first
+        none_first = none_ids[0] if len(none_ids) == 1 else -1
+
+        class ListStop(StoppingCriteria):  # the runtime's rules: newline, NUM_REWRITES separators, or 'none' first
             def __call__(self, input_ids, scores, **kwargs):
                 generated = input_ids[:, self.start :]
-                return newline[generated[:, -1]] | (seps[generated].sum(-1) >= NUM_REWRITES)
+                stop = newline[generated[:, -1]] | (seps[generated].sum(-1) >= NUM_REWRITES)
+                return stop | ((generated[:, 0] == none_first) & (generated.shape[1] == 1))
 
         self.stop = ListStop()
         self.stopping = StoppingCriteriaList([self.stop])
-        none_ids = self.tokenizer(" none", add_special_tokens=False).input_ids  # chain.propose: never 'none' first
         self.config = GenerationConfig(max_new_tokens=cap, num_beams=1, do_sample=False, eos_token_id=list(manifest.eos_token_ids),
                                        pad_token_id=manifest.pad_token_id,
                                        **({"begin_suppress_tokens": none_ids[:1]} if propose else {}))

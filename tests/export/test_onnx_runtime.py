@@ -248,6 +248,24 @@ def test_propose_skips_none_as_first_token_like_pytorch_begin_suppress(tiny_expo
     assert [one.generate_ids([p], 1, proposing)[0][0] for p in prompts] == expected  # batch of one: lookahead path
 
 
+def test_list_decoding_ends_a_row_whose_first_token_is_none(tiny_export):
+    """A list that starts with ``none`` is the model's "no rewrite": the row ends there, in a batch
+    (where the other rows go on exactly as before) and alone (the lookahead path). The tiny model
+    never says ``none``, so its first greedy token for the first query plays that part."""
+    prompts = [rewrite_prompt(q) for q in QUERIES]
+    model = load_model(tiny_export, warmup=False)
+    listing = GenerationConfig(strategy="greedy", max_new_tokens=12)
+    before = [seqs[0] for seqs in model.generate_ids(prompts, 1, listing)]
+    first = before[0][0]
+    assert len(before[0]) > 1  # without the rule the first row goes on
+    model._none_id = first  # "none" for this test
+    after = [seqs[0] for seqs in model.generate_ids(prompts, 1, listing)]
+    assert after == [[first] if seq[0] == first else seq for seq in before]
+    assert [model.generate_ids([p], 1, listing)[0][0] for p in prompts] == after  # batch of one: lookahead path
+    plain = GenerationConfig(strategy="greedy", max_new_tokens=12, stop_at_newline=False)
+    assert len(model.generate_ids(prompts[:1], 1, plain)[0][0]) > 1  # only list decoding reads `none` as the answer
+
+
 def test_one_model_is_safe_to_share_between_threads(tiny_runtime):
     expected_rewrites = {q: tiny_runtime.generate([q], 3)[0] for q in QUERIES}
     expected_tags = {q: tiny_runtime.tag([(q, "laptop")])[0] for q in QUERIES}
