@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rewrite_clause_targets import _build_side_index  # noqa: E402
+from rewrite_clause_targets import add_side_index_arguments, typed_side_index  # noqa: E402
 from training_candidates import emit, training_queries  # noqa: E402
 
 HARM = 0.05
@@ -62,18 +62,13 @@ def named_type(query: str, types: collections.abc.Mapping[str, int], *, anywhere
 
 
 def main(argv: list[str] | None = None) -> int:
-    from opensearchpy import OpenSearch
-
-    from qrw.eval.folds import fold_of
-    from qrw.eval.metrics import ndcg_at_k
-    from qrw.search.baseline import DEFAULT_BASELINE
-    from qrw.search.runner import search_many
     from qrw.trainer.catalog import TrainingCatalog
 
+    from qrw.eval.folds import fold_of
+    from qrw.search.baseline import DEFAULT_BASELINE
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:9200")
-    parser.add_argument("--index", default="products", help="alias of the baseline's index (`qrw sandbox` / `qrw index`)")
-    parser.add_argument("--index-name", default="qrw-exp-typed")
+    add_side_index_arguments(parser)
     parser.add_argument("--weights", default="0.5,1,2,4,8")
     parser.add_argument("--validation", action="store_true", help="also score fold 0 once with the training folds' choice")
     parser.add_argument("--json", type=Path, default=None)
@@ -85,13 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     valid = [q for q in qrels if fold_of(q) == 0] if args.validation else []
     catalog = TrainingCatalog.icecat()
     facets = catalog.facets()
-    client = OpenSearch(args.url, timeout=120)
-    _build_side_index(client, args.index, args.index_name, catalog, facets)
-    try:
-        def ndcg(bodies: dict) -> dict:
-            ranked = search_many(client, args.index_name, bodies, depth=10, batch_size=20)
-            return {key: ndcg_at_k(ranked[key].ids, qrels[key[0]]) for key in bodies}
-
+    with typed_side_index(args, catalog, facets, qrels) as (client, ndcg):
         def body(query: str, ptype: str, weight: float) -> dict:
             if not ptype or weight == 0:
                 return DEFAULT_BASELINE.build(query)
@@ -141,8 +130,6 @@ def main(argv: list[str] | None = None) -> int:
             "opensearch": client.info()["version"]["number"], "harm_threshold": HARM,
             "choice": "weight per outer fold by mean nDCG@10 on the other three training folds; fold 0 never used to choose",
             "seconds": round(time.perf_counter() - started, 1)}
-    finally:
-        client.indices.delete(index=args.index_name, ignore_unavailable=True)
     emit(report, args.json)
     return 0
 

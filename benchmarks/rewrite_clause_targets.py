@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,12 +46,27 @@ from training_candidates import candidate_generator, emit, training_queries  # n
 HARM = 0.05
 
 
-def _build_side_index(client, alias: str, name: str, catalog, facets) -> None:
-    from opensearchpy import helpers
+def add_side_index_arguments(parser: argparse.ArgumentParser) -> None:
+    """The node, the baseline's alias and the side index's name (shared with ``query_type_intent.py``)."""
+    parser.add_argument("--url", default="http://127.0.0.1:9200")
+    parser.add_argument("--index", default="products", help="alias of the baseline's index (`qrw sandbox` / `qrw index`)")
+    parser.add_argument("--index-name", default="qrw-exp-typed")
 
+
+@contextlib.contextmanager
+def typed_side_index(args: argparse.Namespace, catalog, facets, qrels) -> Iterator[tuple[object, Callable[[dict], dict]]]:
+    """A side index on ``args.url``: the baseline index's settings, mapping and documents plus a
+    ``product_type`` field (stemmed text with a ``raw`` keyword), deleted on exit. Yields the client
+    and ``ndcg(bodies)``: each body's nDCG@10 against ``qrels`` of its key (or of the key's first item)."""
+    from opensearchpy import OpenSearch, helpers
+
+    from qrw.eval.metrics import ndcg_at_k
     from qrw.search.baseline import STEMMED_ANALYZER
+    from qrw.search.runner import search_many
 
-    source = next(iter(client.indices.get_alias(name=alias)))  # the settings and mapping of the baseline's index
+    client = OpenSearch(args.url, timeout=120)
+    name = args.index_name
+    source = next(iter(client.indices.get_alias(name=args.index)))  # the settings and mapping of the baseline's index
     info = client.indices.get(index=source)[source]
     settings = {k: v for k, v in info["settings"]["index"].items() if k in ("analysis", "number_of_shards", "number_of_replicas")}
     mappings = info["mappings"]
@@ -62,6 +79,15 @@ def _build_side_index(client, alias: str, name: str, catalog, facets) -> None:
                for pid, doc in zip(catalog.ids, catalog.documents))
     helpers.bulk(client, actions, chunk_size=2000, request_timeout=600)
     client.indices.refresh(index=name)
+
+    def ndcg(bodies: dict) -> dict:
+        ranked = search_many(client, name, bodies, depth=10, batch_size=20)
+        return {key: ndcg_at_k(ranked[key].ids, qrels[key[0] if isinstance(key, tuple) else key]) for key in bodies}
+
+    try:
+        yield client, ndcg
+    finally:
+        client.indices.delete(index=name, ignore_unavailable=True)
 
 
 def _probe_tagger(model_name: str, gains: dict[tuple[str, str], float], boost: float) -> dict:
@@ -89,18 +115,13 @@ def _probe_tagger(model_name: str, gains: dict[tuple[str, str], float], boost: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    from opensearchpy import OpenSearch
+    from qrw.trainer.catalog import TrainingCatalog
     from tqdm import tqdm
 
-    from qrw.eval.metrics import ndcg_at_k
     from qrw.search.baseline import DEFAULT_BASELINE
-    from qrw.search.runner import search_many
-    from qrw.trainer.catalog import TrainingCatalog
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:9200")
-    parser.add_argument("--index", default="products", help="alias of the baseline's index (`qrw sandbox` / `qrw index`)")
-    parser.add_argument("--index-name", default="qrw-exp-typed")
+    add_side_index_arguments(parser)
     parser.add_argument("--type-weights", default="0.25,0.5,1.0")
     parser.add_argument("--boosts", default="0.3,0.5,1.0")
     parser.add_argument("--tag-model", default="default", help="rewriter whose tagger is probed ('' to skip)")
@@ -112,13 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     qrels, train = training_queries()
     catalog = TrainingCatalog.icecat()
     facets = catalog.facets()
-    client = OpenSearch(args.url, timeout=120)
-    _build_side_index(client, args.index, args.index_name, catalog, facets)
-    try:
-        def ndcg(bodies: dict) -> dict:
-            ranked = search_many(client, args.index_name, bodies, depth=10, batch_size=20)
-            return {key: ndcg_at_k(ranked[key].ids, qrels[key[0] if isinstance(key, tuple) else key]) for key in bodies}
-
+    with typed_side_index(args, catalog, facets, qrels) as (client, ndcg):
         base = ndcg({q: DEFAULT_BASELINE.build(q) for q in train})
         report: dict = {"train_queries": len(train), "baseline_ndcg@10": statistics.fmean(base.values()),
                         "type_coverage": round(facets.coverage(), 4), "baseline_with_type_field": {}, "clauses": {}}
@@ -167,8 +182,6 @@ def main(argv: list[str] | None = None) -> int:
             "machine": platform.platform(), "python": platform.python_version(),
             "opensearch": client.info()["version"]["number"], "queries": "judged training folds (fold 0 = validation, never searched)",
             "harm_threshold": HARM, "seconds": round(time.perf_counter() - started, 1)}
-    finally:
-        client.indices.delete(index=args.index_name, ignore_unavailable=True)
     emit(report, args.json)
     return 0
 
