@@ -420,7 +420,7 @@ class OnnxRewriteModel:
         once it has produced ``num_rewrites`` separators (0: no separator stop), or when its first
         token is ``none`` (the prompt contract's "no rewrite needed": the rest of the line is never
         read, so its decode step is saved; on 1,593 judged and held-out pseudo-queries the default
-        model wrote nothing after it). Finished rows feed
+        model wrote nothing after it: ``benchmarks/none_answers.py``). Finished rows feed
         padding until a quarter of the batch is finished, then leave it (their KV is dropped), so a
         long list does not make every short one pay for its steps. The prompt state is the prompt
         pass's (KV cache, mask), kept for the tagging pass when asked for. With ``propose`` the first
