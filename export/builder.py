@@ -16,6 +16,13 @@ much as a third of it (profiled). This builder writes the graph a Llama-family d
   the runtime may left-pad prompts and splice a shared prefix's KV cache in front of several suffixes)
 * the LM head on the last ``num_logits`` positions (an int64 [1] input; 1 for a plain step), which
   lets the runtime verify drafted tokens in one pass
+* optionally a *shortlist head* (``shortlist`` > 0): a coarse copy of the LM head (quantised to 4 bits
+  by the export, ``graph.quantize_shortlist_head``) picks the ``shortlist`` most likely tokens, and only
+  those, plus the tag tokens, are scored exactly in fp32 from the head's own rows. Why: at one query on
+  two cores a step is bound by reading weights, and the fp32 head (vocabulary x hidden, 113 MB for
+  SmolLM2) is a fifth of them; what the runtime reads (the greedy token, the in-graph top 16, the tag
+  logits) stays the fp32 value. The other logits are the coarse head's: ``logits`` is exact only at
+  the shortlist and the tags (sampling over the full distribution reads an approximate tail).
 
 Inputs and outputs are those of the optimum export (``input_ids``, ``attention_mask``,
 ``position_ids``, ``past_key_values.{i}.key|value`` -> ``logits``, ``present.{i}.key|value``), so the
@@ -83,8 +90,15 @@ def _rotary_tables(model, max_positions: int):
     return cos[0, :, :half].float().numpy(), sin[0, :, :half].float().numpy()
 
 
-def build_decoder(checkpoint: Path, out: Path) -> dict:
-    """Write ``out`` (an ONNX decoder with KV cache, fp32) from the checkpoint folder; returns a summary."""
+SHORTLIST_COARSE = "lm_head_coarse"
+"""Name of the shortlist head's coarse MatMul: the one node ``graph.quantize_shortlist_head`` quantises."""
+
+
+def build_decoder(checkpoint: Path, out: Path, *, shortlist: int = 0, exact_ids: tuple[int, ...] = ()) -> dict:
+    """Write ``out`` (an ONNX decoder with KV cache, fp32) from the checkpoint folder; returns a summary.
+
+    ``shortlist`` > 0 writes the shortlist head (module docstring) when it is smaller than the
+    vocabulary; ``exact_ids`` (the tag tokens) are always scored exactly."""
     import numpy as np
     import torch
     from onnx import TensorProto, helper, numpy_helper
@@ -127,6 +141,9 @@ def build_decoder(checkpoint: Path, out: Path) -> dict:
     weight("embed_tokens", embed)
     lm_head = model.lm_head.weight.detach().float().numpy()
     weight("lm_head_t", lm_head.T)  # a separate (transposed) copy even when tied: the head is quantised, the lookup is not
+    shortlist = shortlist if 0 < shortlist < config.vocab_size else 0
+    if shortlist:  # the exact rows, (vocab, hidden): the lookup table itself when the head is tied to it
+        rows = "embed_tokens" if np.array_equal(lm_head, embed) else weight("lm_head_rows", lm_head)
 
     # -- the additive attention mask (B, 1, S, T), once per run --------------------------------------
     # allowed(b, i, j) = attention_mask[b, j] and j <= past + i; else the float minimum (as transformers:
@@ -213,7 +230,26 @@ def build_decoder(checkpoint: Path, out: Path) -> dict:
     final = weight("norm", state.norm.weight.detach().float().numpy())
     normed = node("SkipSimplifiedLayerNormalization", [f"{pending}/last", f"{residual}/last", final], ["final_norm"], "final_norm",
                   domain=MS_DOMAIN, epsilon=eps)[0]
-    node("MatMul", [normed, "lm_head_t"], ["logits"], "lm_head")
+    if not shortlist:
+        node("MatMul", [normed, "lm_head_t"], ["logits"], "lm_head")
+    else:  # coarse scores -> top ``shortlist`` (+ exact_ids) -> their fp32 rows . normed -> written over the coarse scores
+        const_i64("shortlist_k", [shortlist])
+        const_i64("shortlist_exact", list(exact_ids))
+        const_i64("shortlist_n_exact", [len(exact_ids)])
+        const_i64("i64_m1", [-1])
+        coarse = node("MatMul", [normed, "lm_head_t"], ["head/coarse"], SHORTLIST_COARSE)[0]
+        _, picked = node("TopK", [coarse, "shortlist_k"], ["head/coarse_top", "head/picked"], "head/shortlist", axis=-1, largest=1, sorted=0)
+        if exact_ids:
+            node("Shape", [picked], ["head/picked_shape"], "head/picked_shape")
+            node("Slice", ["head/picked_shape", "i64_0", "i64_m1"], ["head/lead"], "head/lead")
+            node("Concat", ["head/lead", "shortlist_n_exact"], ["head/exact_shape"], "head/exact_shape", axis=0)
+            node("Expand", ["shortlist_exact", "head/exact_shape"], ["head/exact_ids"], "head/exact_ids")
+            picked = node("Concat", [picked, "head/exact_ids"], ["head/columns"], "head/columns", axis=-1)[0]
+        node("Gather", [rows, picked], ["head/rows"], "head/rows", axis=0)  # (B, n, K, H)
+        node("Unsqueeze", [normed, "i64_m1"], ["head/normed_col"], "head/normed_col")  # (B, n, H, 1)
+        node("MatMul", ["head/rows", "head/normed_col"], ["head/exact_col"], "head/exact")  # (B, n, K, 1)
+        node("Squeeze", ["head/exact_col", "i64_m1"], ["head/exact_scores"], "head/exact_scores")
+        node("ScatterElements", [coarse, picked, "head/exact_scores"], ["logits"], "head/logits", axis=-1)
 
     kv_shape = lambda length: ["batch_size", kv_heads, length, head_dim]  # noqa: E731
     inputs = [
@@ -235,6 +271,6 @@ def build_decoder(checkpoint: Path, out: Path) -> dict:
 
     save_model(onnx_model, out)
     del model
-    summary = {"nodes": len(nodes), "layers": layers, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim}
+    summary = {"nodes": len(nodes), "layers": layers, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "shortlist": shortlist}
     log.info("built %s: %d nodes for %d layers (attention fused, GQA %d/%d heads)", out.name, len(nodes), layers, heads, kv_heads)
     return summary

@@ -31,6 +31,7 @@ import click
 @click.option("--int8-method", type=click.Choice(["blockwise", "dynamic"]), default=None, help="blockwise (MatMulNBits, 8-bit blocks of 32: tags closest to fp32) or dynamic (MatMulInteger: faster prompt pass) [default: blockwise].")
 @click.option("--int4", is_flag=True, default=None, help="4-bit blockwise weights (MatMulNBits, blocks of 32; needs --target cpu).")
 @click.option("--graph", type=click.Choice(["auto", "qrw", "optimum"]), default=None, help="qrw: build the decoder directly (attention fused); optimum: optimum export + ORT fusions; auto: qrw on cpu for llama/qwen2/mistral [default: auto].")
+@click.option("--shortlist-head", type=int, default=None, help="qrw graph, target cpu: a 4-bit LM head shortlists this many tokens, scored exactly in fp32 with the tag tokens; 0: plain fp32 head [default: 1024].")
 @click.option("--max-new-tokens", type=int, default=None, help="Token cap of one generated rewrite list [default: from the training targets, else 24].")
 @click.option("--targets", default=None, help="The trainer's rewrite_train.jsonl, for the token cap [default: found via training_card.json].")
 @click.option("--opset", type=int, default=None, help="ONNX opset [default: 18].")

@@ -72,6 +72,7 @@ class ExportConfig:
     opset: int = dataclasses.field(default=18, metadata={"help": "ONNX opset of the export"})
     last_logits_only: bool = dataclasses.field(default=True, metadata={"help": "cut the LM head to the last position (the runtime never needs more)"})
     top_k_outputs: bool = dataclasses.field(default=True, metadata={"help": "add in-graph top-16 log-prob outputs, so beam and greedy decoding never copy full-vocabulary logits to the host"})
+    shortlist_head: int = dataclasses.field(default=1024, metadata={"help": "qrw graph on target cpu: a 4-bit copy of the LM head shortlists this many tokens and only they (and the tag tokens) are scored in fp32 (exact greedy tokens, top 16 and tags; 0: the plain fp32 head)"})
 
     # -- decoding contract written to the manifest ----------------------------------------------------
     max_new_tokens: int | None = dataclasses.field(default=None, metadata={"help": "token cap of one generated rewrite list; default: from the training targets (targets), else 24"})
@@ -108,6 +109,8 @@ class ExportConfig:
             raise ConfigError(f"int8_block_size={self.int8_block_size}: must be 16, 32, 64, 128 or 256")
         if not 11 <= self.opset <= 23:
             raise ConfigError(f"opset={self.opset}: must be within 11..23 (18 is tested)")
+        if self.shortlist_head and self.shortlist_head < 16:
+            raise ConfigError(f"shortlist_head={self.shortlist_head}: 0 (off) or at least 16 (the in-graph top 16 is read from it)")
         if self.parity_new_tokens < 1:
             raise ConfigError(f"parity_new_tokens={self.parity_new_tokens}: must be at least 1")
         for name, default in _TOLERANCES[self.precision].items():

@@ -172,11 +172,14 @@ def run_export(cfg: ExportConfig, *, progress: bool = True) -> Manifest:
         hidden = int(hf_config["hidden_size"])
         optimizations: list[str] = []
         use_builder = _use_builder(cfg, hf_config)
+        shortlisted = 0  # tokens the built graph's shortlist head scores exactly (0: plain head)
         opset = builder.OPSET if use_builder else cfg.opset
         if use_builder:
             steps.start("build the decoder graph (attention fused, packed projections, last-position logits)")
             current = tmp / "built.onnx"
-            built = builder.build_decoder(checkpoint, current)
+            shortlist = cfg.shortlist_head if cfg.target == "cpu" else 0
+            built = builder.build_decoder(checkpoint, current, shortlist=shortlist, exact_ids=tuple(t.id for t in tags))
+            shortlisted = built["shortlist"]
             optimizations += ["qrw-graph", "fused-attention", "packed-qkv-gate-up", "last-position-logits", "num-logits-input"]
             steps.end(f"{built['nodes']} nodes")
             steps.start("optimum export skipped (qrw graph)")
@@ -215,11 +218,15 @@ def run_export(cfg: ExportConfig, *, progress: bool = True) -> Manifest:
             optimizations += graph.quantize_int8(current, final, keep_down_proj=cfg.int8_keep_down_proj)
         elif cfg.fp16:
             optimizations += graph.convert_fp16(current, final)
+        elif shortlisted:
+            optimizations += graph.quantize_shortlist_head(current, final)
         else:
             shutil.move(str(current), final)
             data = current.with_name(current.name + ".data")
             if data.exists():  # external data keeps its recorded file name
                 shutil.move(str(data), staging / data.name)
+        if shortlisted:
+            optimizations.append(f"shortlist-{shortlisted}")
         if cfg.top_k_outputs and graph.add_top_k_outputs(final, final, graph.TOP_K):
             optimizations.append(f"top-{graph.TOP_K}-logprobs")
         for name in COPIED_FILES:
@@ -237,7 +244,7 @@ def run_export(cfg: ExportConfig, *, progress: bool = True) -> Manifest:
             steps.start("parity check against PyTorch")
             model = OnnxRewriteModel.from_files(staging / MODEL_NAME, staging / TOKENIZER_NAME, spec, warmup=False)
             tolerances = {k: getattr(cfg, k) for k in ("max_logit_diff", "min_greedy_agreement", "min_tag_agreement", "max_tag_prob_diff")}
-            report = check_parity(checkpoint, model, tolerances, new_tokens=cfg.parity_new_tokens)
+            report = check_parity(checkpoint, model, tolerances, new_tokens=cfg.parity_new_tokens, shortlist=bool(shortlisted))
             parity = {"run": True, **report.to_dict()}
             if cfg.target == "cuda" and model.provider != "CUDAExecutionProvider":
                 parity["note"] = "validated on CPU: no CUDA device where this export ran"

@@ -37,9 +37,11 @@ DEFAULT_MODEL = "default"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ADAPTER = REPO_ROOT / "models" / "default-rewriter"
 DEFAULT_ENV = "QRW_DEFAULT_REWRITER"
-EXPORT_FLAVOUR = "cpu-fp32-top16"
-"""What the cached exports are: CPU, fp32 with fused kernels, in-graph top-16 outputs. fp32 because
-int8 changes many of the default adapter's tags (see the README's export section)."""
+EXPORT_FLAVOUR = "cpu-fp32-top16-shortlist1024"
+"""What the cached exports are: CPU, fp32 with fused kernels, in-graph top-16 outputs and the shortlist
+head (1,024 tokens picked by a 4-bit copy of the LM head, scored in fp32: ``export.builder``). fp32
+because int8 changes many of the default adapter's tags (see the README's export section). A change
+here re-exports cached models on their next use."""
 SOURCE_NAME = "qrw-source.json"
 """Written beside an export made here: which folder it came from, and its content hash."""
 

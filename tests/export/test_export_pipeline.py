@@ -72,6 +72,40 @@ def test_int4_cpu_export_quantises_every_matmul_to_four_bits(tiny_checkpoint: Pa
     assert manifest.parity["passed"]
 
 
+def test_shortlist_head_scores_exactly_what_the_runtime_reads(tiny_checkpoint: Path, tiny_export: Path, tmp_path: Path):
+    """A 4-bit copy of the LM head picks 128 of the 1,024 tokens; they and the tags are scored in fp32.
+    Greedy text, the in-graph top 16 and tag probabilities must be the plain fp32 head's, while the
+    logits outside the shortlist are the coarse head's (so the graph is not plain fp32 in disguise)."""
+    import numpy as np
+    import onnx
+
+    from qrw.plugin.prompt import rewrite_prompt, tag_prompt
+    from qrw.plugin.runtime import GenerationConfig, load_model
+
+    out = tmp_path / "shortlist"
+    assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--shortlist-head", "128", "--quiet"]) == 0
+    manifest = read_manifest(out)
+    assert manifest.precision == "fp32" and "shortlist-128" in manifest.optimizations and "shortlist-head-int4" in manifest.optimizations
+    assert manifest.parity["passed"] and manifest.parity["greedy_agreement"] == 1.0 and manifest.parity["max_logit_diff"] < 1e-3
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert [n.name for n in graph.node if n.op_type == "MatMulNBits"] == ["lm_head_coarse_Q4"]  # every other weight stays fp32
+    assert "shortlist" not in " ".join(read_manifest(tiny_export).optimizations)  # the default (1,024) is not below this vocabulary
+
+    plain, short = load_model(tiny_export, warmup=False), load_model(out, warmup=False)
+    queries = ["laptop", "usb c cable 2m", "hp toner 305a", "samsung galaxy s21 case", "wireless mouse", "27 inch monitor"]
+    greedy = GenerationConfig(strategy="greedy", max_new_tokens=12)
+    prompts = [rewrite_prompt(q) for q in queries]
+    assert short.generate_ids(prompts, 1, greedy) == plain.generate_ids(prompts, 1, greedy)
+    pairs = [tag_prompt(q, r) for q in queries for r in ("notebook", q)]
+    np.testing.assert_allclose(short.tag_probs(pairs), plain.tag_probs(pairs), atol=1e-5)
+    ids, mask, pos = plain._pad(plain._encode(prompts))
+    (top_plain, logits_plain), _ = plain._run(("top_ids", "logits"), ids, mask, pos, plain._empty_past(len(ids)))
+    (top_short, logits_short), _ = short._run(("top_ids", "logits"), ids, mask, pos, short._empty_past(len(ids)))
+    assert (top_short == top_plain).all()
+    np.testing.assert_allclose(np.take_along_axis(logits_short, top_plain, 1), np.take_along_axis(logits_plain, top_plain, 1), atol=1e-4)
+    assert np.abs(logits_short - logits_plain).max() > 1e-3  # outside the shortlist: the 4-bit head's scores
+
+
 def test_optimum_graph_is_still_available_and_passes_parity(tiny_checkpoint: Path, tmp_path: Path):
     out = tmp_path / "optimum"
     assert main(["--model", str(tiny_checkpoint), "--out", str(out), "--graph", "optimum", "--quiet"]) == 0
