@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CATCH_ALL = "all_text"
 STEM_SUFFIX = ".stem"
@@ -82,7 +82,23 @@ class BaselineSpec(BaseModel):
     tie_breaker: float | None = Field(None, ge=0.0, le=1.0, description="multi_match tie_breaker")
     operator: Literal["or", "and"] = Field("or", description="how the query's terms combine")
     minimum_should_match: str | None = Field(None, description="OpenSearch minimum_should_match, e.g. '2<75%'")
+    fuzziness: str | None = Field(None, description="OpenSearch fuzziness for misspelled words, e.g. 'AUTO' (not with cross_fields)")
     description: str = Field("", description="one line for reports")
+
+    @field_validator("fuzziness")
+    @classmethod
+    def _fuzziness(cls, value: str | None) -> str | None:
+        import re
+
+        if value is not None and not re.fullmatch(r"AUTO(:\d+,\d+)?|[012]", value):
+            raise ValueError(f"fuzziness {value!r}: OpenSearch takes 0, 1, 2, AUTO or AUTO:low,high")
+        return value
+
+    @model_validator(mode="after")
+    def _fuzziness_type(self) -> BaselineSpec:
+        if self.fuzziness is not None and self.type == "cross_fields" and len(self.fields) > 1:
+            raise ValueError("fuzziness does not combine with type cross_fields (OpenSearch rejects it)")
+        return self
 
     @field_validator("fields")
     @classmethod
@@ -98,6 +114,8 @@ class BaselineSpec(BaseModel):
             options["operator"] = self.operator
         if self.minimum_should_match is not None:
             options["minimum_should_match"] = self.minimum_should_match
+        if self.fuzziness is not None:
+            options["fuzziness"] = self.fuzziness
         if boost is not None:
             options["boost"] = boost
         if name is not None:

@@ -54,6 +54,23 @@ def test_spec_builds_match_or_multi_match_with_options():
         BaselineSpec(name="none", fields=())
 
 
+def test_fuzzy_baseline_finds_a_misspelled_word_the_exact_one_misses(opensearch_url, indexed_catalog):
+    """``fuzziness`` (an index profile's ``baseline.fuzziness``) reaches OpenSearch as a query option."""
+    client = open_client(opensearch_url)
+    fuzzy = DEFAULT_BASELINE.model_copy(update={"fuzziness": "AUTO"})
+    assert fuzzy.clause("keybord")["multi_match"]["fuzziness"] == "AUTO" and "fuzziness" not in DEFAULT_BASELINE.clause("keybord")["multi_match"]
+
+    def total(spec):
+        return client.search(index=indexed_catalog, body={**spec.build("keybord"), "size": 0, "track_total_hits": True})["hits"]["total"]["value"]
+
+    assert total(DEFAULT_BASELINE) == 0 and total(fuzzy) > 0
+    for bad in ("3", "sometimes"):
+        with pytest.raises(ValueError, match="fuzziness"):
+            BaselineSpec(name="bad", fields=(CATCH_ALL,), fuzziness=bad)
+    with pytest.raises(ValueError, match="cross_fields"):
+        BaselineSpec(name="bad", fields=(CATCH_ALL, "supplier"), type="cross_fields", fuzziness="AUTO")
+
+
 def test_cross_validation_inside_training_folds_chooses_the_shipped_default(opensearch_url, indexed_catalog, judgments_path):
     """Re-derives DEFAULT_BASELINE: the weights must come from the training folds, as docs/eval/baselines.md says."""
     report = select_baseline(open_client(opensearch_url), indexed_catalog, load_judgments(judgments_path),

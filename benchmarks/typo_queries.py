@@ -1,0 +1,165 @@
+"""Misspelled queries: does gated rewriting recover them, and does a fuzzy baseline do it without a model?
+
+Why: users misspell, and a typo often matches nothing (`labtop`). The rewriter was trained on
+pseudo-queries that include misspellings, and the serving chain lets a respelling of the query add
+documents (``plugin/widening.py``). The strongest plain lexical answer to typos is OpenSearch's own
+``fuzziness``, which the baseline can now carry (``BaselineSpec.fuzziness``, an index profile's
+``baseline.fuzziness``). This measures both, on the judged **training-fold** queries only (the
+validation fold is not searched):
+
+* typo queries, label-free and deterministic: in each query's longest alphabetic word of five letters
+  or more, one edit chosen by a hash of the query (swap two inner letters, drop one, or double one);
+  queries without such a word are left out; the misspelled query keeps the original's judgments;
+* four runs of ``qrw eval --systems original,gated --model default`` (the real CLI, one index):
+  clean and misspelled queries, each with the shipped Icecat profile and with the same profile plus
+  ``baseline.fuzziness: AUTO``. ``original`` there is that profile's baseline;
+* a lexical variant that ``BaselineSpec`` cannot express yet (so searched here directly, nDCG@10 of
+  the top 10, with the unchanged baseline beside it computed the same way): the baseline plus a fuzzy
+  copy of itself at a low weight, ``bool.should[baseline, fuzzy baseline^w]``, for w in
+  ``--fuzzy-weights``. Exact matches keep their lead, and a misspelled word can still match.
+
+    .venv/bin/python benchmarks/typo_queries.py --json docs/eval/typo_queries.json
+
+Needs a node with the catalog under the alias ``products`` (``qrw opensearch start``, ``qrw index``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def misspell(query: str) -> str | None:
+    """One deterministic edit inside the query's longest alphabetic word of >= 5 letters (None: no such word)."""
+    words = query.split()
+    eligible = [i for i, w in enumerate(words) if w.isalpha() and len(w) >= 5]
+    if not eligible:
+        return None
+    i = max(eligible, key=lambda k: (len(words[k]), -k))
+    word = words[i]
+    digest = int(hashlib.sha1(query.encode()).hexdigest(), 16)
+    kind, pos = digest % 3, 1 + (digest // 3) % (len(word) - 2)  # an inner position: first and last letters kept
+    swapped = word[:pos] + word[pos + 1] + word[pos] + word[pos + 2 :]
+    if kind == 0 and swapped != word:
+        new = swapped
+    elif kind == 2:
+        new = word[:pos] + word[pos] + word[pos:]
+    else:
+        new = word[:pos] + word[pos + 1 :]
+    return " ".join([*words[:i], new, *words[i + 1 :]])
+
+
+def fuzzy_should(url: str, rows: list[dict], typo_of: dict[str, str], weights: list[float]) -> dict:
+    """nDCG@10 of ``bool.should[baseline, fuzzy baseline^w]`` on the clean and the misspelled queries."""
+    import collections
+    import statistics
+
+    from opensearchpy import OpenSearch
+
+    from qrw.eval.metrics import ndcg_at_k
+    from qrw.search.baseline import DEFAULT_BASELINE
+    from qrw.search.runner import search_many
+
+    qrels: dict[str, dict[str, int]] = collections.defaultdict(dict)
+    for r in rows:
+        if r["query"] in typo_of:
+            qrels[r["query"]][r["docid"]] = int(r["rating"])
+    client = OpenSearch(url, timeout=120)
+    fuzzy = DEFAULT_BASELINE.model_copy(update={"fuzziness": "AUTO"})
+
+    def body(text: str, weight: float | None) -> dict:
+        if weight is None:
+            return DEFAULT_BASELINE.build(text)
+        return {"query": {"bool": {"should": [DEFAULT_BASELINE.clause(text), fuzzy.clause(text, boost=weight)]}}}
+
+    out = {}
+    for weight in [None, *weights]:
+        row = {}
+        for kind in ("clean", "typo"):
+            bodies = {q: body(q if kind == "clean" else typo_of[q], weight) for q in qrels}
+            ranked = search_many(client, "products", bodies, depth=10, batch_size=20)
+            row[kind] = round(statistics.mean(ndcg_at_k(ranked[q].ids, qrels[q], 10) for q in qrels), 4)
+        out["baseline" if weight is None else f"w={weight:g}"] = row
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from qrw.eval.folds import fold_of
+    from qrw.search.catalog import default_data_dir
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "typo", help="judgment files, profile and reports")
+    parser.add_argument("--url", default="http://127.0.0.1:9200")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--fuzzy-weights", default="0.05,0.1,0.2,0.3,0.5,1.0", help="weights of the fuzzy should clause")
+    args = parser.parse_args(argv)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    with (default_data_dir() / "judgments" / "judgments.csv").open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if fold_of(r["query"]) != 0]
+    typo_of = {q: misspell(q) for q in sorted({r["query"] for r in rows})}
+    kept = {q: t for q, t in typo_of.items() if t is not None}
+    files = {"clean": args.work_dir / "judgments_clean_train.csv", "typo": args.work_dir / "judgments_typo_train.csv"}
+    for kind, path in files.items():
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for r in rows:
+                if r["query"] in kept:
+                    writer.writerow({**r, "query": r["query"] if kind == "clean" else kept[r["query"]]})
+    shipped = yaml.safe_load((REPO / "qrw" / "search" / "profiles" / "icecat.yaml").read_text())
+    fuzzy = {**shipped, "name": "icecat_fuzzy", "baseline": {**shipped["baseline"], "name": "catch_all_brand_fuzzy", "fuzziness": "AUTO"}}
+    profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml"}
+    profiles["fuzzy"].write_text(yaml.safe_dump(fuzzy, sort_keys=False))
+
+    qrw = str(Path(sys.executable).with_name("qrw"))
+    results: dict = {"queries": len(kept), "left_out_no_long_word": len(typo_of) - len(kept),
+                     "examples": dict(list(kept.items())[:12]), "runs": {}}
+    for kind, judgments in files.items():
+        for profile_name, profile in profiles.items():
+            out = args.work_dir / f"eval_{kind}_{profile_name}.json"
+            command = [qrw, "eval", "--judgments", str(judgments), "--systems", "original,gated", "--model", "default",
+                       "--url", args.url, "--json", str(out), "--quiet"]
+            if profile:
+                command += ["--profile", str(profile)]
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            report = json.loads(out.read_text())
+            systems = {name.split(":")[0]: s for name, s in report["systems"].items()}
+            per_query = {r["query"]: r for r in systems["gated"]["per_query"]}
+            results["runs"][f"{kind}/{profile_name}"] = {
+                "original_ndcg@10": round(systems["original"]["ndcg@10"], 4), "gated_ndcg@10": round(systems["gated"]["ndcg@10"], 4),
+                "gated_x_original": round(systems["gated"]["ndcg@10"] / systems["original"]["ndcg@10"], 3),
+                "gated_harm_rate": systems["gated"]["harm_rate"], "gated_win_rate": systems["gated"]["win_rate"],
+                "original_zero_hits": sum(1 for r in systems["original"]["per_query"] if r.get("total_hits") == 0),
+                "served": {q: r.get("rewrites") for q, r in per_query.items() if r.get("rewrites")},
+            }
+    base = results["runs"]["clean/shipped"]["original_ndcg@10"]
+    print(f"{len(kept)} training-fold queries misspelled ({results['left_out_no_long_word']} left out: no word of 5+ letters)")
+    print(f"{'run':16s} {'original':>9s} {'gated':>7s} {'gated/orig':>10s} {'x clean original':>17s} {'harm':>6s} {'win':>6s} {'0-hit':>6s}")
+    for name, r in results["runs"].items():
+        print(f"{name:16s} {r['original_ndcg@10']:9.4f} {r['gated_ndcg@10']:7.4f} {r['gated_x_original']:10.3f} "
+              f"{r['gated_ndcg@10'] / base:17.3f} {r['gated_harm_rate']:6.1%} {r['gated_win_rate']:6.1%} {r['original_zero_hits']:6d}")
+    results["fuzzy_should"] = fuzzy_should(args.url, rows, kept, [float(w) for w in args.fuzzy_weights.split(",")])
+    print("baseline + fuzzy copy of itself as a should clause (nDCG@10 of the top 10, searched directly):")
+    for name, r in results["fuzzy_should"].items():
+        print(f"  {name:10s} clean {r['clean']:.4f}   misspelled {r['typo']:.4f}")
+    results["method"] = {"queries": "judged training folds (fold != 0)", "model": "default", "seconds": round(time.perf_counter() - started, 1),
+                         "command": "qrw eval --systems original,gated --model default [--profile icecat_fuzzy.yaml]"}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
