@@ -12,7 +12,7 @@ held-out pseudo-queries of a data build:
 * the served path: ``rewrite_outputs`` (rewrite lists, their tags, the ``none`` stop),
 * tag probabilities of judged (query, product title) pairs through ``model.tag``.
 
-    .venv/bin/python benchmarks/shortlist_exactness.py --data-dir runs/v2/data
+    .venv/bin/python benchmarks/shortlist_exactness.py --data-dir runs/v2/data --targets runs/v2/data/rewrite_train.jsonl
 """
 
 from __future__ import annotations
@@ -26,16 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-
-def export(model: str, out: Path, shortlist: int) -> Path:
-    from qrw.export.config import load_config
-    from qrw.export.pipeline import run_export
-
-    if not (out / "manifest.json").is_file():
-        print(f"exporting {model} (shortlist {shortlist}) -> {out}", file=sys.stderr, flush=True)
-        config = load_config(None, {"model": model, "out": str(out), "overwrite": True, "shortlist_head": shortlist})
-        run_export(config, progress=False)
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_runtime import VARIANTS, ensure_exports, fingerprint, judged_pairs, merged_checkpoint  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,32 +35,34 @@ def main(argv: list[str] | None = None) -> int:
     from qrw.plugin.prompt import TAGS, rewrite_prompt
     from qrw.plugin.runtime import load_model
 
-    from qrw.search.catalog import default_data_dir, load_catalog
+    from qrw.search.catalog import default_data_dir
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(model_store.DEFAULT_ADAPTER), help="adapter or checkpoint folder")
     parser.add_argument("--data-dir", type=Path, required=True, help="a `qrw train data` output (its rewrite_valid.jsonl)")
     parser.add_argument("--pseudo", type=int, default=1500)
     parser.add_argument("--shortlist", type=int, default=1024)
-    parser.add_argument("--models-dir", type=Path, default=None, help="[default: $QRW_CACHE_DIR/bench/shortlist-<model hash>]")
+    parser.add_argument("--models-dir", type=Path, default=None, help="exports, shared with bench_runtime.py [default: $QRW_CACHE_DIR/bench]")
+    parser.add_argument("--targets", default=None, help="the trainer's rewrite_train.jsonl, for the exports' token cap")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    data_dir = default_data_dir()
-    with (data_dir / "judgments" / "judgments.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    queries = sorted({row["query"] for row in rows})
+    with (default_data_dir() / "judgments" / "judgments.csv").open() as handle:
+        queries = sorted({row["query"] for row in csv.DictReader(handle)})
     with (args.data_dir / "rewrite_valid.jsonl").open() as handle:
         queries += [json.loads(line)["query"] for _, line in zip(range(args.pseudo), handle)]
-    titles = {p.id: p.title for p in load_catalog(data_dir)}
-    pairs = [(row["query"], titles[row["docid"]]) for row in rows if row["docid"] in titles]
+    pairs = judged_pairs()
 
-    source = Path(args.model)
-    cache = Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw"))
-    models_dir = args.models_dir or cache / "bench" / f"shortlist-{source.name}-{model_store.content_hash(source)}"
-    plain = load_model(export(str(source), models_dir / "plain", 0), threads=args.threads)
-    short = load_model(export(str(source), models_dir / f"shortlist-{args.shortlist}", args.shortlist), threads=args.threads)
+    # the exports of bench_runtime.py (same variants, same cache): plain fp32 head and the shortlist head
+    models_dir = (args.models_dir or Path(os.environ.get("QRW_CACHE_DIR", Path.home() / ".cache" / "qrw")) / "bench").expanduser()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    short_name = f"qrw-fp32-shortlist{args.shortlist}"
+    VARIANTS[short_name] = {"graph": "qrw", "shortlist_head": args.shortlist}
+    source = merged_checkpoint(args.model, models_dir)
+    folders = ensure_exports(source, models_dir / f"{Path(source).name}-{fingerprint(source)}", ["qrw-fp32-plain", short_name], args.targets)
+    plain = load_model(folders["qrw-fp32-plain"], threads=args.threads)
+    short = load_model(folders[short_name], threads=args.threads)
 
     steps = greedy_differ = top_differ = 0
     for start in range(0, len(queries), 32):
@@ -91,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     tags_b = np.array([[row[t.name] for t in TAGS] for row in short.tag(pairs)])
 
     result = {
-        "model": str(source), "shortlist": args.shortlist, "queries": len(queries), "judged_pairs": len(pairs),
+        "model": args.model, "shortlist": args.shortlist, "token_cap": plain.max_new_tokens, "queries": len(queries), "judged_pairs": len(pairs),
         "greedy_tokens_compared": steps, "greedy_sequences_that_differ": greedy_differ,
         "prompts_whose_top16_ids_differ": top_differ,
         "served_rewrite_lists_that_differ": lists_differ, "served_max_tag_prob_diff": served_tag_diff,

@@ -94,6 +94,18 @@ def test_in_process_baseline_follows_the_node(opensearch_url, indexed_catalog, c
 
 
 @pytest.mark.opensearch
+def test_in_process_baseline_refuses_what_it_cannot_mirror(catalog):
+    """A fuzzy baseline would silently be measured as an exact one: refused instead."""
+    import pytest
+
+    from qrw.search.baseline import DEFAULT_BASELINE
+    from qrw.trainer.lexical import LexicalIndex
+
+    with pytest.raises(ValueError, match="fuzziness"):
+        LexicalIndex.from_products(catalog[:50], DEFAULT_BASELINE.model_copy(update={"fuzziness": "AUTO"}))
+    assert len(LexicalIndex.from_products(catalog[:50], DEFAULT_BASELINE).ids) == 50
+
+
 def test_build_data_labels_by_measured_gain_without_leaks(built_data):
     config, card = built_data
     out = Path(config.output_dir)
