@@ -10,7 +10,8 @@ Lucene BM25 variant) costs a fraction of a millisecond. It mirrors what the node
   possessive stripping, Porter stemming with PyStemmer's ``porter``, the same algorithm as Lucene's
   ``porter_stem``);
 * one BM25 index per field of the ``BaselineSpec`` (``all_text`` = every text field, ``f.stem`` =
-  one field), k1 1.2 and b 0.75 as OpenSearch; a ``most_fields`` query sums the boosted field
+  one field, ``all_text.join`` = every text field with adjacent words also joined, as the
+  ``qrw_joined`` analyzer's shingles), k1 1.2 and b 0.75 as OpenSearch; a ``most_fields`` query sums the boosted field
   scores, ``best_fields`` takes the best plus ``tie_breaker`` times the rest;
 * a merged query is ``original + sum(weight_i * rewrite_i)`` over documents matching at least one
   clause, and a rewrite clause with ``operator: and`` only counts on documents holding all its terms.
@@ -29,11 +30,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from qrw.search.baseline import CATCH_ALL, STEM_SUFFIX, BaselineSpec
+from qrw.search.baseline import CATCH_ALL, CATCH_ALL_JOINED, STEM_SUFFIX, BaselineSpec
 
 K1 = 1.2
 B = 0.75
-_TOKEN = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*|[®™©]", re.UNICODE)
+# UAX#29 as the standard tokenizer applies it: '.' and apostrophes join what they sit between, a
+# comma only digits ("1,000" stays one token, "blue,silver" is two)
+_TOKEN = re.compile(r"[^\W_]+(?:(?:[.'’]|(?<=\d),(?=\d))[^\W_]+)*|[®™©]", re.UNICODE)
 _POSSESSIVE = re.compile(r"['’]s$")
 
 
@@ -48,11 +51,33 @@ def _fold(text: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
 
 
+def _words(text: str) -> list[str]:
+    tokens = [_POSSESSIVE.sub("", _fold(t.casefold())) for t in _TOKEN.findall(text)]
+    return [t for t in tokens if t]
+
+
 def analyze(text: str) -> list[str]:
     """The terms the stemmed analyzer (``qrw_stemmed``) makes of ``text``."""
-    tokens = [_POSSESSIVE.sub("", _fold(t.casefold())) for t in _TOKEN.findall(text)]
-    tokens = [t for t in tokens if t]
+    tokens = _words(text)
     return _stemmer().stemWords(tokens) if tokens else []
+
+
+def analyze_joined(text: str) -> list[str]:
+    """The terms the joined-pairs analyzer (``qrw_joined``) makes of ``text``: the stemmed words, then
+    each adjacent pair joined without a space and stemmed (the shingle filter runs before the stemmer)."""
+    tokens = _words(text)
+    joined = tokens + [a + b for a, b in zip(tokens, tokens[1:])]
+    return _stemmer().stemWords(joined) if joined else []
+
+
+def joined_groups(text: str) -> list[list[str]]:
+    """The query terms of the ``qrw_joined`` field grouped by position, as OpenSearch's ``match`` reads
+    them: each word with the pair it starts, e.g. ``micro sd card`` -> [micro, microsd], [sd, sdcard],
+    [card]. The node makes each group one ``Synonym`` term (checked with ``_validate/query?explain``),
+    so an ``operator: and`` clause needs one term of every group, not every term."""
+    tokens = _words(text)
+    groups = [[a, a + b] for a, b in zip(tokens, tokens[1:])] + ([[tokens[-1]]] if tokens else [])
+    return [_stemmer().stemWords(group) for group in groups]
 
 
 class _FieldIndex:
@@ -84,6 +109,89 @@ class _FieldIndex:
         return mask
 
 
+def _long_to_int4(i: int) -> int:
+    bits = i.bit_length()
+    if bits < 4:
+        return i
+    shift = bits - 4
+    return ((i >> shift) & 0x07) | ((shift + 1) << 3)
+
+
+def _int4_to_long(i: int) -> int:
+    bits, shift = i & 0x07, (i >> 3) - 1
+    return bits if shift == -1 else (bits | 0x08) << shift
+
+
+_FREE_VALUES = 255 - _long_to_int4(2**31 - 1)
+
+
+def lucene_length(length: int) -> int:
+    """A field length as Lucene stores it in a one-byte norm and reads it back (``SmallFloat.intToByte4``
+    then ``byte4ToInt``): exact up to 23, then rounded down to 4 significant bits."""
+    if length < _FREE_VALUES:
+        return length
+    return _FREE_VALUES + _int4_to_long(_long_to_int4(length - _FREE_VALUES))
+
+
+class _JoinedFieldIndex:
+    """BM25 over the joined-pairs field, scored as the node scores it.
+
+    The node reads each query group (a word and the pair it starts) as one ``Synonym`` term: the
+    group's frequency in a document is the sum of its terms', its document frequency the largest
+    of theirs. Lengths follow Lucene's ``discountOverlaps``: a joined pair sits at its first word's
+    position, so a document's length counts its words only, while the average length divides every
+    posting (pairs included) by the number of documents; a length is stored in one byte as Lucene
+    stores it (``lucene_length``). bm25s cannot express any of these, hence this
+    small index of its own (postings per term, numpy only).
+    """
+
+    def __init__(self, values_per_doc: Sequence[Sequence[str]]) -> None:
+        self.n_docs = len(values_per_doc)
+        postings: dict[str, dict[int, int]] = {}
+        lengths = np.zeros(self.n_docs, dtype=np.float64)
+        total = 0
+        for doc, values in enumerate(values_per_doc):
+            for value in values:
+                terms = analyze_joined(value)
+                lengths[doc] += len(_words(value))
+                total += len(terms)
+                for term in terms:
+                    row = postings.setdefault(term, {})
+                    row[doc] = row.get(doc, 0) + 1
+        self.postings = {t: (np.fromiter(r.keys(), dtype=np.int64), np.fromiter(r.values(), dtype=np.float64))
+                         for t, r in postings.items()}
+        with_field = int((lengths > 0).sum()) or 1
+        stored = np.array([lucene_length(int(n)) for n in lengths], dtype=np.float64)
+        self.norm = K1 * (1 - B + B * stored / (total / with_field))
+        self.with_field = with_field
+
+    def _group(self, group: Sequence[str]) -> tuple[np.ndarray, int]:
+        freq = np.zeros(self.n_docs, dtype=np.float64)
+        df = 0
+        for term in set(group):
+            if term in self.postings:
+                docs, tf = self.postings[term]
+                freq[docs] += tf
+                df = max(df, len(docs))
+        return freq, df
+
+    def scores(self, groups: Sequence[Sequence[str]]) -> np.ndarray:
+        total = np.zeros(self.n_docs, dtype=np.float64)
+        for group in groups:
+            freq, df = self._group(group)
+            if df:
+                idf = np.log(1 + (self.with_field - df + 0.5) / (df + 0.5))
+                total += idf * freq / (freq + self.norm)
+        return total.astype(np.float32)
+
+    def holds_each(self, groups: Sequence[Sequence[str]]) -> np.ndarray:
+        """Documents holding a term of every group (``operator: and``)."""
+        mask = np.ones(self.n_docs, dtype=bool)
+        for group in groups:
+            mask &= self._group(group)[0] > 0
+        return mask
+
+
 def _field_and_boost(field: str) -> tuple[str, float]:
     name, _, boost = field.partition("^")
     return name, float(boost) if boost else 1.0
@@ -100,15 +208,19 @@ class LexicalIndex:
             raise ValueError(f"the in-process index does not mirror fuzziness ({spec.fuzziness!r}); train against a baseline without it")
         self.spec = spec
         self.fields = [_field_and_boost(f) for f in spec.fields]
-        self._index: dict[str, _FieldIndex] = {}
+        self._index: dict[str, _FieldIndex | _JoinedFieldIndex] = {}
         for name, _ in self.fields:
-            if name == CATCH_ALL:
-                texts = [" ".join(str(doc.get(f) or "") for f in text_fields) for doc in documents]
+            if name in (CATCH_ALL, CATCH_ALL_JOINED):
+                # copy_to gives every field's value its own position run, so no pair spans two fields
+                values = [[str(doc.get(f) or "") for f in text_fields] for doc in documents]
             elif name.endswith(STEM_SUFFIX):
-                texts = [str(doc.get(name[: -len(STEM_SUFFIX)]) or "") for doc in documents]
+                values = [[str(doc.get(name[: -len(STEM_SUFFIX)]) or "")] for doc in documents]
             else:
-                raise ValueError(f"the in-process index mirrors stemmed fields only, not {name!r}")
-            self._index[name] = _FieldIndex([analyze(t) for t in texts])
+                raise ValueError(f"the in-process index mirrors stemmed and joined fields only, not {name!r}")
+            if name == CATCH_ALL_JOINED:
+                self._index[name] = _JoinedFieldIndex(values)
+            else:
+                self._index[name] = _FieldIndex([[t for v in vals for t in analyze(v)] for vals in values])
 
     @classmethod
     def from_products(cls, products: Iterable, spec: BaselineSpec) -> LexicalIndex:
@@ -121,12 +233,14 @@ class LexicalIndex:
 
     def clause_scores(self, text: str, *, operator: str | None = None) -> np.ndarray:
         """Scores of one baseline clause for ``text`` (0 where the clause does not match)."""
-        terms = analyze(text)
+        terms, groups = analyze(text), joined_groups(text)
         per_field = []
         for name, boost in self.fields:
-            scores = self._index[name].scores(terms) * boost
+            field = self._index[name]
+            joined = isinstance(field, _JoinedFieldIndex)
+            scores = (field.scores(groups) if joined else field.scores(terms)) * boost
             if (operator or self.spec.operator) == "and":
-                scores = np.where(self._index[name].holds_all(terms), scores, 0.0)
+                scores = np.where(field.holds_each(groups) if joined else field.holds_all(terms), scores, 0.0)
             per_field.append(scores)
         stacked = np.vstack(per_field)
         if self.spec.type == "best_fields" and len(per_field) > 1:

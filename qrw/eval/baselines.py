@@ -23,25 +23,27 @@ from tqdm import tqdm
 from qrw.eval.folds import fold_of
 from qrw.eval.judgments import Qrels
 from qrw.eval.metrics import mean_metrics, query_metrics
-from qrw.search.baseline import CATCH_ALL, STEM_SUFFIX, VARIANTS, BaselineSpec
+from qrw.search.baseline import CATCH_ALL, CATCH_ALL_JOINED, STEM_SUFFIX, VARIANTS, BaselineSpec
 from qrw.search.runner import search_many
 
 WEIGHT_GRID: dict[str, tuple[float, ...]] = {
-    "title": (0.0, 0.5, 1.0, 2.0),
-    "supplier": (0.0, 0.5, 1.0),
-    "name": (0.0, 0.5, 1.0),
-    "short_description": (0.0, 0.5),
+    f"title{STEM_SUFFIX}": (0.0, 0.5, 1.0, 2.0),
+    f"supplier{STEM_SUFFIX}": (0.0, 0.5, 1.0),
+    f"name{STEM_SUFFIX}": (0.0, 0.5, 1.0),
+    f"short_description{STEM_SUFFIX}": (0.0, 0.5),
+    CATCH_ALL_JOINED: (0.0, 0.5, 1.0),
 }
-"""Boosts tried for each stemmed field added beside the catch-all field (0 = field left out)."""
+"""Boosts tried for each field added beside the stemmed catch-all field (0 = field left out): the
+stemmed fields, and the catch-all's joined-pairs sub-field (``smart watch`` meets ``smartwatch``)."""
 
 
 def weight_grid(grid: Mapping[str, Sequence[float]] = WEIGHT_GRID) -> list[BaselineSpec]:
-    """Every ``multi_match`` (most_fields and best_fields) of ``all_text`` plus boosted stemmed fields."""
+    """Every ``multi_match`` (most_fields and best_fields) of ``all_text`` plus boosted fields."""
     specs = []
     names = list(grid)
     for kind in ("most_fields", "best_fields"):
         for weights in itertools.product(*(grid[n] for n in names)):
-            extra = [f"{n}{STEM_SUFFIX}^{w:g}" for n, w in zip(names, weights) if w > 0]
+            extra = [f"{n}^{w:g}" for n, w in zip(names, weights) if w > 0]
             if not extra:
                 continue  # the catch-all alone is the fixed variant catch_all_stemmed
             specs.append(BaselineSpec(

@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qrw.errors import ConfigError
-from qrw.search.baseline import CATCH_ALL, STEM_SUFFIX, BaselineSpec, text_mapping
+from qrw.search.baseline import CATCH_ALL, CATCH_ALL_JOINED, STEM_SUFFIX, BaselineSpec, text_mapping
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 ICECAT_PROFILE = PROFILES_DIR / "icecat.yaml"
@@ -52,16 +52,18 @@ def boost_of(clause_field: str) -> float:
 
 
 def default_form(brand_field: str | None) -> BaselineSpec:
-    """The project's default baseline form on an index ``qrw index`` built: stemmed catch-all (+ brand .stem at 0.5).
+    """The project's default baseline form on an index ``qrw index`` built: stemmed catch-all, the
+    brand's stemmed field, and the catch-all's joined-pairs sub-field, all at weight 1.
 
     The same form as ``qrw.search.baseline.DEFAULT_BASELINE`` (chosen by cross-validation on Icecat),
     applied to another catalog's brand field.
     """
-    extra = (f"{brand_field}{STEM_SUFFIX}^0.5",) if brand_field else ()
+    brand = (f"{brand_field}{STEM_SUFFIX}^1",) if brand_field else ()
     return BaselineSpec(
-        name="catch_all_brand" if extra else "catch_all_stemmed", fields=(CATCH_ALL, *extra), type="most_fields",
+        name="catch_all_brand_joined" if brand else "catch_all_joined",
+        fields=(CATCH_ALL, *brand, f"{CATCH_ALL_JOINED}^1"), type="most_fields",
         description="the default form on a qrw-built index: stemmed catch-all"
-                    + (" + the brand's stemmed field at 0.5 (most_fields)" if extra else ""))
+                    + (" + the brand's stemmed field" if brand else "") + " + joined-pairs catch-all (most_fields)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ from qrw.errors import NodeError
 from qrw.eval.baselines import format_report, select_baseline, weight_grid
 from qrw.eval.judgments import load_judgments
 from qrw.search import modules
-from qrw.search.baseline import CATCH_ALL, DEFAULT_BASELINE, VARIANTS, BaselineSpec
+from qrw.search.baseline import CATCH_ALL, CATCH_ALL_JOINED, DEFAULT_BASELINE, VARIANTS, BaselineSpec
 from qrw.search.connect import open_client
 
 
@@ -32,6 +32,21 @@ def test_plural_query_finds_what_the_singular_finds(opensearch_url, indexed_cata
     assert top("toner cartridges") == top("toner cartridge")
 
 
+def test_joined_pairs_field_bridges_split_and_joined_compounds(opensearch_url, indexed_catalog):
+    """``all_text.join``: `mousepad` finds the products titled "Mouse Pad", which the stemmed catch-all alone misses."""
+    client = open_client(opensearch_url)
+    tokens = client.indices.analyze(index=indexed_catalog, body={"field": CATCH_ALL_JOINED, "text": "Smart Watches"})
+    assert sorted(t["token"] for t in tokens["tokens"]) == ["smart", "smartwatch", "watch"]
+
+    def titles(spec):
+        body = {**spec.build("mousepad"), "size": 100, "_source": ["title"]}
+        return {h["_id"]: h["_source"]["title"] for h in client.search(index=indexed_catalog, body=body)["hits"]["hits"]}
+
+    before, after = titles(VARIANTS["catch_all_brand"]), titles(DEFAULT_BASELINE)
+    assert set(before) < set(after)
+    assert any("mouse pad" in title.lower() and "mousepad" not in title.lower() for title in after.values())
+
+
 def test_corrupt_cached_module_jar_is_rejected(tmp_path):
     jar = modules.modules_for("2.19.4")[1].jars[0]
     (tmp_path / jar.file_name).write_bytes(b"not a jar")
@@ -46,7 +61,7 @@ def test_unpinned_version_has_no_silent_fallback():
 
 def test_spec_builds_match_or_multi_match_with_options():
     assert DEFAULT_BASELINE.clause("usb hub", boost=0.5, name="n") == {
-        "multi_match": {"query": "usb hub", "fields": [CATCH_ALL, "supplier.stem^0.5"], "type": "most_fields",
+        "multi_match": {"query": "usb hub", "fields": [CATCH_ALL, "supplier.stem^1", "all_text.join^1"], "type": "most_fields",
                         "boost": 0.5, "_name": "n"}}
     single = BaselineSpec(name="one", fields=(CATCH_ALL,), operator="and")
     assert single.build("usb hub") == {"query": {"match": {CATCH_ALL: {"query": "usb hub", "operator": "and"}}}}

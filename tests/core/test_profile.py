@@ -122,7 +122,7 @@ def test_infer_from_documents_finds_the_roles_of_a_catalog_with_its_own_field_na
     assert set(profile.attribute_fields) == {"colour", "material"}
     assert "blurb" in profile.text_fields and profile.text_fields[0] == "product_name"
     assert profile.other_fields == {"price_eur": {"type": "float"}, "in_stock": {"type": "boolean"}}
-    assert profile.baseline.fields == ("all_text", "maker.stem^0.5") and not profile.missing_in_built_index()
+    assert profile.baseline.fields == ("all_text", "maker.stem^1", "all_text.join^1") and not profile.missing_in_built_index()
 
 
 def test_infer_from_documents_needs_an_id():

@@ -27,7 +27,7 @@ def test_eval_reads_index_and_baseline_from_the_profile(opensearch_url, shop_ind
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["index"] == "shop" and report["profile"] == "shop" and report["queries"] == 36
-    assert report["baseline"]["fields"] == ["all_text", "maker.stem^0.5"]
+    assert report["baseline"]["fields"] == ["all_text", "maker.stem^1", "all_text.join^1"]
     assert report["ndcg@10"] > 0.6
 
 

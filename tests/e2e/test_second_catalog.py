@@ -106,7 +106,7 @@ def test_second_catalog_from_someone_elses_index_to_the_served_rewriter(
     assert "built: alias garden ->" in result.stdout and "(300 documents)" in result.stdout
     assert "product_name.en" in result.stdout  # said why the baseline changed
     built = yaml.safe_load(built_profile.read_text())
-    assert built["index"] == "garden" and built["baseline"]["fields"] == ["all_text", "maker.stem^0.5"]
+    assert built["index"] == "garden" and built["baseline"]["fields"] == ["all_text", "maker.stem^1", "all_text.join^1"]
 
     # 4. training data from this catalog through its profile, and a tiny SFT on it
     data = tmp_path / "data"

@@ -85,12 +85,24 @@ def test_in_process_baseline_follows_the_node(opensearch_url, indexed_catalog, c
     from qrw.eval.judgments import load_judgments
     from qrw.search.baseline import DEFAULT_BASELINE
     from qrw.search.connect import open_client
-    from qrw.trainer.lexical import LexicalIndex, agreement_with_opensearch, analyze
+    from qrw.trainer.lexical import LexicalIndex, agreement_with_opensearch, analyze, analyze_joined, joined_groups, lucene_length
 
     assert analyze("Laptops Café's Notebooks") == ["laptop", "cafe", "notebook"]
+    assert analyze_joined("Smart Watches") == ["smart", "watch", "smartwatch"]
+    # grouped by position as the node's match query reads the shingles (one Synonym term per group)
+    assert joined_groups("micro sd card") == [["micro", "microsd"], ["sd", "sdcard"], ["card"]]
+    assert [lucene_length(n) for n in (23, 40, 100)] == [23, 40, 96]  # Lucene's one-byte norms
     index = LexicalIndex.from_products(catalog, DEFAULT_BASELINE)
-    report = agreement_with_opensearch(index, open_client(opensearch_url), indexed_catalog, list(load_judgments(judgments_path)))
+    queries = list(load_judgments(judgments_path))
+    report = agreement_with_opensearch(index, open_client(opensearch_url), indexed_catalog, queries)
     assert report["mean_top10_overlap"] > 0.9 and report["top1_agreement"] > 0.9
+    # rewrite clauses go out with operator and: the joined field then needs one term of each group
+    from qrw.search.runner import search_many
+
+    all_terms = DEFAULT_BASELINE.model_copy(update={"operator": "and"})
+    node = search_many(open_client(opensearch_url), indexed_catalog, {q: all_terms.build(q) for q in queries}, depth=10)
+    same = [index.total(index.clause_scores(q, operator="and")) == node[q].total for q in queries]
+    assert sum(same) >= 0.95 * len(queries)
 
 
 @pytest.mark.opensearch
