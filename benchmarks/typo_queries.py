@@ -11,13 +11,14 @@ from its figures: the edit rule and the systems are fixed):
 * typo queries, label-free and deterministic: in each query's longest alphabetic word of five letters
   or more, one edit chosen by a hash of the query (swap two inner letters, drop one, or double one);
   queries without such a word are left out; the misspelled query keeps the original's judgments;
-* four runs of ``qrw eval --systems original,gated --model default`` (the real CLI, one index):
-  clean and misspelled queries, each with the shipped Icecat profile and with the same profile plus
-  ``baseline.fuzziness: AUTO``. ``original`` there is that profile's baseline;
-* a lexical variant that ``BaselineSpec`` cannot express yet (so searched here directly, nDCG@10 of
-  the top 10, with the unchanged baseline beside it computed the same way): the baseline plus a fuzzy
-  copy of itself at a low weight, ``bool.should[baseline, fuzzy baseline^w]``, for w in
-  ``--fuzzy-weights``. Exact matches keep their lead, and a misspelled word can still match.
+* six runs of ``qrw eval --systems original,gated --model default`` (the real CLI, one index):
+  clean and misspelled queries, each with the shipped Icecat profile, the same profile plus
+  ``baseline.fuzziness: AUTO``, and plus ``baseline.fuzzy_boost``. ``original`` there is that profile's baseline;
+* the baseline plus a fuzzy copy of itself at a low weight (``BaselineSpec.fuzzy_boost``, an index
+  profile's ``baseline.fuzzy_boost``; the copy leaves out the joined-pairs field): once through
+  ``qrw eval`` at ``--fuzzy-boost`` (third profile, with gated rewriting), and as a sweep over
+  ``--fuzzy-weights`` searched directly (nDCG@10 of the top 10, with the unchanged baseline beside it
+  computed the same way). Exact matches keep their lead, and a misspelled word can still match.
 
     .venv/bin/python benchmarks/typo_queries.py --json docs/eval/typo_queries.json
     .venv/bin/python benchmarks/typo_queries.py --fold valid --json docs/eval/typo_queries_valid.json
@@ -62,14 +63,15 @@ def misspell(query: str) -> str | None:
 
 
 def fuzzy_should(url: str, rows: list[dict], typo_of: dict[str, str], weights: list[float]) -> dict:
-    """nDCG@10 of ``bool.should[baseline, fuzzy baseline^w]`` on the clean and the misspelled queries."""
+    """nDCG@10 of the baseline with its fuzzy copy at weight w (``BaselineSpec.fuzzy_boost``) on the clean and
+    the misspelled queries."""
     import collections
     import statistics
 
     from opensearchpy import OpenSearch
 
     from qrw.eval.metrics import ndcg_at_k
-    from qrw.search.baseline import DEFAULT_BASELINE
+    from qrw.search.baseline import DEFAULT_BASELINE, BaselineSpec
     from qrw.search.runner import search_many
 
     qrels: dict[str, dict[str, int]] = collections.defaultdict(dict)
@@ -77,12 +79,11 @@ def fuzzy_should(url: str, rows: list[dict], typo_of: dict[str, str], weights: l
         if r["query"] in typo_of:
             qrels[r["query"]][r["docid"]] = int(r["rating"])
     client = OpenSearch(url, timeout=120)
-    fuzzy = DEFAULT_BASELINE.model_copy(update={"fuzziness": "AUTO"})
 
     def body(text: str, weight: float | None) -> dict:
         if weight is None:
             return DEFAULT_BASELINE.build(text)
-        return {"query": {"bool": {"should": [DEFAULT_BASELINE.clause(text), fuzzy.clause(text, boost=weight)]}}}
+        return BaselineSpec(**{**DEFAULT_BASELINE.model_dump(), "fuzzy_boost": weight}).build(text)
 
     out = {}
     for weight in [None, *weights]:
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--fold", choices=("train", "valid"), default="train",
                         help="judged queries of the training folds, or of the validation fold (fold 0)")
+    parser.add_argument("--fuzzy-boost", type=float, default=0.1,
+                        help="baseline.fuzzy_boost of the profile run through qrw eval (0.1: free on clean training queries in stop 22)")
     parser.add_argument("--fuzzy-weights", default="0.05,0.1,0.2,0.3,0.5,1.0", help="weights of the fuzzy should clause")
     args = parser.parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -124,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
                     writer.writerow({**r, "query": r["query"] if kind == "clean" else kept[r["query"]]})
     shipped = yaml.safe_load((REPO / "qrw" / "search" / "profiles" / "icecat.yaml").read_text())
     fuzzy = {**shipped, "name": "icecat_fuzzy", "baseline": {**shipped["baseline"], "name": "catch_all_brand_fuzzy", "fuzziness": "AUTO"}}
-    profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml"}
+    fuzzy_copy = {**shipped, "name": "icecat_fuzzy_copy",
+                  "baseline": {**shipped["baseline"], "name": "catch_all_brand_joined_fuzzy_copy", "fuzzy_boost": args.fuzzy_boost}}
+    profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml", "fuzzy_copy": args.work_dir / "icecat_fuzzy_copy.yaml"}
     profiles["fuzzy"].write_text(yaml.safe_dump(fuzzy, sort_keys=False))
+    profiles["fuzzy_copy"].write_text(yaml.safe_dump(fuzzy_copy, sort_keys=False))
 
     qrw = str(Path(sys.executable).with_name("qrw"))
     results: dict = {"queries": len(kept), "left_out_no_long_word": len(typo_of) - len(kept),

@@ -8,7 +8,8 @@ What it does:
   scoring child of ``function_score``, ``script_score``, ``boosting.positive``, ``dis_max``) for the
   first *text* clause: ``match``, ``multi_match``, ``combined_fields``, ``simple_query_string`` or
   ``query_string``. Filters (``bool.filter``, ``bool.must_not``, ``constant_score``) are never
-  touched: rewriting a filter would change which documents are allowed, not how they are found.
+  touched: rewriting a filter would change which documents are allowed, not how they are found;
+  neither is a clause named ``qrw:baseline:...`` (``COMPANION_PREFIX``: a baseline's fuzzy copy).
 * ``merge_rewrites`` replaces every text clause carrying that same text by::
 
       {"bool": {"should": [<original, _name qrw:original>,
@@ -39,6 +40,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 TEXT_KINDS = ("match", "multi_match", "combined_fields", "simple_query_string", "query_string")
+COMPANION_PREFIX = "qrw:baseline:"
+"""A text clause whose ``_name`` starts with this is part of how the baseline scores the query (its
+low-weight fuzzy copy, ``BaselineSpec.fuzzy_boost``), not the query itself: it is left as sent, so
+rewrites are merged once, beside the clause that carries the user's words."""
 SYNTAX_KINDS = ("simple_query_string", "query_string")
 ORIGINAL_NAME = "qrw:original"
 MERGE_MODES = ("expand", "confident", "rerank")
@@ -119,12 +124,20 @@ def _scoring_children(clause: Any, path: Path) -> Iterator[tuple[Path, Any]]:
             yield from _scoring_children(child, (*path, kind, "queries", i))
 
 
+def _is_companion(clause: Mapping) -> bool:
+    kind, spec = next(iter(clause.items()))
+    if kind == "match":
+        spec = next((v for k, v in spec.items() if k not in ("boost", "_name")), {})
+    name = spec.get("_name") if isinstance(spec, Mapping) else None
+    return isinstance(name, str) and name.startswith(COMPANION_PREFIX)
+
+
 def _text_clauses(body: Mapping) -> Iterator[tuple[Path, str, str]]:
     if not isinstance(body, Mapping) or "query" not in body:
         return
     for path, clause in _scoring_children(body["query"], ("query",)):
         found = _clause_text(clause)
-        if found is not None:
+        if found is not None and not _is_companion(clause):
             yield path, found[0], found[1]
 
 

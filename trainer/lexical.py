@@ -204,8 +204,9 @@ class LexicalIndex:
                  text_fields: Sequence[str]) -> None:
         self.ids = list(ids)
         self.position = {doc_id: i for i, doc_id in enumerate(self.ids)}
-        if spec.fuzziness not in (None, "0"):
-            raise ValueError(f"the in-process index does not mirror fuzziness ({spec.fuzziness!r}); train against a baseline without it")
+        if spec.fuzziness not in (None, "0") or spec.fuzzy_boost is not None:
+            what = f"fuzziness ({spec.fuzziness!r})" if spec.fuzzy_boost is None else f"a fuzzy copy (fuzzy_boost {spec.fuzzy_boost})"
+            raise ValueError(f"the in-process index does not mirror {what}; train against a baseline without it")
         self.spec = spec
         self.fields = [_field_and_boost(f) for f in spec.fields]
         self._index: dict[str, _FieldIndex | _JoinedFieldIndex] = {}

@@ -47,6 +47,7 @@ def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_
     from qrw.eval.judgments import load_judgments
     from qrw.search.connect import open_client
     from qrw.search.profile import load_profile
+    from qrw.search.runner import require_fields
 
     profile = load_profile(profile_file)
     settings = load_settings(EvalSettings, config_file, "eval", {
@@ -55,6 +56,8 @@ def eval_command(judgments: Path, systems: str, models: tuple[str, ...], plugin_
     if split_file is not None:
         qrels = _fold_only(qrels, split_file, fold)
     client = open_client(settings.search.url)
+    require_fields(client, settings.search.index, profile.baseline.fields,
+                   what=f"the baseline {profile.baseline.name!r}", url=settings.search.url)
     names = [name.strip() for name in systems.split(",") if name.strip()]
     if names == ["original"]:
         report = _single(client, settings, qrels, profile, quiet)
@@ -161,14 +164,18 @@ def _fold_only(qrels: dict, split_file: Path, fold: str = "valid") -> dict:
 def baselines_command(judgments: Path | None, url: str | None, index: str | None, folds: int, valid_fold: int,
                       min_gain: float, out_dir: Path, config_file: Path | None) -> None:
     """Compare every baseline variant and choose field weights by cross-validation on the training folds."""
-    from qrw.eval.baselines import format_report, select_baseline
+    from qrw.eval.baselines import WEIGHT_GRID, format_report, select_baseline
     from qrw.eval.judgments import load_judgments
+    from qrw.search.baseline import VARIANTS
     from qrw.search.catalog import default_data_dir
     from qrw.search.connect import open_client
+    from qrw.search.runner import require_fields
 
     settings = load_settings(EvalSettings, config_file, "eval", {"search.url": url, "search.index": index})
     qrels = load_judgments(judgments or default_data_dir() / "judgments" / "judgments.csv")
     client = open_client(settings.search.url)
+    require_fields(client, settings.search.index, [*WEIGHT_GRID, *(f for spec in VARIANTS.values() for f in spec.fields)],
+                   what="a baseline variant or the weight grid", url=settings.search.url)
     report = select_baseline(client, settings.search.index, qrels, folds=folds, valid_fold=valid_fold,
                              min_gain=min_gain, url=settings.search.url)
     text = format_report(report)

@@ -31,6 +31,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from qrw.plugin.merge import COMPANION_PREFIX
+
+FUZZY_CLAUSE_NAME = COMPANION_PREFIX + "fuzzy"
 CATCH_ALL = "all_text"
 STEM_SUFFIX = ".stem"
 JOIN_SUFFIX = ".join"
@@ -101,6 +104,10 @@ class BaselineSpec(BaseModel):
     operator: Literal["or", "and"] = Field("or", description="how the query's terms combine")
     minimum_should_match: str | None = Field(None, description="OpenSearch minimum_should_match, e.g. '2<75%'")
     fuzziness: str | None = Field(None, description="OpenSearch fuzziness for misspelled words, e.g. 'AUTO' (not with cross_fields; with all_text.join it also reaches the joined pairs and costs more, docs/eval/headroom.md §14)")
+    fuzzy_boost: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="weight of a fuzzy (AUTO) copy of the clause beside it, over its fields except the joined-pairs "
+                    "ones: a misspelled word can still match while exact matches keep their lead (not with fuzziness)")
     description: str = Field("", description="one line for reports")
 
     @field_validator("fuzziness")
@@ -117,6 +124,21 @@ class BaselineSpec(BaseModel):
         if self.fuzziness is not None and self.type == "cross_fields" and len(self.fields) > 1:
             raise ValueError("fuzziness does not combine with type cross_fields (OpenSearch rejects it)")
         return self
+
+    @model_validator(mode="after")
+    def _fuzzy_companion(self) -> BaselineSpec:
+        if self.fuzzy_boost is None:
+            return self
+        if self.fuzziness is not None:
+            raise ValueError("fuzzy_boost adds a fuzzy copy of an exact clause; it does not combine with fuzziness")
+        if self.type == "cross_fields" and len(self.fields) > 1:
+            raise ValueError("fuzzy_boost does not combine with type cross_fields (OpenSearch rejects fuzziness there)")
+        if not self._fuzzy_fields():
+            raise ValueError("fuzzy_boost needs a field other than the joined-pairs ones (.join)")
+        return self
+
+    def _fuzzy_fields(self) -> tuple[str, ...]:
+        return tuple(f for f in self.fields if not f.split("^", 1)[0].endswith(JOIN_SUFFIX))
 
     @field_validator("fields")
     @classmethod
@@ -145,9 +167,21 @@ class BaselineSpec(BaseModel):
             clause["tie_breaker"] = self.tie_breaker
         return {"multi_match": clause}
 
+    def fuzzy_clause(self, query: str) -> dict | None:
+        """The fuzzy copy of the clause (``fuzzy_boost``), named ``qrw:baseline:fuzzy`` so the plugin's
+        merge leaves it alone; None without ``fuzzy_boost``. Joined pairs are left out: fuzziness on
+        them matches far too much (docs/eval/headroom.md §14)."""
+        if self.fuzzy_boost is None:
+            return None
+        fuzzy = self.model_copy(update={"fields": self._fuzzy_fields(), "fuzziness": "AUTO", "fuzzy_boost": None})
+        return fuzzy.clause(query, boost=self.fuzzy_boost, name=FUZZY_CLAUSE_NAME)
+
     def build(self, query: str) -> dict:
-        """The search body (without size) for ``query``."""
-        return {"query": self.clause(query)}
+        """The search body (without size) for ``query``: the clause, with its fuzzy copy beside it if any."""
+        companion = self.fuzzy_clause(query)
+        if companion is None:
+            return {"query": self.clause(query)}
+        return {"query": {"bool": {"should": [self.clause(query), companion]}}}
 
 
 LEGACY_FIELDS = ("title^3", "name^2", "supplier^2", "short_description", "attributes")

@@ -85,3 +85,26 @@ def search_many(
             bar.update(len(batch))
     bar.close()
     return out
+
+
+def require_fields(client: OpenSearch, index: str, fields: Sequence[str], *, what: str, url: str = "") -> None:
+    """Raise ``SearchBackendError`` naming every query field (``'title.stem^2'`` form) that ``index`` lacks.
+
+    Why: OpenSearch answers a ``multi_match`` over a field an index does not map with no error, just
+    fewer matches. An index built by an older qrw (before ``all_text.join``) or for another profile
+    would then be evaluated against a weaker baseline than the one named in the report: a silent wrong
+    answer. Patterns (``title*``) are left to OpenSearch.
+    """
+    paths = sorted({f.split("^", 1)[0] for f in fields if "*" not in f})
+    if not paths:
+        return
+    with translate_errors(url, index):
+        response = client.indices.get_field_mapping(index=index, fields=",".join(paths))
+    for concrete, body in response.items():
+        mapped = set((body.get("mappings") or {}).keys())
+        missing = [p for p in paths if p not in mapped]
+        if missing:
+            raise SearchBackendError(
+                f"index {concrete!r} (searched as {index!r}) has no field {', '.join(missing)}, which {what} searches",
+                hint="rebuild it with `qrw index` (the alias moves atomically), or use a profile whose baseline "
+                     "names only fields of this index (`qrw profile infer --index ...`)")

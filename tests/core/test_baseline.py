@@ -47,6 +47,24 @@ def test_joined_pairs_field_bridges_split_and_joined_compounds(opensearch_url, i
     assert any("mouse pad" in title.lower() and "mousepad" not in title.lower() for title in after.values())
 
 
+def test_an_index_without_a_baseline_field_is_refused_not_searched(opensearch_url, indexed_catalog):
+    """An index built before ``all_text.join`` would silently be searched with a weaker baseline."""
+    from qrw.errors import SearchBackendError
+    from qrw.search.runner import require_fields
+
+    client = open_client(opensearch_url)
+    require_fields(client, indexed_catalog, DEFAULT_BASELINE.fields, what="the baseline")  # the index qrw builds has them
+    old = "qrw-test-old-mapping"
+    client.indices.create(index=old, body={"mappings": {"properties": {
+        "all_text": {"type": "text"}, "supplier": {"type": "text", "fields": {"stem": {"type": "text"}}}}}})
+    try:
+        with pytest.raises(SearchBackendError, match=r"has no field all_text\.join, which the baseline searches") as err:
+            require_fields(client, old, DEFAULT_BASELINE.fields, what="the baseline")
+        assert "qrw index" in err.value.hint
+    finally:
+        client.indices.delete(index=old)
+
+
 def test_corrupt_cached_module_jar_is_rejected(tmp_path):
     jar = modules.modules_for("2.19.4")[1].jars[0]
     (tmp_path / jar.file_name).write_bytes(b"not a jar")
@@ -84,6 +102,26 @@ def test_fuzzy_baseline_finds_a_misspelled_word_the_exact_one_misses(opensearch_
             BaselineSpec(name="bad", fields=(CATCH_ALL,), fuzziness=bad)
     with pytest.raises(ValueError, match="cross_fields"):
         BaselineSpec(name="bad", fields=(CATCH_ALL, "supplier"), type="cross_fields", fuzziness="AUTO")
+
+
+def test_fuzzy_copy_finds_a_misspelled_word_and_keeps_the_exact_clause_first(opensearch_url, indexed_catalog):
+    """``fuzzy_boost``: a low-weight fuzzy copy beside the exact clause, without the joined-pairs field."""
+    client = open_client(opensearch_url)
+    spec = BaselineSpec(**{**DEFAULT_BASELINE.model_dump(), "fuzzy_boost": 0.1})
+    should = spec.build("keybord")["query"]["bool"]["should"]
+    assert should[0] == DEFAULT_BASELINE.clause("keybord")
+    assert should[1]["multi_match"]["fields"] == [CATCH_ALL, "supplier.stem^1"]  # no .join: fuzziness there matches too much
+    assert should[1]["multi_match"]["boost"] == 0.1 and should[1]["multi_match"]["fuzziness"] == "AUTO"
+
+    def top(s, query, size=10):
+        return client.search(index=indexed_catalog, body={**s.build(query), "size": size, "_source": ["title"]})["hits"]
+
+    assert top(DEFAULT_BASELINE, "keybord")["total"]["value"] == 0
+    assert all("keyboard" in h["_source"]["title"].lower() for h in top(spec, "keybord", 3)["hits"])
+    for bad in ({"fuzziness": "AUTO"}, {"fuzzy_boost": 0.0}, {"fuzzy_boost": 2.0},
+                {"fields": (CATCH_ALL_JOINED,)}, {"fields": (CATCH_ALL, "title.stem"), "type": "cross_fields"}):
+        with pytest.raises(ValueError):
+            BaselineSpec(**{**DEFAULT_BASELINE.model_dump(), "fuzzy_boost": 0.1, **bad})
 
 
 def test_cross_validation_inside_training_folds_chooses_the_shipped_default(opensearch_url, indexed_catalog, judgments_path):

@@ -151,6 +151,18 @@ def test_merge_all_clauses_with_the_same_text_and_nested_scorers():
     assert merged["query"]["function_score"]["boost_mode"] == "sum"
 
 
+def test_merge_leaves_a_baselines_fuzzy_copy_alone():
+    """A clause named qrw:baseline:... (BaselineSpec.fuzzy_boost) scores the query; rewrites join the other one only."""
+    fuzzy = {"multi_match": {"query": "keybord", "fields": ["all_text"], "fuzziness": "AUTO", "boost": 0.1,
+                             "_name": "qrw:baseline:fuzzy"}}
+    body = {"query": {"bool": {"should": [{"multi_match": {"query": "keybord", "fields": ["all_text"]}}, fuzzy]}}}
+    merged = merge_rewrites(body, [WeightedRewrite("keyboard", 0.5)])
+    first, second = merged["query"]["bool"]["should"]
+    assert second == fuzzy and [c["multi_match"]["query"] for c in first["bool"]["should"]] == ["keybord", "keyboard"]
+    match_form = {"query": {"match": {"title": {"query": "x", "_name": "qrw:baseline:fuzzy"}}}}
+    assert merge_rewrites(match_form, [WeightedRewrite("y", 1.0)]) == match_form
+
+
 @pytest.mark.parametrize("body", [
     {}, {"size": 0}, {"query": {"match_all": {}}}, {"query": {"match": {"title": ""}}},
     {"query": {"match": {"title": 42}}}, {"query": {"bool": {"filter": [{"match": {"title": "x"}}]}}},

@@ -115,6 +115,8 @@ def test_in_process_baseline_refuses_what_it_cannot_mirror(catalog):
 
     with pytest.raises(ValueError, match="fuzziness"):
         LexicalIndex.from_products(catalog[:50], DEFAULT_BASELINE.model_copy(update={"fuzziness": "AUTO"}))
+    with pytest.raises(ValueError, match="fuzzy copy"):
+        LexicalIndex.from_products(catalog[:50], DEFAULT_BASELINE.model_copy(update={"fuzzy_boost": 0.1}))
     assert len(LexicalIndex.from_products(catalog[:50], DEFAULT_BASELINE).ids) == 50
 
 
