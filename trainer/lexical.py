@@ -23,6 +23,7 @@ figure. Evaluation always uses the real node.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -66,7 +67,7 @@ def analyze_joined(text: str) -> list[str]:
     """The terms the joined-pairs analyzer (``qrw_joined``) makes of ``text``: the stemmed words, then
     each adjacent pair joined without a space and stemmed (the shingle filter runs before the stemmer)."""
     tokens = _words(text)
-    joined = tokens + [a + b for a, b in zip(tokens, tokens[1:])]
+    joined = tokens + [a + b for a, b in itertools.pairwise(tokens)]
     return _stemmer().stemWords(joined) if joined else []
 
 
@@ -76,7 +77,7 @@ def joined_groups(text: str) -> list[list[str]]:
     [card]. The node makes each group one ``Synonym`` term (checked with ``_validate/query?explain``),
     so an ``operator: and`` clause needs one term of every group, not every term."""
     tokens = _words(text)
-    groups = [[a, a + b] for a, b in zip(tokens, tokens[1:])] + ([[tokens[-1]]] if tokens else [])
+    groups = [[a, a + b] for a, b in itertools.pairwise(tokens)] + ([[tokens[-1]]] if tokens else [])
     return [_stemmer().stemWords(group) for group in groups]
 
 
