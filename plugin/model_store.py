@@ -44,6 +44,9 @@ because int8 changes many of the default adapter's tags (see the README's export
 here re-exports cached models on their next use."""
 SOURCE_NAME = "qrw-source.json"
 """Written beside an export made here: which folder it came from, and its content hash."""
+KEEP_EXPORTS = 2
+"""Cached exports kept per source folder: a new export removes older ones of the same folder beyond
+this (each is about 0.6 GB, and every change to an adapter or to ``EXPORT_FLAVOUR`` makes a new one)."""
 
 
 def cache_root() -> Path:
@@ -172,7 +175,30 @@ def ensure_exported(checkpoint: Path, target: Path) -> Path:
             (staging / "out").replace(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        for old in prune_superseded(target):
+            print(f"removed the superseded export {old.name}", file=sys.stderr, flush=True)
     return target
+
+
+def prune_superseded(kept: Path, keep: int = KEEP_EXPORTS) -> list[Path]:
+    """Remove cached exports made here from the same source folder as ``kept``, all but the ``keep``
+    newest (``kept`` always stays); returns what was removed. Exports without ``qrw-source.json``
+    (copied in by hand) and those of other folders are left alone."""
+    def source_of(folder: Path) -> str | None:
+        try:
+            return json.loads((folder / SOURCE_NAME).read_text()).get("source")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    source = source_of(kept)
+    if source is None:
+        return []
+    same = [f for f in kept.parent.iterdir() if f.is_dir() and not f.name.startswith(".") and source_of(f) == source]
+    same.sort(key=lambda f: (f == kept, f.stat().st_mtime), reverse=True)
+    removed = same[max(keep, 1):]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
 
 
 @dataclasses.dataclass(frozen=True)

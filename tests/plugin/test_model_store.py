@@ -67,6 +67,26 @@ def test_a_changed_checkpoint_gets_its_own_cache_entry(tiny_checkpoint, tmp_path
     assert same != changed and same.startswith(prefix) and changed.startswith(prefix)
 
 
+def test_a_new_export_removes_superseded_exports_of_the_same_folder_only(tmp_path):
+    models = tmp_path / "models"
+
+    def export(name: str, source: str | None, age_s: int):
+        folder = models / name
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text("{}")
+        if source is not None:
+            (folder / model_store.SOURCE_NAME).write_text(json.dumps({"source": source}))
+        os.utime(folder, (1_000_000 - age_s, 1_000_000 - age_s))
+        return folder
+
+    oldest, older, newest = export("a-1", "/m/a", 300), export("a-2", "/m/a", 200), export("a-3", "/m/a", 100)
+    other, by_hand = export("b-1", "/m/b", 400), export("c-1", None, 500)
+    assert model_store.prune_superseded(newest) == [oldest]
+    assert sorted(p.name for p in models.iterdir()) == ["a-2", "a-3", "b-1", "c-1"]
+    assert model_store.prune_superseded(older, keep=1) == [newest]  # the one just exported always stays
+    assert model_store.prune_superseded(by_hand) == [] and other.is_dir()
+
+
 def test_editing_the_training_card_or_its_plots_keeps_the_export_but_a_recalibration_does_not(tiny_checkpoint, tmp_path):
     copy = tmp_path / tiny_checkpoint.name
     shutil.copytree(tiny_checkpoint, copy)
