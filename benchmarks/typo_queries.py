@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                 if r["query"] in kept:
                     writer.writerow({**r, "query": r["query"] if kind == "clean" else kept[r["query"]]})
     shipped = yaml.safe_load((REPO / "qrw" / "search" / "profiles" / "icecat.yaml").read_text())
-    fuzzy = {**shipped, "name": "icecat_fuzzy", "baseline": {**shipped["baseline"], "name": "catch_all_brand_fuzzy", "fuzziness": "AUTO"}}
+    fuzzy = {**shipped, "name": "icecat_fuzzy", "baseline": {**shipped["baseline"], "name": shipped["baseline"]["name"] + "_fuzzy", "fuzziness": "AUTO"}}
     fuzzy_copy = {**shipped, "name": "icecat_fuzzy_copy",
-                  "baseline": {**shipped["baseline"], "name": "catch_all_brand_joined_fuzzy_copy", "fuzzy_boost": args.fuzzy_boost}}
+                  "baseline": {**shipped["baseline"], "name": shipped["baseline"]["name"] + "_fuzzy_copy", "fuzzy_boost": args.fuzzy_boost}}
     profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml", "fuzzy_copy": args.work_dir / "icecat_fuzzy_copy.yaml"}
     profiles["fuzzy"].write_text(yaml.safe_dump(fuzzy, sort_keys=False))
     profiles["fuzzy_copy"].write_text(yaml.safe_dump(fuzzy_copy, sort_keys=False))

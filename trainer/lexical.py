@@ -66,7 +66,10 @@ def analyze(text: str) -> list[str]:
 def analyze_joined(text: str) -> list[str]:
     """The terms the joined-pairs analyzer (``qrw_joined``) makes of ``text``: the stemmed words, then
     each adjacent pair joined without a space and stemmed (the shingle filter runs before the stemmer)."""
-    tokens = _words(text)
+    return _joined_terms(_words(text))
+
+
+def _joined_terms(tokens: list[str]) -> list[str]:
     joined = tokens + [a + b for a, b in itertools.pairwise(tokens)]
     return _stemmer().stemWords(joined) if joined else []
 
@@ -153,8 +156,9 @@ class _JoinedFieldIndex:
         total = 0
         for doc, values in enumerate(values_per_doc):
             for value in values:
-                terms = analyze_joined(value)
-                lengths[doc] += len(_words(value))
+                words = _words(value)
+                terms = _joined_terms(words)
+                lengths[doc] += len(words)
                 total += len(terms)
                 for term in terms:
                     row = postings.setdefault(term, {})
@@ -176,21 +180,19 @@ class _JoinedFieldIndex:
                 df = max(df, len(docs))
         return freq, df
 
-    def scores(self, groups: Sequence[Sequence[str]]) -> np.ndarray:
+    def scores(self, groups: Sequence[Sequence[str]], *, every_group: bool = False) -> np.ndarray:
+        """BM25 of ``groups``; with ``every_group`` (``operator: and``) 0 where a group has no term."""
         total = np.zeros(self.n_docs, dtype=np.float64)
+        held = np.ones(self.n_docs, dtype=bool)
         for group in groups:
             freq, df = self._group(group)
+            held &= freq > 0
             if df:
                 idf = np.log(1 + (self.with_field - df + 0.5) / (df + 0.5))
                 total += idf * freq / (freq + self.norm)
+        if every_group:
+            total = np.where(held, total, 0.0)
         return total.astype(np.float32)
-
-    def holds_each(self, groups: Sequence[Sequence[str]]) -> np.ndarray:
-        """Documents holding a term of every group (``operator: and``)."""
-        mask = np.ones(self.n_docs, dtype=bool)
-        for group in groups:
-            mask &= self._group(group)[0] > 0
-        return mask
 
 
 def _field_and_boost(field: str) -> tuple[str, float]:
@@ -239,10 +241,13 @@ class LexicalIndex:
         per_field = []
         for name, boost in self.fields:
             field = self._index[name]
-            joined = isinstance(field, _JoinedFieldIndex)
-            scores = (field.scores(groups) if joined else field.scores(terms)) * boost
-            if (operator or self.spec.operator) == "and":
-                scores = np.where(field.holds_each(groups) if joined else field.holds_all(terms), scores, 0.0)
+            every = (operator or self.spec.operator) == "and"
+            if isinstance(field, _JoinedFieldIndex):
+                scores = field.scores(groups, every_group=every) * boost
+            else:
+                scores = field.scores(terms) * boost
+                if every:
+                    scores = np.where(field.holds_all(terms), scores, 0.0)
             per_field.append(scores)
         stacked = np.vstack(per_field)
         if self.spec.type == "best_fields" and len(per_field) > 1:
