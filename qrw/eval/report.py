@@ -4,6 +4,11 @@ Why: averages hide what rewriting does. A search engineer decides whether to tru
 reading its rewrites next to what they did to the ranking, so the report lists, for one rewriting
 system, the largest per-query wins and losses against ``original`` with every rewrite, its tag,
 P(exact) and what the gate did with it.
+
+Judgments cover some 25 products a query, and an unjudged product counts as irrelevant. A rewrite
+that brings products nobody judged therefore loses nDCG@10 whether they are right or wrong, so the
+tables carry condensed nDCG@10 (unjudged products left out) and judged@10 beside it: a loss with
+judged@10 falling is a loss the judgments cannot confirm, and is worth reading by eye.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 SUMMARY_COLUMNS = (
     ("nDCG@10", "ndcg@10", "{:.4f}"),
     ("× original", "ndcg@10_ratio_vs_original", "{:.3f}"),
+    ("condensed nDCG@10", "condensed_ndcg@10", "{:.4f}"),
+    ("judged@10", "judged@10", "{:.2f}"),
     ("recall@100", "recall@100", "{:.4f}"),
     ("P@10", "precision@10", "{:.4f}"),
     ("harm", "harm_rate", "{:.1%}"),
@@ -54,9 +61,21 @@ def _rewrites_cell(row: Mapping) -> str:
     return "; ".join(parts).replace("|", "\\|")
 
 
+def _delta_cell(before, after) -> str:
+    return "–" if before is None or after is None else f"{after - before:+.3f}"
+
+
+def _judged_cell(before, after) -> str:
+    """judged@10 of the original → of the system (one figure when it did not change)."""
+    if before is None or after is None:
+        return "–"
+    return f"{after:.1f}" if abs(after - before) < 1e-9 else f"{before:.1f} → {after:.1f}"
+
+
 def wins_and_losses(result: Mapping, system: str, n: int = 20) -> str:
     """Markdown tables of the ``n`` largest wins and losses of ``system`` against ``original``."""
-    base = {row["query"]: row["ndcg@10"] for row in result["systems"]["original"]["per_query"]}
+    original = {row["query"]: row for row in result["systems"]["original"]["per_query"]}
+    base = {query: row["ndcg@10"] for query, row in original.items()}
     rows = [(row["ndcg@10"] - base[row["query"]], row) for row in result["systems"][system]["per_query"]]
     out = []
     for title, chosen in (("wins", sorted((r for r in rows if r[0] > 0), key=lambda r: -r[0])[:n]),
@@ -65,9 +84,13 @@ def wins_and_losses(result: Mapping, system: str, n: int = 20) -> str:
         if not chosen:
             out += ["(none)", ""]
             continue
-        out += ["| query | original nDCG@10 | system nDCG@10 | Δ | rewrites (tag, P(exact), gate) |", "|---|---|---|---|---|"]
+        out += ["| query | original nDCG@10 | system nDCG@10 | Δ | Δ condensed | judged@10 | rewrites (tag, P(exact), gate) |",
+                "|---|---|---|---|---|---|---|"]
         for delta, row in chosen:
-            out.append(f"| {row['query']} | {base[row['query']]:.3f} | {row['ndcg@10']:.3f} | {delta:+.3f} | {_rewrites_cell(row)} |")
+            before = original[row["query"]]
+            out.append(f"| {row['query']} | {base[row['query']]:.3f} | {row['ndcg@10']:.3f} | {delta:+.3f} | "
+                       f"{_delta_cell(before.get('condensed_ndcg@10'), row.get('condensed_ndcg@10'))} | "
+                       f"{_judged_cell(before.get('judged@10'), row.get('judged@10'))} | {_rewrites_cell(row)} |")
         out.append("")
     return "\n".join(out)
 
