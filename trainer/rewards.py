@@ -110,20 +110,27 @@ def _columns(n: int, values: Sequence | None) -> Sequence:
     return values if values is not None else [""] * n
 
 
+def _score_completions(context: RewardContext, prompts: Sequence, completions: Sequence, query: Sequence[str] | None,
+                       intent: Sequence[str] | None, score: Callable[[Intent, list[str], list[str]], float]) -> list[float]:
+    """``score(intent, baseline top 10, merged top 10)`` per completion; 0 where the query has no known
+    intent or the completion holds no rewrite. Both rewards read the same two rankings."""
+    out = []
+    for q, spec, completion in zip(_columns(len(prompts), query), _columns(len(prompts), intent), completions):
+        found = context.intent(q, spec)
+        rewrites = parse_rewrites(completion_text(completion))
+        if found is None or not rewrites:
+            out.append(0.0)
+            continue
+        base, merged = context.ranked(q, rewrites)
+        out.append(max(-1.0, min(1.0, score(found, base, merged))))
+    return out
+
+
 def make_relevance_reward(context: RewardContext, gain_scale: float = 5.0) -> RewardFunc:
     def relevance(prompts: Sequence, completions: Sequence, query: Sequence[str] | None = None,
                   intent: Sequence[str] | None = None, **_) -> list[float]:
-        out = []
-        for q, spec, completion in zip(_columns(len(prompts), query), _columns(len(prompts), intent), completions):
-            found = context.intent(q, spec)
-            rewrites = parse_rewrites(completion_text(completion))
-            if found is None or not rewrites:
-                out.append(0.0)
-                continue
-            base, merged = context.ranked(q, rewrites)
-            gain = ndcg(merged, found, context.facets) - ndcg(base, found, context.facets)
-            out.append(max(-1.0, min(1.0, gain * gain_scale)))
-        return out
+        return _score_completions(context, prompts, completions, query, intent, lambda found, base, merged: gain_scale * (
+            ndcg(merged, found, context.facets) - ndcg(base, found, context.facets)))
 
     return relevance
 
@@ -131,18 +138,9 @@ def make_relevance_reward(context: RewardContext, gain_scale: float = 5.0) -> Re
 def make_conversion_reward(context: RewardContext, scale: float = 2.0) -> RewardFunc:
     def conversion_simulated(prompts: Sequence, completions: Sequence, query: Sequence[str] | None = None,
                              intent: Sequence[str] | None = None, **_) -> list[float]:
-        out = []
-        for q, spec, completion in zip(_columns(len(prompts), query), _columns(len(prompts), intent), completions):
-            found = context.intent(q, spec)
-            rewrites = parse_rewrites(completion_text(completion))
-            if found is None or not rewrites:
-                out.append(0.0)
-                continue
-            base, merged = context.ranked(q, rewrites)
-            delta = expected_purchases([found.grade(d, context.facets) for d in merged]) - \
-                expected_purchases([found.grade(d, context.facets) for d in base])
-            out.append(max(-1.0, min(1.0, delta * scale)))
-        return out
+        return _score_completions(context, prompts, completions, query, intent, lambda found, base, merged: scale * (
+            expected_purchases([found.grade(d, context.facets) for d in merged])
+            - expected_purchases([found.grade(d, context.facets) for d in base])))
 
     return conversion_simulated
 
