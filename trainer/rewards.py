@@ -53,6 +53,10 @@ def expected_purchases(grades: Sequence[int]) -> float:
     return sum(CLICK_BY_GRADE[g] * BUY_BY_GRADE[g] / (r + 1) ** EXAMINE_ETA for r, g in enumerate(grades))
 
 
+RANKINGS_KEPT = 4096
+"""How many (query, rewrites) rankings a ``RewardContext`` remembers (far more than one GRPO batch)."""
+
+
 class RewardContext:
     """What the rewards share: the in-process index, the facets, the intents and the merge."""
 
@@ -64,6 +68,7 @@ class RewardContext:
         self.merge = merge
         self.members = members
         self._intents: dict[tuple[str, str], Intent | None] = {}
+        self._rankings: dict[tuple[str, tuple[str, ...]], tuple[list[str], list[str]]] = {}
 
     def intent(self, query: str, intent_json: str) -> Intent | None:
         key = (query, intent_json)
@@ -76,6 +81,17 @@ class RewardContext:
                                       self.facets, self.members)
             self._intents[key] = found
         return self._intents[key]
+
+    def rankings(self, query: str, rewrites: Sequence[str]) -> tuple[list[str], list[str]]:
+        """``ranked``, remembered for the last ``RANKINGS_KEPT`` (query, rewrites): GRPO scores each
+        completion with the relevance and the simulated-conversion reward in turn, and both read the
+        same two rankings, so the second reward must not search again."""
+        key = (query, tuple(rewrites))
+        if key not in self._rankings:
+            if len(self._rankings) >= RANKINGS_KEPT:
+                self._rankings.pop(next(iter(self._rankings)))
+            self._rankings[key] = self.ranked(query, rewrites)
+        return self._rankings[key]
 
     def ranked(self, query: str, rewrites: Sequence[str]) -> tuple[list[str], list[str]]:
         """(baseline top 10, merged top 10)."""
@@ -121,7 +137,7 @@ def _score_completions(context: RewardContext, prompts: Sequence, completions: S
         if found is None or not rewrites:
             out.append(0.0)
             continue
-        base, merged = context.ranked(q, rewrites)
+        base, merged = context.rankings(q, rewrites)
         out.append(max(-1.0, min(1.0, score(found, base, merged))))
     return out
 

@@ -57,6 +57,27 @@ def test_relevance_is_the_measured_gain_of_the_whole_list(context):
     assert drift == [0.0, -1.0, -1.0]
 
 
+
+def test_the_two_rewards_of_one_completion_share_one_ranking(context):
+    from qrw.trainer.rewards import RewardContext, make_conversion_reward, make_relevance_reward
+
+    class Counting(RewardContext):
+        calls = 0
+
+        def ranked(self, query, rewrites):
+            Counting.calls += 1
+            return super().ranked(query, rewrites)
+
+    counting = Counting(context.index, context.facets, context.judged, context.merge, context.members)
+    judged = json.dumps({"kind": "judged"})
+    args = (["p"] * 2, [" memory card", " card reader"])
+    relevance = make_relevance_reward(counting)(*args, query=["sd card"] * 2, intent=[judged] * 2)
+    conversion = make_conversion_reward(counting)(*args, query=["sd card"] * 2, intent=[judged] * 2)
+    assert Counting.calls == 2  # one per completion, not one per completion and reward
+    assert relevance == make_relevance_reward(context)(*args, query=["sd card"] * 2, intent=[judged] * 2)
+    assert conversion[0] > 0 > conversion[1]
+
+
 @pytest.mark.opensearch
 def test_node_and_in_process_rewards_agree(context, opensearch_url, indexed_catalog):
     from qrw.search.baseline import DEFAULT_BASELINE
