@@ -12,10 +12,11 @@ share of those titles as the confidence. Nothing here reads a judgment to choose
 
 System: ``bool.should[baseline, constant_score(term product_type.raw = T)^w]`` when the share is at
 least ``theta`` and the baseline's own top 10 holds at most ``phi`` of type T (``--phis``; the lift
-should act only where the baseline misses the intended type), else the baseline. The clause may add hits (the notebooks do not match ``laptop``
-at all), so the median hit count is reported beside the quality.
+should act only where the baseline misses the intended type), else the baseline. The clause may add
+hits (the notebooks do not match ``laptop`` at all), so the median hit count is reported beside the
+quality.
 
-Choice: per outer training fold, (theta, w) by mean nDCG@10 on the other three training folds
+Choice: per outer training fold, (theta, phi, w) by mean nDCG@10 on the other three training folds
 (ties: serve less, then the smaller w); the validation fold (fold 0) is never used to choose and is
 scored once with the all-training choice (``--validation``), for the report. Side index as in
 ``rewrite_clause_targets.py`` (the baseline index plus ``product_type``), deleted on exit.
@@ -53,8 +54,8 @@ def type_votes(encoder, catalog, facets, queries: list[str], neighbours: int, ca
     votes = {}
     for query, vec in zip(queries, encoder.encode(queries)):
         nearest = np.argsort(-(titles @ vec))[:neighbours]
-        counts = collections.Counter(types[i] for i in nearest if types[i])
-        votes[query] = (counts.most_common(1)[0][0], counts.most_common(1)[0][1] / neighbours) if counts else ("", 0.0)
+        top = collections.Counter(types[i] for i in nearest if types[i]).most_common(1)
+        votes[query] = (top[0][0], top[0][1] / neighbours) if top else ("", 0.0)
     return votes
 
 
