@@ -10,7 +10,8 @@ baselines``. Two companions:
   reward products holding *every* query term, which the shipped baseline (``operator: or``) lacks.
 * ``phrase``: ``match_phrase`` over the catch-all field with slop s, the classic proximity boost: a
   product whose text says "micro sd card" beats one that names a card in one place and a micro USB
-  port in another. One-word queries keep their order (the phrase is the word).
+  port in another. One-word queries move too: the clause adds weight to the catch-all field against
+  the baseline's brand field.
 
 Method: the judged development queries of the training folds (``qrw.eval.folds``, fold 0 is
 validation); the grid of (boost w, slop s) plus "off"; cross-validation over the training folds
