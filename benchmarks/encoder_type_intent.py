@@ -10,7 +10,8 @@ sentence encoder instead: the most frequent ``trainer.facets`` type among the ``
 catalog titles nearest the query (cosine, all-MiniLM-L6-v2 as in ``semantic_judge.py``), with its
 share of those titles as the confidence. Nothing here reads a judgment to choose the type.
 
-System: ``bool.should[baseline, constant_score(term product_type.raw = T)^w]`` when the share is at
+System: ``bool.should[baseline, constant_score(term product_type.raw = T)^w]`` (with ``--within-matches``:
+``bool.must[baseline] + should[lift]``, which reorders only the products the query matches) when the share is at
 least ``theta`` and the baseline's own top 10 holds at most ``phi`` of type T (``--phis``; the lift
 should act only where the baseline misses the intended type), else the baseline. The clause may add
 hits (the notebooks do not match ``laptop`` at all), so the median hit count is reported beside the
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phis", default="1.0",
                         help="comma-separated: serve only when the baseline's own top 10 holds at most this share of the "
                              "type (1.0: no condition)")
+    parser.add_argument("--within-matches", action="store_true",
+                        help="bool.must[baseline] + should[lift]: lift only products the query matches (adds no hits)")
     parser.add_argument("--validation", action="store_true", help="also score fold 0 once with the training folds' choice")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             if weight == 0 or not ptype:
                 return DEFAULT_BASELINE.build(query)
             lift = {"constant_score": {"filter": {"term": {"product_type.raw": ptype}}, "boost": weight}}
+            if args.within_matches:
+                return {"query": {"bool": {"must": [DEFAULT_BASELINE.clause(query)], "should": [lift]}}}
             return {"query": {"bool": {"should": [DEFAULT_BASELINE.clause(query), lift]}}}
 
         def served(query: str, setting) -> float:
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         report["method"] = {
             "machine": platform.platform(), "python": platform.python_version(),
             "opensearch": client.info()["version"]["number"], "encoder": str(args.encoder), "harm_threshold": HARM,
+            "lift": "within the baseline's matches (must + should)" if args.within_matches else "should[baseline, lift]",
             "choice": "(theta, phi, w) per outer fold by mean nDCG@10 on the other three training folds; fold 0 never used to choose",
             "seconds": round(time.perf_counter() - started, 1)}
     emit(report, args.json)
