@@ -21,8 +21,20 @@ import asyncio
 from typing import Any
 
 from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import OpenSearchException
 
-from qrw.plugin.client import finish, make_engine, materialise, needs_model, prepare_msearch, prepare_search
+from qrw.plugin.client import (
+    finish,
+    make_engine,
+    materialise,
+    msearch_retries,
+    needs_model,
+    prepare_msearch,
+    prepare_search,
+    search_retry,
+    take_msearch,
+    take_search,
+)
 from qrw.plugin.config import PluginConfig
 from qrw.plugin.engine import RewriteEngine
 from qrw.plugin.model import RewriteModel
@@ -53,11 +65,25 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
     async def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         prepared = await self._prepare(prepare_search, body, index, headers)
         response = await super().search(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
+        retry = search_retry(self.qrw, prepared, response, params, kwargs)
+        if retry is not None:
+            try:
+                second = await super().search(body=retry, index=index, params=params, headers=headers, **kwargs)
+            except OpenSearchException:
+                second = None  # the empty answer stands
+            response = take_search(self.qrw, prepared, response, second)
         return finish(prepared, response)
 
     async def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         prepared = await self._prepare(prepare_msearch, materialise(body), index, headers)
         response = await super().msearch(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
+        retries, retry_body = msearch_retries(self.qrw, prepared, response, params, kwargs)
+        if retries:
+            try:
+                second = await super().msearch(body=retry_body, index=index, params=params, headers=headers, **kwargs)
+            except OpenSearchException:
+                second = None
+            response = take_msearch(self.qrw, prepared, response, retries, second)
         return finish(prepared, response)
 
     async def close(self) -> None:

@@ -24,9 +24,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import OpenSearchException
 
 from qrw.plugin import lograte
 from qrw.plugin import msearch as msearch_framing
+from qrw.plugin import recovery
 from qrw.plugin.config import PluginConfig
 from qrw.plugin.engine import RewriteEngine, truthy
 from qrw.plugin.jsonbody import dumps, loads_faithful
@@ -169,6 +171,43 @@ def finish(prepared: Prepared, response: Any) -> Any:
     return response
 
 
+def _scroll(params: Any, kwargs: Mapping) -> bool:
+    return bool(kwargs.get("scroll") or (params.get("scroll") if isinstance(params, Mapping) else None))
+
+
+def search_retry(engine: RewriteEngine, prepared: Prepared, response: Any, params: Any, kwargs: Mapping) -> dict | None:
+    """The zero-hit recovery body for a ``search`` that found nothing (``qrw.plugin.recovery``), or None."""
+    if _scroll(params, kwargs):
+        return None
+    return recovery.retry_body(_search_parse(prepared.body), response, engine.config.recovery)
+
+
+def take_search(engine: RewriteEngine, prepared: Prepared, first: Any, second: Any) -> Any:
+    """The retry's answer when it found something, else the first (empty) one; the explain report notes the retry."""
+    found = isinstance(second, Mapping) and not recovery.found_nothing(second) and isinstance(second.get("hits"), Mapping)
+    recovery.note(prepared.reports[0] if prepared.reports else None, second if found else None, engine.config.recovery)
+    return second if found else first
+
+
+def msearch_retries(engine: RewriteEngine, prepared: Prepared, response: Any, params: Any,
+                    kwargs: Mapping) -> tuple[list, list]:
+    """(retries, the msearch body sending them) for the items of an ``msearch`` that found nothing."""
+    pairs = parse_msearch(prepared.body) if not _scroll(params, kwargs) and isinstance(response, Mapping) else None
+    if pairs is None:
+        return [], []
+    retries = recovery.msearch_retries(pairs, response.get("responses"), engine.config.recovery)
+    return retries, [line for _, header, body in retries for line in (header, body)]
+
+
+def take_msearch(engine: RewriteEngine, prepared: Prepared, first: Any, retries: list, second: Any) -> Any:
+    """``first`` with each recovered item's answer in place of its empty one."""
+    responses = list(first["responses"])
+    answers = second.get("responses") if isinstance(second, Mapping) else None
+    reports = prepared.reports if len(prepared.reports) == len(responses) else None
+    recovery.splice(responses, retries, answers, reports, engine.config.recovery)
+    return {**first, "responses": responses}
+
+
 def needs_model(engine: RewriteEngine, prepared_input: Any) -> bool:
     """Whether preparing this body may wait for the model (the async client then runs it in a thread)."""
     if engine.source.model is None:
@@ -203,11 +242,25 @@ class RewritingOpenSearch(OpenSearch):
     def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         prepared = prepare_search(self.qrw, body, index, headers)
         response = super().search(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
+        retry = search_retry(self.qrw, prepared, response, params, kwargs)
+        if retry is not None:
+            try:
+                second = super().search(body=retry, index=index, params=params, headers=headers, **kwargs)
+            except OpenSearchException:
+                second = None  # the empty answer stands
+            response = take_search(self.qrw, prepared, response, second)
         return finish(prepared, response)
 
     def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         prepared = prepare_msearch(self.qrw, materialise(body), index, headers)
         response = super().msearch(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
+        retries, retry_body = msearch_retries(self.qrw, prepared, response, params, kwargs)
+        if retries:
+            try:
+                second = super().msearch(body=retry_body, index=index, params=params, headers=headers, **kwargs)
+            except OpenSearchException:
+                second = None
+            response = take_msearch(self.qrw, prepared, response, retries, second)
         return finish(prepared, response)
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ File layout (every section optional, every field has its default here and nowher
     chain:   {num_rewrites: 3, max_query_chars: 200, deadline_ms: 150, ...}
     guards:  {brands: [hp, canon], brands_file: brands.txt, brands_field: supplier.raw, ...}
     merge:   {rewrite_operator: and, mode: confident}
+    recovery: {zero_hits: true, fuzziness: AUTO, skip_fields: ["*.join"]}
     cache:   {max_entries: 10000, ttl_s: 3600, store: file, file: cache.sqlite, precompute_file: queries.txt}
     proxy:   {rewrite_indices: ["products*"], upstreams: [http://127.0.0.1:9200], debug_networks: [127.0.0.1/32], ...}
 """
@@ -91,7 +92,26 @@ class MergeConfig(_Frozen):
         "confident", description="which rewrites may add documents the original does not match: 'expand' every kept "
         "rewrite; 'confident' only full-weight ones (P(exact) >= full_min), merchandisers' rules and respellings of the query "
         "(labtop -> laptop, smart watch -> smartwatch), other down-weighted ones "
-        "only reorder the original's matches; 'rerank' none (the hit count stays the original's; no results stay no results)")
+        "only reorder the original's matches; 'rerank' none (the hit count stays the original's; no results stay no results "
+        "unless recovery.zero_hits retries them)")
+
+
+class RecoveryConfig(_Frozen):
+    """What happens when a search finds nothing (``qrw.plugin.recovery``)."""
+
+    zero_hits: bool = Field(True, description="when a first-page search finds nothing, search once more with its match "
+                                              "and multi_match clauses made fuzzy; a query with results is never changed")
+    fuzziness: str = Field("AUTO", description="OpenSearch fuzziness of that retry: 0, 1, 2, AUTO or AUTO:low,high")
+    skip_fields: tuple[str, ...] = Field(("*.join",), description="fnmatch patterns of fields the retry keeps exact "
+                                                                 "(fuzziness on joined word pairs matches far too much)")
+
+    @model_validator(mode="after")
+    def _check(self) -> RecoveryConfig:
+        import re
+
+        if not re.fullmatch(r"AUTO(:\d+,\d+)?|[012]", self.fuzziness):
+            raise ValueError(f"fuzziness {self.fuzziness!r}: OpenSearch takes 0, 1, 2, AUTO or AUTO:low,high")
+        return self
 
 
 class ChainConfig(_Frozen):
@@ -176,6 +196,7 @@ class PluginConfig(_Frozen):
     chain: ChainConfig = ChainConfig()
     guards: GuardConfig = GuardConfig()
     merge: MergeConfig = MergeConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
     cache: CacheConfig = CacheConfig()
     proxy: ProxyConfig = ProxyConfig()
 
@@ -188,7 +209,7 @@ def _read_sections(path: Path) -> dict:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections (gate, chain, guards, merge, cache, proxy)")
+        raise ConfigError(f"config file {path} must hold a mapping of sections (gate, chain, guards, merge, recovery, cache, proxy)")
     return loaded
 
 

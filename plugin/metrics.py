@@ -48,6 +48,8 @@ class Metrics:
         self.upstream_seconds = Histogram("qrw_upstream_seconds", "OpenSearch latency to response headers",
                                           buckets=LATENCY_BUCKETS, registry=r)
         self.retries = Counter("qrw_upstream_retries", "Requests sent again to another node", registry=r)
+        self.recoveries = Counter("qrw_zero_hit_retries", "Empty searches sent again with fuzzy text clauses "
+                                  "(qrw.plugin.recovery), by outcome", ["outcome"], registry=r)
         self.suppressed = Counter("qrw_log_lines_suppressed", "Repeated log lines dropped by the rate limit", registry=r)
         # Pre-create the label sets operators alert on, so they read 0 instead of being absent.
         for origin in ("cache", "model", "stale", "none"):
@@ -56,6 +58,8 @@ class Metrics:
             self.fallbacks.labels(reason)
         for result in ("rewritten", "unchanged"):
             self.bodies.labels(result)
+        for outcome in ("recovered", "empty", "failed"):
+            self.recoveries.labels(outcome)
         # Label children looked up once: ``labels()`` costs more than the increment itself, on every request.
         self._request_children: dict[tuple[str, int], tuple[object, object]] = {}
         self._body_children = {True: self.bodies.labels("rewritten"), False: self.bodies.labels("unchanged")}
@@ -90,6 +94,10 @@ class Metrics:
             self.upstream_seconds.observe(value)
         elif event == "retry":
             self.retries.inc()
+
+    def recovery(self, outcome: str, count: int = 1) -> None:
+        if count:
+            self.recoveries.labels(outcome).inc(count)
 
     def render(self) -> bytes:
         """The text exposition; across all worker processes when running in multiprocess mode."""

@@ -46,6 +46,7 @@ import orjson
 
 from qrw.plugin import jsonbody, lograte
 from qrw.plugin import msearch as msearch_framing
+from qrw.plugin import recovery
 from qrw.plugin.access import TOKEN_HEADER, DebugAccess
 from qrw.plugin.chain import cache_key
 from qrw.plugin.config import ProxyConfig
@@ -122,6 +123,37 @@ def _encode(body: bytes, encoding: bytes) -> bytes:
     if encoding == b"deflate":
         return zlib.compress(body)
     return body
+
+
+def _is_scroll(target: bytes) -> bool:
+    """A scroll request (``?scroll=``): its pages are not retried by zero-hit recovery."""
+    _, _, query = target.partition(b"?")
+    return any(part.split(b"=", 1)[0] == b"scroll" for part in query.split(b"&"))
+
+
+def _parsed(data: bytes, response: Any) -> Any:
+    """A JSON response body decoded per its content-encoding and parsed, or None."""
+    try:
+        plain = _decode(data, response.header(b"content-encoding") or b"", 1 << 31)
+        return orjson.loads(plain) if plain is not None else None
+    except (orjson.JSONDecodeError, BodyTooLarge, BodyUnreadable):
+        return None
+
+
+def _maybe_empty(data: bytes, response: Any) -> Any:
+    """The parsed response when it may hold an empty hit list, else None: a cheap byte test first, so a search
+    with results is never parsed."""
+    try:
+        plain = _decode(data, response.header(b"content-encoding") or b"", 1 << 31)
+    except (BodyTooLarge, BodyUnreadable):
+        return None
+    if plain is None or (b'"hits":[]' not in plain and b'"hits" : [ ]' not in plain):
+        return None
+    try:
+        parsed = orjson.loads(plain)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -446,6 +478,7 @@ class Proxy:
         content = raw
         reports: list[dict | None] = []
         plain = _decode(raw, encoding, self.config.max_body_bytes) if raw else raw
+        sent = plain
         if plain is not None and plain.strip():
             if api == "_search":
                 memo_key = self._memo_key(plain, index, explain)
@@ -457,17 +490,84 @@ class Proxy:
                 changed, reports = await self._rewrite_msearch(plain, index, explain, debug)
             if changed is not None:
                 content = _encode(changed, encoding)
+                sent = changed
         forward = _forward_headers(headers, drop=QRW_HEADERS)
         response, data = await self._upstreams().request(method, target, forward, content,
                                                          retryable=True, buffer_response=True)
         assert data is not None
+        resized = False
+        if response.status == 200 and sent and self.engine.config.recovery.zero_hits and not _is_scroll(target):
+            if api == "_search":
+                response, data = await self._recover_search(method, target, forward, encoding, sent, response, data, reports)
+            else:
+                data, resized = await self._recover_msearch(method, target, forward, encoding, sent, response, data, reports)
         report_wanted = debug and any(r is not None for r in reports)
         if not report_wanted:
-            return response.status, _response_headers(response.headers), data
+            return response.status, _response_headers(response.headers, replace_length=len(data) if resized else None), data
         data = self._with_reports(data, response.header(b"content-encoding") or b"", api, reports)
         extra = [(b"x-qrw-explain", _summary(reports).encode()),
                  (b"x-qrw-took-ms", f"{(time.perf_counter() - started) * 1000.0:.3f}".encode())]
         return response.status, _response_headers(response.headers, replace_length=len(data)) + extra, data
+
+    async def _recover_search(self, method: str, target: bytes, forward: list, encoding: bytes, sent: bytes,
+                              response: Any, data: bytes, reports: list[dict | None]) -> tuple[Any, bytes]:
+        """Zero-hit recovery (``qrw.plugin.recovery``) of one ``_search``: (response, data) to answer with."""
+        answer = _maybe_empty(data, response)
+        if answer is None:
+            return response, data
+        try:
+            body = jsonbody.loads_faithful(sent)
+        except ValueError:
+            return response, data
+        config = self.engine.config.recovery
+        retry = recovery.retry_body(body, answer, config)
+        if retry is None:
+            return response, data
+        try:
+            second, second_data = await self._upstreams().request(
+                method, target, forward, _encode(jsonbody.dumps(retry), encoding), retryable=True, buffer_response=True)
+        except ProxyError:
+            self.metrics.recovery("failed")
+            return response, data  # the empty answer stands
+        recovered = _parsed(second_data or b"", second) if second.status == 200 else None
+        found = isinstance(recovered, dict) and not recovery.found_nothing(recovered) and "hits" in recovered
+        recovery.note(reports[0] if reports else None, recovered if found else None, config)
+        self.metrics.recovery("recovered" if found else ("empty" if second.status == 200 else "failed"))
+        return (second, second_data or b"") if found else (response, data)
+
+    async def _recover_msearch(self, method: str, target: bytes, forward: list, encoding: bytes, sent: bytes,
+                               response: Any, data: bytes, reports: list[dict | None]) -> tuple[bytes, bool]:
+        """Zero-hit recovery of the empty items of one ``_msearch``, all retried in one more ``_msearch``:
+        (data to answer with, whether it changed)."""
+        answer = _maybe_empty(data, response)
+        items = msearch_framing.split(sent) if answer is not None else None
+        if items is None or not isinstance(answer, dict):
+            return data, False
+        pairs = []
+        for item in items:
+            try:
+                pairs.append((item.header, jsonbody.loads_faithful(sent[item.body_start:item.body_end])))
+            except ValueError:
+                pairs.append((item.header, None))
+        config = self.engine.config.recovery
+        retries = recovery.msearch_retries(pairs, answer.get("responses"), config)
+        if not retries:
+            return data, False
+        lines = b"".join(jsonbody.dumps(header) + b"\n" + jsonbody.dumps(body) + b"\n" for _, header, body in retries)
+        try:
+            second, second_data = await self._upstreams().request(
+                method, target, forward, _encode(lines, encoding), retryable=True, buffer_response=True)
+        except ProxyError:
+            self.metrics.recovery("failed", len(retries))
+            return data, False
+        parsed = _parsed(second_data or b"", second) if second.status == 200 else None
+        answers = parsed.get("responses") if isinstance(parsed, dict) else None
+        recovered = recovery.splice(answer["responses"], retries, answers, reports if reports else None, config)
+        self.metrics.recovery("recovered", recovered)
+        self.metrics.recovery("empty" if answers is not None else "failed", len(retries) - recovered)
+        if not recovered:
+            return data, False
+        return _encode(jsonbody.dumps(answer), response.header(b"content-encoding") or b""), True
 
     def _depth_reason(self) -> str:
         return (f"the request body is nested deeper than {self.config.max_json_depth} levels "

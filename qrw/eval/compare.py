@@ -226,6 +226,27 @@ def gated_rewrites(query: str, outcome: RewriteOutcome, plugin_config, brands) -
     return weighted, decisions
 
 
+def recover_empty(client: OpenSearch, index: str, bodies: Mapping[str, dict], hits: dict[str, Ranking],
+                  recovery, depth: int) -> list[str]:
+    """The plugin's zero-hit recovery on the evaluation's search path: each query whose body found nothing is
+    searched once more with the retry body the proxy and the client would send (``qrw.plugin.recovery``), and
+    its ranking is replaced when the retry finds something. Returns the queries recovered."""
+    from qrw.plugin.recovery import retry_body
+
+    retries = {}
+    for q, ranking in hits.items():
+        answer = {"hits": {"total": {"value": ranking.total, "relation": "eq"}, "hits": [{"_id": i} for i in ranking.ids]}}
+        retry = retry_body(bodies[q], answer, recovery)
+        if retry is not None:
+            retries[q] = retry
+    recovered = []
+    for q, ranking in (_search_all(client, index, retries, depth) if retries else {}).items():
+        if ranking.total > 0:
+            hits[q] = ranking
+            recovered.append(q)
+    return recovered
+
+
 def compare_systems(
     client: OpenSearch,
     index: str,
@@ -310,6 +331,7 @@ def compare_systems(
                 if pairs:
                     adds_rate = sum(adds_brand_or_number(q, r, brands) for q, r in pairs) / len(pairs)
             hits = _search_all(client, index, bodies, depth)
+            recovered = recover_empty(client, index, bodies, hits, config.recovery, depth) if spec.kind == "gated" else []
         rows = per_query_rows(hits, qrels)
         report = system_report(rows, baseline_ndcg if spec.kind != "original" else None)
         if spec.kind == "original":
@@ -319,6 +341,7 @@ def compare_systems(
         report["median_total_hits"] = float(statistics.median(row["total_hits"] for row in rows)) if rows else None
         report["rewrite_relevance_rate"] = relevance
         report["served_rewrites"] = served
+        report["zero_hit_recoveries"] = len(recovered)
         report["adds_brand_or_number_rate"] = adds_rate
         report["latency_ms"] = {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
         report["latency_samples_ms"] = latencies
@@ -327,6 +350,7 @@ def compare_systems(
             for row in rows:
                 row["rewrites"] = outcomes[row["query"]].rewrites
                 row["decisions"] = decisions_by_query[row["query"]]
+                row["recovered"] = row["query"] in recovered
         report["per_query"] = rows
         systems[spec.name] = report
     return {"queries": len(queries), "index": index, "baseline": baseline.model_dump(), "systems": systems}

@@ -27,6 +27,7 @@ SUMMARY_COLUMNS = (
     ("win", "win_rate", "{:.1%}"),
     ("rewrite relevance", "rewrite_relevance_rate", "{:.1%}"),
     ("served rewrites", "served_rewrites", "{}"),
+    ("0-hit retries", "zero_hit_recoveries", "{}"),
     ("adds brand/number", "adds_brand_or_number_rate", "{:.1%}"),
     ("median hits", "median_total_hits", "{:.0f}"),
     ("p (vs original)", "p_value_vs_original", "{:.3f}"),
@@ -52,13 +53,14 @@ def summary_table(result: Mapping) -> str:
 
 def _rewrites_cell(row: Mapping) -> str:
     decisions = row.get("decisions") or []
+    retried = "; 0 hits → fuzzy retry" if row.get("recovered") else ""
     if not decisions:
-        return "(none)"
+        return "(none)" + retried
     parts = []
     for d in decisions:
         detail = f"{d.get('tag', '')} p={d['p_exact']:.2f} " if "p_exact" in d else ""
         parts.append(f"`{d['text']}` {detail}→ {d['action']}" + (f" ×{d['weight']:g}" if d.get("weight") else ""))
-    return "; ".join(parts).replace("|", "\\|")
+    return ("; ".join(parts) + retried).replace("|", "\\|")
 
 
 def _delta_cell(before, after) -> str:
