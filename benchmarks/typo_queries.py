@@ -11,9 +11,11 @@ from its figures: the edit rule and the systems are fixed):
 * typo queries, label-free and deterministic: in each query's longest alphabetic word of five letters
   or more, one edit chosen by a hash of the query (swap two inner letters, drop one, or double one);
   queries without such a word are left out; the misspelled query keeps the original's judgments;
-* six runs of ``qrw eval --systems original,gated --model default`` (the real CLI, one index):
+* eight runs of ``qrw eval --systems original,gated --model default`` (the real CLI, one index):
   clean and misspelled queries, each with the shipped Icecat profile, the same profile plus
-  ``baseline.fuzziness: AUTO``, and plus ``baseline.fuzzy_boost``. ``original`` there is that profile's baseline;
+  ``baseline.fuzziness: AUTO``, plus ``baseline.fuzzy_boost``, and the shipped profile with the
+  serving chain's zero-hit recovery turned off (``recovery.zero_hits: false``, how gated rewriting
+  served before it; ``qrw.plugin.recovery``). ``original`` there is that profile's baseline;
 * the baseline plus a fuzzy copy of itself at a low weight (``BaselineSpec.fuzzy_boost``, an index
   profile's ``baseline.fuzzy_boost``; the copy leaves out the joined-pairs field): once through
   ``qrw eval`` at ``--fuzzy-boost`` (third profile, with gated rewriting), and as a sweep over
@@ -129,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     fuzzy = {**shipped, "name": "icecat_fuzzy", "baseline": {**shipped["baseline"], "name": shipped["baseline"]["name"] + "_fuzzy", "fuzziness": "AUTO"}}
     fuzzy_copy = {**shipped, "name": "icecat_fuzzy_copy",
                   "baseline": {**shipped["baseline"], "name": shipped["baseline"]["name"] + "_fuzzy_copy", "fuzzy_boost": args.fuzzy_boost}}
-    profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml", "fuzzy_copy": args.work_dir / "icecat_fuzzy_copy.yaml"}
+    profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml", "fuzzy_copy": args.work_dir / "icecat_fuzzy_copy.yaml",
+                "shipped_no_recovery": None}
     profiles["fuzzy"].write_text(yaml.safe_dump(fuzzy, sort_keys=False))
     profiles["fuzzy_copy"].write_text(yaml.safe_dump(fuzzy_copy, sort_keys=False))
+    no_recovery = args.work_dir / "plugin_no_recovery.yaml"  # the serving chain as before zero-hit recovery
+    no_recovery.write_text(yaml.safe_dump({"recovery": {"zero_hits": False}}))
 
     qrw = str(Path(sys.executable).with_name("qrw"))
     results: dict = {"queries": len(kept), "left_out_no_long_word": len(typo_of) - len(kept),
@@ -143,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                        "--url", args.url, "--json", str(out), "--quiet"]
             if profile:
                 command += ["--profile", str(profile)]
+            if profile_name == "shipped_no_recovery":
+                command += ["--plugin-config", str(no_recovery)]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             report = json.loads(out.read_text())
             systems = {name.split(":")[0]: s for name, s in report["systems"].items()}
@@ -152,14 +159,15 @@ def main(argv: list[str] | None = None) -> int:
                 "gated_x_original": round(systems["gated"]["ndcg@10"] / systems["original"]["ndcg@10"], 3),
                 "gated_harm_rate": systems["gated"]["harm_rate"], "gated_win_rate": systems["gated"]["win_rate"],
                 "original_zero_hits": sum(1 for r in systems["original"]["per_query"] if r.get("total_hits") == 0),
+                "gated_zero_hit_retries": systems["gated"].get("zero_hit_recoveries", 0),
                 "served": {q: r.get("rewrites") for q, r in per_query.items() if r.get("rewrites")},
             }
     base = results["runs"]["clean/shipped"]["original_ndcg@10"]
     print(f"{len(kept)} {args.fold}-fold queries misspelled ({results['left_out_no_long_word']} left out: no word of 5+ letters)")
-    print(f"{'run':16s} {'original':>9s} {'gated':>7s} {'gated/orig':>10s} {'x clean original':>17s} {'harm':>6s} {'win':>6s} {'0-hit':>6s}")
+    print(f"{'run':16s} {'original':>9s} {'gated':>7s} {'gated/orig':>10s} {'x clean original':>17s} {'harm':>6s} {'win':>6s} {'0-hit':>6s} {'retry':>6s}")
     for name, r in results["runs"].items():
         print(f"{name:16s} {r['original_ndcg@10']:9.4f} {r['gated_ndcg@10']:7.4f} {r['gated_x_original']:10.3f} "
-              f"{r['gated_ndcg@10'] / base:17.3f} {r['gated_harm_rate']:6.1%} {r['gated_win_rate']:6.1%} {r['original_zero_hits']:6d}")
+              f"{r['gated_ndcg@10'] / base:17.3f} {r['gated_harm_rate']:6.1%} {r['gated_win_rate']:6.1%} {r['original_zero_hits']:6d} {r['gated_zero_hit_retries']:6d}")
     results["fuzzy_should"] = fuzzy_should(args.url, rows, kept, [float(w) for w in args.fuzzy_weights.split(",")])
     print("baseline + fuzzy copy of itself as a should clause (nDCG@10 of the top 10, searched directly):")
     for name, r in results["fuzzy_should"].items():
