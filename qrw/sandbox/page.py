@@ -200,9 +200,13 @@ def _explain_html(explain: dict | None, ranking: Ranking) -> str:
             f"<td>{html.escape(str(item.get('source', '')))}</td></tr>"
         )
     model = explain.get("model") or {}
+    recovery = explain.get("recovery") or {}
+    recovered = recovery and (
+        f"the search found nothing, so it was sent again with fuzzy text clauses ({recovery.get('fuzziness')}): "
+        f"{recovery.get('hits', 0)} hits" + ("" if recovery.get("hits") else ", the empty answer stands"))
     notes = "".join(
         f'<p class="meta">{html.escape(str(n))}</p>'
-        for n in (explain.get("reason"), model.get("error") and f"model: {model['error']}") if n
+        for n in (explain.get("reason"), model.get("error") and f"model: {model['error']}", recovered) if n
     )
     head = "".join(f"<th>P({t[:3]})</th>" for t in TAG_ORDER)
     table = (
