@@ -112,7 +112,7 @@ def run_grpo(config: GrpoStageConfig) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from qrw.trainer.data import read_jsonl
-    from qrw.trainer.stage import finish, load_base
+    from qrw.trainer.stage import finish, load_base, time_limit
 
     started = time.perf_counter()
     data_dir = Path(config.data_dir)
@@ -138,7 +138,8 @@ def run_grpo(config: GrpoStageConfig) -> dict:
     ))
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
                           processing_class=tokenizer,
-                          peft_config=None if continuing else config.peft_config(model.config.num_hidden_layers))
+                          peft_config=None if continuing else config.peft_config(model.config.num_hidden_layers),
+                          callbacks=time_limit(config))
     trainer.train(resume_from_checkpoint=config.resume_path())
     return finish(trainer, tokenizer, config, stage="grpo", base=base,
                   data_sizes={"prompts": len(rows),

@@ -65,7 +65,7 @@ def run_sft(config: SftStageConfig) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     started = time.perf_counter()
-    from qrw.trainer.stage import apply_freezing, load_base
+    from qrw.trainer.stage import apply_freezing, load_base, time_limit
 
     # A LoRA run from an adapter folder continues that adapter (a second SFT phase, then GRPO: one adapter ships).
     model, tokenizer, base = load_base(config.model, trainable_adapter=config.lora)
@@ -77,7 +77,8 @@ def run_sft(config: SftStageConfig) -> dict:
     args = config.make_trl_config(SFTConfig, dict(max_length=config.max_length, completion_only_loss=True,
                                                   packing=False, dataset_num_proc=None))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=None if continuing else config.peft_config(model.config.num_hidden_layers))
+                         peft_config=None if continuing else config.peft_config(model.config.num_hidden_layers),
+                         callbacks=time_limit(config))
     trainer.train(resume_from_checkpoint=config.resume_path())
     from qrw.trainer.stage import finish
 

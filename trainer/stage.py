@@ -27,6 +27,8 @@ class StageConfig:
     output_dir: str = field("runs/sft", "where the model, checkpoints, card and plots go")
     # --- optimisation
     max_steps: int = field(-1, "optimizer steps; -1 = run num_train_epochs")
+    max_minutes: float | None = field(None, "stop after this many minutes of training (then save as usual), whatever "
+                                            "max_steps says: for a fixed budget (a lent GPU, the CPU fallback)")
     num_train_epochs: float = field(1.0, "epochs when max_steps is -1")
     learning_rate: float = field(5e-5, "peak learning rate (about 5e-5 for SmolLM2-135M)")
     lr_scheduler_type: str = field("cosine", "transformers scheduler name")
@@ -63,6 +65,8 @@ class StageConfig:
             raise ValueError(f"max_steps={self.max_steps}: use a positive number or -1 for epochs")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes={self.max_minutes} must be positive")
 
     # ------------------------------------------------------------------------------------------
     def use_cpu(self) -> bool:
@@ -143,6 +147,30 @@ class StageConfig:
         if not path.is_dir():
             raise ConfigError(f"checkpoint to resume from not found: {path}")
         return str(path)
+
+
+def time_limit(config: StageConfig) -> list:
+    """Trainer callbacks for ``max_minutes``: stop (and save) after that much training time; [] without it.
+
+    Why a callback: on a lent GPU the budget is minutes, not steps, and throughput there is unknown
+    beforehand; the stage must end in time with a saved model rather than be killed with none."""
+    if config.max_minutes is None:
+        return []
+    from transformers import TrainerCallback
+
+    limit_s = config.max_minutes * 60.0
+
+    class TimeLimit(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.perf_counter() - self.started >= limit_s:
+                control.should_training_stop = True
+                state.stopped_by_time_limit = True
+            return control
+
+    return [TimeLimit()]
 
 
 def apply_freezing(model, config: StageConfig) -> dict:
@@ -234,6 +262,7 @@ def finish(trainer, tokenizer, config: StageConfig, *, stage: str, base: Path, d
         "epochs": round(trainer.state.epoch or 0.0, 3),
         "seconds": round(time.perf_counter() - started, 1),
         "seconds_per_step": round((time.perf_counter() - started) / max(trainer.state.global_step, 1), 3),
+        "stopped_by_time_limit": bool(getattr(trainer.state, "stopped_by_time_limit", False)),
         "final_metrics": final,
         "plots": plots,
         "config": config_to_dict(config),

@@ -70,6 +70,17 @@ def test_sft_resumes_from_the_last_checkpoint(built_data, sft_dir, tiny_model_di
     assert card["steps"] == 8
 
 
+def test_a_time_limit_stops_training_and_still_saves(built_data, tiny_model_dir, tmp_path):
+    from qrw.trainer.sft import SftStageConfig, run_sft
+
+    config, _ = built_data
+    card = run_sft(SftStageConfig(model=str(tiny_model_dir), data_dir=config.output_dir, output_dir=str(tmp_path / "capped"),
+                                  max_steps=500, max_minutes=1e-6, learning_rate=3e-3, logging_steps=1, save_steps=1000,
+                                  per_device_train_batch_size=8, task_mix={"rewrite": 1.0, "tag": 0.5}, progress=False))
+    assert card["steps"] == 1 and card["stopped_by_time_limit"] is True  # the first step already spent the budget
+    assert (tmp_path / "capped" / "model.safetensors").is_file()
+
+
 def test_grpo_trains_with_retrieval_rewards(grpo_dir, sft_dir):
     assert _changed(_weights(sft_dir), _weights(grpo_dir))
     card = json.loads((grpo_dir / "training_card.json").read_text())
