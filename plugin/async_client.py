@@ -65,7 +65,7 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
     async def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         prepared = await self._prepare(prepare_search, body, index, headers)
         response = await super().search(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
-        retry = search_retry(self.qrw, prepared, response, params, kwargs)
+        retry = search_retry(self.qrw, prepared, response, index, params, kwargs)
         if retry is not None:
             try:
                 second = await super().search(body=retry, index=index, params=params, headers=headers, **kwargs)
@@ -77,7 +77,7 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
     async def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         prepared = await self._prepare(prepare_msearch, materialise(body), index, headers)
         response = await super().msearch(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
-        retries, retry_body = msearch_retries(self.qrw, prepared, response, params, kwargs)
+        retries, retry_body = msearch_retries(self.qrw, prepared, response, index, params, kwargs)
         if retries:
             try:
                 second = await super().msearch(body=retry_body, index=index, params=params, headers=headers, **kwargs)

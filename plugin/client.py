@@ -175,9 +175,11 @@ def _scroll(params: Any, kwargs: Mapping) -> bool:
     return bool(kwargs.get("scroll") or (params.get("scroll") if isinstance(params, Mapping) else None))
 
 
-def search_retry(engine: RewriteEngine, prepared: Prepared, response: Any, params: Any, kwargs: Mapping) -> dict | None:
-    """The zero-hit recovery body for a ``search`` that found nothing (``qrw.plugin.recovery``), or None."""
-    if _scroll(params, kwargs):
+def search_retry(engine: RewriteEngine, prepared: Prepared, response: Any, index: Any, params: Any,
+                 kwargs: Mapping) -> dict | None:
+    """The zero-hit recovery body for a ``search`` that found nothing (``qrw.plugin.recovery``), or None: not for
+    scrolls, and only where rewriting is on (``proxy.rewrite_indices``)."""
+    if _scroll(params, kwargs) or not engine.enabled_for(_index_text(index)):
         return None
     return recovery.retry_body(_search_parse(prepared.body), response, engine.config.recovery)
 
@@ -189,12 +191,16 @@ def take_search(engine: RewriteEngine, prepared: Prepared, first: Any, second: A
     return second if found else first
 
 
-def msearch_retries(engine: RewriteEngine, prepared: Prepared, response: Any, params: Any,
+def msearch_retries(engine: RewriteEngine, prepared: Prepared, response: Any, index: Any, params: Any,
                     kwargs: Mapping) -> tuple[list, list]:
     """(retries, the msearch body sending them) for the items of an ``msearch`` that found nothing."""
     pairs = parse_msearch(prepared.body) if not _scroll(params, kwargs) and isinstance(response, Mapping) else None
     if pairs is None:
         return [], []
+    default = _index_text(index)
+    pairs = [(header, body if engine.enabled_for(msearch_framing.target_index(header if isinstance(header, Mapping) else {},
+                                                                               default)) else None)
+             for header, body in pairs]
     retries = recovery.msearch_retries(pairs, response.get("responses"), engine.config.recovery)
     return retries, [line for _, header, body in retries for line in (header, body)]
 
@@ -242,7 +248,7 @@ class RewritingOpenSearch(OpenSearch):
     def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         prepared = prepare_search(self.qrw, body, index, headers)
         response = super().search(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
-        retry = search_retry(self.qrw, prepared, response, params, kwargs)
+        retry = search_retry(self.qrw, prepared, response, index, params, kwargs)
         if retry is not None:
             try:
                 second = super().search(body=retry, index=index, params=params, headers=headers, **kwargs)
@@ -254,7 +260,7 @@ class RewritingOpenSearch(OpenSearch):
     def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         prepared = prepare_msearch(self.qrw, materialise(body), index, headers)
         response = super().msearch(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
-        retries, retry_body = msearch_retries(self.qrw, prepared, response, params, kwargs)
+        retries, retry_body = msearch_retries(self.qrw, prepared, response, index, params, kwargs)
         if retries:
             try:
                 second = super().msearch(body=retry_body, index=index, params=params, headers=headers, **kwargs)

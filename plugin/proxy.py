@@ -498,9 +498,12 @@ class Proxy:
         resized = False
         if response.status == 200 and sent and self.engine.config.recovery.zero_hits and not _is_scroll(target):
             if api == "_search":
-                response, data = await self._recover_search(method, target, forward, encoding, sent, response, data, reports)
+                if self.engine.enabled_for(index):  # recovery rewrites too: only where rewriting is on
+                    response, data = await self._recover_search(method, target, forward, encoding, sent, response,
+                                                                 data, reports)
             else:
-                data, resized = await self._recover_msearch(method, target, forward, encoding, sent, response, data, reports)
+                data, resized = await self._recover_msearch(method, target, forward, encoding, sent, response, data,
+                                                            reports, index)
         report_wanted = debug and any(r is not None for r in reports)
         if not report_wanted:
             return response.status, _response_headers(response.headers, replace_length=len(data) if resized else None), data
@@ -536,15 +539,19 @@ class Proxy:
         return (second, second_data or b"") if found else (response, data)
 
     async def _recover_msearch(self, method: str, target: bytes, forward: list, encoding: bytes, sent: bytes,
-                               response: Any, data: bytes, reports: list[dict | None]) -> tuple[bytes, bool]:
+                               response: Any, data: bytes, reports: list[dict | None],
+                               index: str | None) -> tuple[bytes, bool]:
         """Zero-hit recovery of the empty items of one ``_msearch``, all retried in one more ``_msearch``:
         (data to answer with, whether it changed)."""
         answer = _maybe_empty(data, response)
         items = msearch_framing.split(sent) if answer is not None else None
         if items is None or not isinstance(answer, dict):
             return data, False
-        pairs = []
+        pairs: list[tuple[Any, Any]] = []
         for item in items:
+            if not self.engine.enabled_for(msearch_framing.target_index(item.header, index)):
+                pairs.append((item.header, None))  # rewriting is off for that index: so is recovery
+                continue
             try:
                 pairs.append((item.header, jsonbody.loads_faithful(sent[item.body_start:item.body_end])))
             except ValueError:

@@ -18,7 +18,8 @@ recovered results still obey the caller's filters.
 
 When: the first response is a success with no hits and a total of 0, and the request asked for the
 first page of hits (``size`` absent or above 0, ``from`` absent or 0, no ``search_after``, not a
-scroll). If the retry fails or also finds nothing, the first response is the answer.
+scroll), on an index where rewriting is on (``proxy.rewrite_indices``; the callers check). If the
+retry fails or also finds nothing, the first response is the answer.
 """
 
 from __future__ import annotations

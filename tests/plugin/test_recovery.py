@@ -88,9 +88,10 @@ def titles(response):
     return [hit["_source"]["title"] for hit in response["hits"]["hits"]]
 
 
-def engine(**recovery):
+def engine(proxy=None, **recovery):
     model = TableRewriteModel({"laptop": [("notebook", {"exact": 1.0, "substitute": 0, "weak": 0, "irrelevant": 0})]})
-    return RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, proxy=DEBUG, recovery=recovery), model)
+    return RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, proxy={**DEBUG, **(proxy or {})},
+                                     recovery=recovery), model)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +139,20 @@ def test_recovery_can_be_turned_off(opensearch_url, indexed_catalog, serve):
     client = RewritingOpenSearch(hosts=[opensearch_url], engine=rewriting)
     assert client.search(index=indexed_catalog, body=body(TYPO))["hits"]["hits"] == []
     rewriting.close()
+
+
+@pytest.mark.opensearch
+def test_no_recovery_where_rewriting_is_off(opensearch_url, indexed_catalog, serve):
+    elsewhere = engine(proxy={"rewrite_indices": ["shop*"]})  # products is not rewritten, so not recovered either
+    with serve(create_app(elsewhere, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
+        assert proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO)).json()["hits"]["hits"] == []
+        ndjson = "".join(json.dumps(line) + "\n" for line in [{"index": indexed_catalog}, body(TYPO)])
+        answer = proxy.post("/_msearch", content=ndjson, headers={"content-type": "application/x-ndjson"}).json()
+        assert answer["responses"][0]["hits"]["hits"] == []
+    client = RewritingOpenSearch(hosts=[opensearch_url], engine=elsewhere)
+    assert client.search(index=indexed_catalog, body=body(TYPO))["hits"]["hits"] == []
+    assert client.msearch(body=[{"index": indexed_catalog}, body(TYPO)])["responses"][0]["hits"]["hits"] == []
+    elsewhere.close()
 
 
 @pytest.mark.opensearch
