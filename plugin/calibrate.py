@@ -28,7 +28,7 @@ from qrw.plugin import guards
 from qrw.plugin.config import GateConfig, GuardConfig, MergeConfig
 from qrw.plugin.gate import decide
 from qrw.plugin.merge import WeightedRewrite, merge_rewrites
-from qrw.plugin.widening import may_add_documents
+from qrw.plugin.widening import is_respelling, may_add_documents
 
 Outcomes = Mapping[str, Sequence[tuple[str, Mapping[str, float]]]]
 """Per query: (rewrite, tag probabilities) as the model produced them."""
@@ -97,7 +97,7 @@ def kept_for(rows: Sequence[tuple[str, Mapping[str, float]]], gate: GateConfig |
         return tuple((text, full_weight, True) for text, _ in rows)
     kept = []
     for text, probs in rows:
-        decision = decide(probs, gate)
+        decision = decide(probs, gate, respelling=is_respelling(query, text))
         if decision.kept:
             kept.append((text, decision.weight, may_add_documents(query, text, full=decision.action == "full")))
     return tuple(kept)

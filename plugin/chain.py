@@ -35,6 +35,7 @@ from qrw.plugin.gate import Decision
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.prompt import TAG_BY_NAME, normalize_text
 from qrw.plugin.rules import RuleSet
+from qrw.plugin.widening import is_respelling
 
 log = logging.getLogger("qrw.plugin")
 
@@ -518,14 +519,16 @@ class GuardsFactory:
 
 
 class _GateRewriter:
-    def __init__(self, config: GateConfig) -> None:
+    def __init__(self, config: GateConfig, query: str) -> None:
         self.config = config
+        self.query = query
 
     def rewrite(self, candidates: list[Candidate], step: StepLog) -> list[Candidate]:
         out = []
         for candidate in candidates:
             if candidate.dropped_by is None and candidate.decision is None and candidate.probabilities is not None:
-                decision = gate_policy.decide(candidate.probabilities, self.config)
+                decision = gate_policy.decide(candidate.probabilities, self.config,
+                                              respelling=is_respelling(self.query, candidate.text))
                 step.action(decision.action, candidate.text, weight=decision.weight, tag=decision.tag,
                             probability=round(decision.probability, 4), reason=decision.reason)
                 candidate = dataclasses.replace(candidate, decision=decision)
@@ -539,7 +542,7 @@ class GateFactory:
     id: str = "gate"
 
     def create(self, context: RequestContext) -> Rewriter:
-        return _GateRewriter(self.config)
+        return _GateRewriter(self.config, context.query)
 
 
 class _RulesRewriter:

@@ -46,6 +46,9 @@ class GateConfig(_Frozen):
     keep_min: float = Field(0.5, ge=0.0, le=1.01, description="P(exact)+P(substitute) at or above which a rewrite is kept down-weighted (1.01 = never)")
     full_weight: float = Field(1.0, gt=0.0, le=10.0, description="boost of a full-weight rewrite clause")
     down_weight: float = Field(0.3, gt=0.0, lt=1.0, description="boost of a down-weighted rewrite clause (below 1)")
+    respelling_keep_min: float = Field(0.1, ge=0.0, le=1.01, description="a lower keep_min for rewrites that respell the "
+                                       "query (a typo fixed, words joined or split; qrw.plugin.widening): kept "
+                                       "down-weighted at or above it (1.01 = no lower threshold)")
 
     @model_validator(mode="after")
     def _check(self) -> GateConfig:

@@ -47,8 +47,9 @@ def top_tag(probabilities: Mapping[str, float]) -> tuple[str, float]:
     return best.name, float(probabilities.get(best.name, 0.0))
 
 
-def decide(probabilities: Mapping[str, float], config: GateConfig) -> Decision:
-    """Apply the policy to one rewrite's tag probabilities."""
+def decide(probabilities: Mapping[str, float], config: GateConfig, *, respelling: bool = False) -> Decision:
+    """Apply the policy to one rewrite's tag probabilities. ``respelling``: the rewrite respells the query
+    (``widening.is_respelling``), so ``respelling_keep_min`` applies below ``keep_min``."""
     tag, p_top = top_tag(probabilities)
     p_exact = float(probabilities.get("exact", 0.0))
     p_relevant = p_exact + float(probabilities.get("substitute", 0.0))
@@ -58,6 +59,12 @@ def decide(probabilities: Mapping[str, float], config: GateConfig) -> Decision:
         return Decision(
             "down", config.down_weight, tag, p_top,
             f"P(exact)+P(substitute)={p_relevant:.3f} >= keep_min {config.keep_min}",
+        )
+    if respelling and p_relevant >= config.respelling_keep_min:
+        return Decision(
+            "down", config.down_weight, tag, p_top,
+            f"a respelling of the query: P(exact)+P(substitute)={p_relevant:.3f} >= respelling_keep_min "
+            f"{config.respelling_keep_min}",
         )
     return Decision(
         "drop", 0.0, tag, p_top,

@@ -212,12 +212,12 @@ def gated_rewrites(query: str, outcome: RewriteOutcome, plugin_config, brands) -
     from qrw.plugin.gate import decide
     from qrw.plugin.guards import check
     from qrw.plugin.merge import WeightedRewrite
-    from qrw.plugin.widening import may_add_documents
+    from qrw.plugin.widening import is_respelling, may_add_documents
 
     reasons = check(query, outcome.rewrites, plugin_config.guards, brands)
     weighted, decisions = [], []
     for rewrite, probabilities, reason in zip(outcome.rewrites, outcome.tag_probabilities, reasons):
-        decision = decide(probabilities, plugin_config.gate)
+        decision = decide(probabilities, plugin_config.gate, respelling=is_respelling(query, rewrite))
         weight = 0.0 if reason is not None else decision.weight
         weighted.append(WeightedRewrite(rewrite, weight, may_add_documents(query, rewrite, full=decision.action == "full")))
         decisions.append({"text": rewrite, "tag": decision.tag, "p_exact": round(float(probabilities.get("exact", 0.0)), 4),

@@ -83,6 +83,16 @@ def test_gate_never_threshold_and_tie_break():
     assert top_tag({"exact": 0.5, "substitute": 0.5}) == ("exact", 0.5)
 
 
+def test_a_respelling_is_kept_below_keep_min_down_to_its_own_threshold():
+    unsure = {"exact": 0.05, "substitute": 0.1, "weak": 0.8, "irrelevant": 0.05}  # 'gaming keyboard' for 'gaming keybord'
+    assert decide(unsure, GATE).action == "drop"
+    kept = decide(unsure, GATE, respelling=True)
+    assert (kept.action, kept.weight) == ("down", 0.3) and "respelling" in kept.reason
+    assert decide({"weak": 0.05, "irrelevant": 0.95}, GATE, respelling=True).action == "drop"  # below 0.1 still goes
+    assert decide(unsure, GateConfig(keep_min=0.5, respelling_keep_min=1.01), respelling=True).action == "drop"
+    assert GateConfig().respelling_keep_min == 0.1
+
+
 # -- merge -------------------------------------------------------------------------------------
 
 FIELDS = ["title^3", "name^2", "supplier^2", "short_description", "attributes"]
