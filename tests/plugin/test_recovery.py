@@ -1,6 +1,7 @@
 """Zero-hit recovery: the retry body (pure), and the proxy, both clients and `qrw eval` against the real node."""
 
 import asyncio
+import gzip
 import json
 
 import httpx
@@ -117,6 +118,10 @@ def test_proxy_recovers_an_empty_search_and_says_so(proxy_url, opensearch_url, i
         assert proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO, **{"from": 10})).json()["hits"]["hits"] == []
         scrolled = proxy.post(f"/{indexed_catalog}/_search?scroll=1m", json=body(TYPO)).json()
         assert scrolled["hits"]["hits"] == []
+        # a gzip request body: the retry is sent encoded the same way
+        zipped = proxy.post(f"/{indexed_catalog}/_search", content=gzip.compress(json.dumps(body(TYPO)).encode()),
+                            headers={"content-type": "application/json", "content-encoding": "gzip"}).json()
+        assert zipped["hits"]["total"]["value"] == answer["hits"]["total"]["value"]
         # nothing near it: the empty answer stands
         assert proxy.post(f"/{indexed_catalog}/_search", json=body("qqxqzzv")).json()["hits"]["hits"] == []
         lines = [{"index": indexed_catalog}, body(TYPO), {}, body("keyboard"), {"index": indexed_catalog}, body("qqxqzzv")]
@@ -127,7 +132,7 @@ def test_proxy_recovers_an_empty_search_and_says_so(proxy_url, opensearch_url, i
         assert titles(responses[1]) == titles(plain) and "recovery" not in responses[1]["qrw"]
         assert responses[2]["hits"]["hits"] == [] and responses[2]["qrw"]["recovery"]["hits"] == 0
         metrics = proxy.get("/_qrw/metrics").text
-        assert 'qrw_zero_hit_retries_total{outcome="recovered"} 2.0' in metrics
+        assert 'qrw_zero_hit_retries_total{outcome="recovered"} 3.0' in metrics
         assert 'qrw_zero_hit_retries_total{outcome="empty"} 2.0' in metrics
 
 
