@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--compare-recovery", action="store_true",
+                        help="also run a proxy with zero-hit recovery off, rounds interleaved, and report the ratio "
+                             "(recovery's cost on searches that find something: a byte search of each answer)")
     args = parser.parse_args(argv)
     if not (100 <= args.requests <= 1_000_000 and 1 <= args.rounds <= 50 and 1 <= args.concurrency <= 64):
         parser.error("bounded: 100..1,000,000 requests, 1..50 rounds, 1..64 connections")
@@ -150,29 +153,44 @@ def main(argv: list[str] | None = None) -> int:
         table = write_table(queries, Path(tmp) / "rewrites.jsonl")
         (Path(tmp) / "queries.txt").write_text("\n".join(queries) + "\n")
         (Path(tmp) / "config.yaml").write_text(f"proxy:\n  debug_networks: [127.0.0.1/32]\ncache:\n  precompute_file: {Path(tmp) / 'queries.txt'}\n")
-        engine = RewriteEngine(load_config(Path(tmp) / "config.yaml"), TableRewriteModel.from_file(table))
-        engine.warm_up()
+        engines = {"recovery on": RewriteEngine(load_config(Path(tmp) / "config.yaml"), TableRewriteModel.from_file(table))}
+        if args.compare_recovery:
+            engines["recovery off"] = RewriteEngine(load_config(Path(tmp) / "config.yaml", recovery={"zero_hits": False}),
+                                                    TableRewriteModel.from_file(table))
+        for engine in engines.values():
+            engine.warm_up()
 
-    async def run() -> list[float]:
-        proxy = create_app(engine, "http://127.0.0.1:9")
-        proxy.upstreams = Upstreams(proxy.upstream_urls, proxy._settings(), observe=proxy.metrics.upstream)
-        config = serve_config(proxy, "127.0.0.1", 9201)
-        config.load()
-        await drive(proxy, config, queries, bodies, args.concurrency, 2000)  # warm: every body remembered
-        seconds = []
+    async def run() -> dict[str, list[float]]:
+        setups = {}
+        for name, engine in engines.items():
+            proxy = create_app(engine, "http://127.0.0.1:9")
+            proxy.upstreams = Upstreams(proxy.upstream_urls, proxy._settings(), observe=proxy.metrics.upstream)
+            config = serve_config(proxy, "127.0.0.1", 9201)
+            config.load()
+            await drive(proxy, config, queries, bodies, args.concurrency, 2000)  # warm: every body remembered
+            setups[name] = (proxy, config)
+        seconds: dict[str, list[float]] = {name: [] for name in setups}
         for round_ in range(args.rounds):
-            cpu = await drive(proxy, config, queries, bodies, args.concurrency, args.requests)
-            seconds.append(cpu * 1e6 / args.requests)
-            print(f"round {round_ + 1}: {seconds[-1]:.1f} µs per request", flush=True)
+            for name, (proxy, config) in setups.items():  # interleaved: each round runs every setup
+                cpu = await drive(proxy, config, queries, bodies, args.concurrency, args.requests)
+                seconds[name].append(cpu * 1e6 / args.requests)
+                print(f"round {round_ + 1} ({name}): {seconds[name][-1]:.1f} µs per request", flush=True)
         return seconds
 
     uvloop.install()
-    rounds = asyncio.run(run())
-    engine.close()
+    by_setup = asyncio.run(run())
+    for engine in engines.values():
+        engine.close()
+    rounds = by_setup["recovery on"]
     report = {"machine": machine(), "method": {"requests_per_round": args.requests, "rounds": args.rounds,
                                                "concurrency": args.concurrency, "transports": "in memory, one process"},
               "cpu_us_per_request_median": round(statistics.median(rounds), 2),
               "cpu_us_per_request_min": round(min(rounds), 2), "rounds": [round(r, 2) for r in rounds]}
+    if args.compare_recovery:
+        off = by_setup["recovery off"]
+        report["recovery_off"] = {"cpu_us_per_request_median": round(statistics.median(off), 2),
+                                  "cpu_us_per_request_min": round(min(off), 2), "rounds": [round(r, 2) for r in off]}
+        report["ratio_on_over_off_median"] = round(statistics.median(rounds) / statistics.median(off), 3)
     print(json.dumps(report, indent=2))
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2))

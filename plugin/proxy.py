@@ -125,6 +125,11 @@ def _encode(body: bytes, encoding: bytes) -> bytes:
     return body
 
 
+EMPTY_WINDOW = 512
+"""Bytes after a ``_search`` answer's first ``"hits"`` in which an empty hit list would be: the total and
+``max_score`` come first (about 80 bytes compact, 120 pretty-printed)."""
+
+
 def _is_scroll(target: bytes) -> bool:
     """A scroll request (``?scroll=``): its pages are not retried by zero-hit recovery."""
     _, _, query = target.partition(b"?")
@@ -140,14 +145,29 @@ def _parsed(data: bytes, response: Any) -> Any:
         return None
 
 
-def _maybe_empty(data: bytes, response: Any) -> Any:
+def _maybe_empty(data: bytes, response: Any, *, whole: bool = False) -> Any:
     """The parsed response when it may hold an empty hit list, else None: a cheap byte test first, so a search
-    with results is never parsed."""
+    with results is never parsed. A ``_search`` answer starts with its ``hits`` object (after ``took`` and
+    ``_shards``), so only a window after the first ``"hits"`` is searched, not the whole answer (searching
+    5 KB for the pattern took 2 µs, a fifth of the proxy's own work per request); ``whole`` searches all of
+    it (an ``_msearch`` answer holds one ``hits`` per item)."""
     try:
         plain = _decode(data, response.header(b"content-encoding") or b"", 1 << 31)
     except (BodyTooLarge, BodyUnreadable):
         return None
-    if plain is None or (b'"hits":[]' not in plain and b'"hits" : [ ]' not in plain):
+    if plain is None:
+        return None
+    if not whole:
+        start = plain.find(b'"hits"')
+        if start < 0:
+            return None
+        value = plain.find(b'"value":', start, start + 40)  # compact '"hits":{"total":{"value":N'
+        if value >= 0 and plain[value + 8:value + 9] != b"0":  # JSON has no leading zeros: N is not 0
+            return None  # the usual answer, decided without searching further
+        window = plain[start:start + EMPTY_WINDOW]
+    else:
+        window = plain
+    if b'"hits":[]' not in window and b'"hits" : [ ]' not in window:
         return None
     try:
         parsed = orjson.loads(plain)
@@ -496,14 +516,16 @@ class Proxy:
                                                          retryable=True, buffer_response=True)
         assert data is not None
         resized = False
-        if response.status == 200 and sent and self.engine.config.recovery.zero_hits and not _is_scroll(target):
+        empty = (_maybe_empty(data, response, whole=api != "_search")
+                 if response.status == 200 and sent and self.engine.config.recovery.zero_hits else None)
+        if empty is not None and not _is_scroll(target):  # the cheap byte test first: most answers stop there
             if api == "_search":
                 if self.engine.enabled_for(index):  # recovery rewrites too: only where rewriting is on
                     response, data = await self._recover_search(method, target, forward, encoding, sent, response,
-                                                                 data, reports)
+                                                                 data, reports, empty)
             else:
                 data, resized = await self._recover_msearch(method, target, forward, encoding, sent, response, data,
-                                                            reports, index)
+                                                            reports, index, empty)
         report_wanted = debug and any(r is not None for r in reports)
         if not report_wanted:
             return response.status, _response_headers(response.headers, replace_length=len(data) if resized else None), data
@@ -513,11 +535,9 @@ class Proxy:
         return response.status, _response_headers(response.headers, replace_length=len(data)) + extra, data
 
     async def _recover_search(self, method: str, target: bytes, forward: list, encoding: bytes, sent: bytes,
-                              response: Any, data: bytes, reports: list[dict | None]) -> tuple[Any, bytes]:
-        """Zero-hit recovery (``qrw.plugin.recovery``) of one ``_search``: (response, data) to answer with."""
-        answer = _maybe_empty(data, response)
-        if answer is None:
-            return response, data
+                              response: Any, data: bytes, reports: list[dict | None], answer: dict) -> tuple[Any, bytes]:
+        """Zero-hit recovery (``qrw.plugin.recovery``) of one ``_search`` whose parsed ``answer`` may be empty:
+        (response, data) to answer with."""
         try:
             body = jsonbody.loads_faithful(sent)
         except ValueError:
@@ -540,12 +560,11 @@ class Proxy:
 
     async def _recover_msearch(self, method: str, target: bytes, forward: list, encoding: bytes, sent: bytes,
                                response: Any, data: bytes, reports: list[dict | None],
-                               index: str | None) -> tuple[bytes, bool]:
-        """Zero-hit recovery of the empty items of one ``_msearch``, all retried in one more ``_msearch``:
-        (data to answer with, whether it changed)."""
-        answer = _maybe_empty(data, response)
-        items = msearch_framing.split(sent) if answer is not None else None
-        if items is None or not isinstance(answer, dict):
+                               index: str | None, answer: dict) -> tuple[bytes, bool]:
+        """Zero-hit recovery of the empty items of one ``_msearch`` (its parsed ``answer``), all retried in one
+        more ``_msearch``: (data to answer with, whether it changed)."""
+        items = msearch_framing.split(sent)
+        if items is None:
             return data, False
         pairs: list[tuple[Any, Any]] = []
         for item in items:
