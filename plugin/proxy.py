@@ -217,9 +217,10 @@ def _summary(reports: list[dict | None]) -> str:
     reports = [r for r in reports if r is not None]
     rewritten = sum(1 for r in reports if r.get("rewritten"))
     kept = sum(1 for r in reports for row in r.get("rewrites", []) if row.get("action") in ("full", "down"))
+    recovered = sum(1 for r in reports if (r.get("recovery") or {}).get("hits"))
     origins = ",".join(sorted({r.get("model", {}).get("origin", "-") for r in reports})) or "-"
     total = sum(r.get("timings_ms", {}).get("total", 0.0) for r in reports)
-    return f"rewritten={rewritten}/{len(reports)}; kept={kept}; origin={origins}; ms={total:.3f}"
+    return f"rewritten={rewritten}/{len(reports)}; kept={kept}; recovered={recovered}; origin={origins}; ms={total:.3f}"
 
 
 class ClientGone(Exception):

@@ -111,6 +111,8 @@ def test_proxy_recovers_an_empty_search_and_says_so(proxy_url, opensearch_url, i
         answer = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO), headers={"X-QRW-Explain": "true"}).json()
         assert answer["hits"]["total"]["value"] > 0 and all("eyboard" in t.lower() for t in titles(answer)[:5])
         assert answer["qrw"]["recovery"] == {"reason": "no hits", "fuzziness": "AUTO", "hits": answer["hits"]["total"]["value"]}
+        summary = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO), headers={"X-QRW-Explain": "true"}).headers
+        assert "recovered=1;" in summary["x-qrw-explain"]
         # a query with results is answered as OpenSearch answers it, and counts stay counts
         plain = proxy.post(f"/{indexed_catalog}/_search", json=body("keyboard")).json()
         assert titles(plain) == titles(OpenSearch(hosts=[opensearch_url]).search(index=indexed_catalog, body=body("keyboard")))
@@ -132,7 +134,7 @@ def test_proxy_recovers_an_empty_search_and_says_so(proxy_url, opensearch_url, i
         assert titles(responses[1]) == titles(plain) and "recovery" not in responses[1]["qrw"]
         assert responses[2]["hits"]["hits"] == [] and responses[2]["qrw"]["recovery"]["hits"] == 0
         metrics = proxy.get("/_qrw/metrics").text
-        assert 'qrw_zero_hit_retries_total{outcome="recovered"} 3.0' in metrics
+        assert 'qrw_zero_hit_retries_total{outcome="recovered"} 4.0' in metrics
         assert 'qrw_zero_hit_retries_total{outcome="empty"} 2.0' in metrics
 
 
