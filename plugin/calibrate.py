@@ -19,6 +19,7 @@ Producing rewrites, searching and scoring are injected functions: this module do
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -97,7 +98,7 @@ def kept_for(rows: Sequence[tuple[str, Mapping[str, float]]], gate: GateConfig |
         return tuple((text, full_weight, True) for text, _ in rows)
     kept = []
     for text, probs in rows:
-        decision = decide(probs, gate, respelling=is_respelling(query, text))
+        decision = decide(probs, gate, respelling=functools.partial(is_respelling, query, text))
         if decision.kept:
             kept.append((text, decision.weight, may_add_documents(query, text, full=decision.action == "full")))
     return tuple(kept)

@@ -528,7 +528,7 @@ class _GateRewriter:
         for candidate in candidates:
             if candidate.dropped_by is None and candidate.decision is None and candidate.probabilities is not None:
                 decision = gate_policy.decide(candidate.probabilities, self.config,
-                                              respelling=is_respelling(self.query, candidate.text))
+                                              respelling=functools.partial(is_respelling, self.query, candidate.text))
                 step.action(decision.action, candidate.text, weight=decision.weight, tag=decision.tag,
                             probability=round(decision.probability, 4), reason=decision.reason)
                 candidate = dataclasses.replace(candidate, decision=decision)

@@ -179,6 +179,8 @@ def search_retry(engine: RewriteEngine, prepared: Prepared, response: Any, index
                  kwargs: Mapping) -> dict | None:
     """The zero-hit recovery body for a ``search`` that found nothing (``qrw.plugin.recovery``), or None: not for
     scrolls, and only where rewriting is on (``proxy.rewrite_indices``)."""
+    if not engine.config.recovery.zero_hits or not recovery.found_nothing(response):
+        return None  # the usual answer, decided from the response alone: nothing parsed or matched
     if _scroll(params, kwargs) or not engine.enabled_for(_index_text(index)):
         return None
     return recovery.retry_body(_search_parse(prepared.body), response, engine.config.recovery)
@@ -194,14 +196,18 @@ def take_search(engine: RewriteEngine, prepared: Prepared, first: Any, second: A
 def msearch_retries(engine: RewriteEngine, prepared: Prepared, response: Any, index: Any, params: Any,
                     kwargs: Mapping) -> tuple[list, list]:
     """(retries, the msearch body sending them) for the items of an ``msearch`` that found nothing."""
-    pairs = parse_msearch(prepared.body) if not _scroll(params, kwargs) and isinstance(response, Mapping) else None
+    answers = response.get("responses") if isinstance(response, Mapping) else None
+    if (not engine.config.recovery.zero_hits or not isinstance(answers, list)
+            or not any(recovery.found_nothing(answer) for answer in answers)):
+        return [], []  # no empty item: the body is not read again
+    pairs = parse_msearch(prepared.body) if not _scroll(params, kwargs) else None
     if pairs is None:
         return [], []
     default = _index_text(index)
     pairs = [(header, body if engine.enabled_for(msearch_framing.target_index(header if isinstance(header, Mapping) else {},
                                                                                default)) else None)
              for header, body in pairs]
-    retries = recovery.msearch_retries(pairs, response.get("responses"), engine.config.recovery)
+    retries = recovery.msearch_retries(pairs, answers, engine.config.recovery)
     return retries, [line for _, header, body in retries for line in (header, body)]
 
 

@@ -14,7 +14,7 @@ everything else spread) must not ride on a narrow arg-max.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from qrw.plugin.config import GateConfig
@@ -47,9 +47,11 @@ def top_tag(probabilities: Mapping[str, float]) -> tuple[str, float]:
     return best.name, float(probabilities.get(best.name, 0.0))
 
 
-def decide(probabilities: Mapping[str, float], config: GateConfig, *, respelling: bool = False) -> Decision:
-    """Apply the policy to one rewrite's tag probabilities. ``respelling``: the rewrite respells the query
-    (``widening.is_respelling``), so ``respelling_keep_min`` applies below ``keep_min``."""
+def decide(probabilities: Mapping[str, float], config: GateConfig, *,
+           respelling: bool | Callable[[], bool] = False) -> Decision:
+    """Apply the policy to one rewrite's tag probabilities. ``respelling``: whether the rewrite respells the
+    query (``widening.is_respelling``), so ``respelling_keep_min`` applies below ``keep_min``; a callable is
+    asked only for a rewrite that would otherwise be dropped (most are kept or dropped on the tags alone)."""
     tag, p_top = top_tag(probabilities)
     p_exact = float(probabilities.get("exact", 0.0))
     p_relevant = p_exact + float(probabilities.get("substitute", 0.0))
@@ -60,7 +62,7 @@ def decide(probabilities: Mapping[str, float], config: GateConfig, *, respelling
             "down", config.down_weight, tag, p_top,
             f"P(exact)+P(substitute)={p_relevant:.3f} >= keep_min {config.keep_min}",
         )
-    if respelling and p_relevant >= config.respelling_keep_min:
+    if p_relevant >= config.respelling_keep_min and (respelling() if callable(respelling) else respelling):
         return Decision(
             "down", config.down_weight, tag, p_top,
             f"a respelling of the query: P(exact)+P(substitute)={p_relevant:.3f} >= respelling_keep_min "

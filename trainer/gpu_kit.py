@@ -64,8 +64,9 @@ def download_wheels(target: Path, python_version: str) -> list[Path]:
 
 
 def pack(source: Path, archive: Path, arcname: str) -> Path:
-    """``source`` as an xz-compressed tar named ``arcname`` inside."""
-    with tarfile.open(archive, "w:xz", preset=6) as tar:
+    """``source`` as a tar named ``arcname`` inside: xz-compressed for ``.tar.xz``, plain for ``.tar`` (wheels are
+    zip files already; xz would spend most of the kit's preparation time to save almost nothing)."""
+    with tarfile.open(archive, "w:xz" if archive.name.endswith(".xz") else "w") as tar:
         tar.add(source, arcname=arcname)
     return archive
 

@@ -76,7 +76,7 @@ say "pack"
 import json, pathlib, sys
 path, model = pathlib.Path(sys.argv[1]), sys.argv[2]
 config = json.loads(path.read_text())
-config["base_model_name_or_path"] = model if model != "smollm2" else "smollm2"
+config["base_model_name_or_path"] = model  # 'smollm2' (resolved from the package here) or the folder given
 path.write_text(json.dumps(config, indent=2))
 PY
 mkdir -p "$work/result/sft" "$work/result/grpo"

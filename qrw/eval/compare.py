@@ -21,6 +21,7 @@ give the *increment*: relevant documents (grade >= 2) in the top 100 that no ori
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -217,7 +218,7 @@ def gated_rewrites(query: str, outcome: RewriteOutcome, plugin_config, brands) -
     reasons = check(query, outcome.rewrites, plugin_config.guards, brands)
     weighted, decisions = [], []
     for rewrite, probabilities, reason in zip(outcome.rewrites, outcome.tag_probabilities, reasons):
-        decision = decide(probabilities, plugin_config.gate, respelling=is_respelling(query, rewrite))
+        decision = decide(probabilities, plugin_config.gate, respelling=functools.partial(is_respelling, query, rewrite))
         weight = 0.0 if reason is not None else decision.weight
         weighted.append(WeightedRewrite(rewrite, weight, may_add_documents(query, rewrite, full=decision.action == "full")))
         decisions.append({"text": rewrite, "tag": decision.tag, "p_exact": round(float(probabilities.get("exact", 0.0)), 4),
@@ -233,10 +234,10 @@ def recover_empty(client: OpenSearch, index: str, bodies: Mapping[str, dict], hi
     its ranking is replaced when the retry finds something. Returns the queries recovered."""
     from qrw.plugin.recovery import retry_body
 
+    empty = {"hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}}  # what such a search answered
     retries = {}
     for q, ranking in hits.items():
-        answer = {"hits": {"total": {"value": ranking.total, "relation": "eq"}, "hits": [{"_id": i} for i in ranking.ids]}}
-        retry = retry_body(bodies[q], answer, recovery)
+        retry = retry_body(bodies[q], empty, recovery) if ranking.total == 0 else None
         if retry is not None:
             retries[q] = retry
     recovered = []

@@ -92,6 +92,13 @@ def test_a_respelling_is_kept_below_keep_min_down_to_its_own_threshold():
     assert decide(unsure, GateConfig(keep_min=0.5, respelling_keep_min=1.01), respelling=True).action == "drop"
     assert GateConfig().respelling_keep_min == 0.1
 
+    def never_asked() -> bool:
+        raise AssertionError("the respelling test ran for a rewrite the tags already decide")
+
+    assert decide({"exact": 0.9}, GATE, respelling=never_asked).action == "full"
+    assert decide({"irrelevant": 1.0}, GATE, respelling=never_asked).action == "drop"  # below every threshold
+    assert decide(unsure, GATE, respelling=lambda: True).action == "down"
+
 
 # -- merge -------------------------------------------------------------------------------------
 
