@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                   "(fold 0 = validation, scored for the report only)",
         "companion": args.companion, "train_queries": len(train), "valid_queries": len(valid),
         "train_mean_by_setting": {label(s): mean(s, train) for s in settings},
+        "moved_by_setting": {  # in-sample: training queries whose nDCG@10 moves beyond HARM under that setting
+            label(s): {q: [round(scores[off][q], 3), round(scores[s][q], 3)] for q in train
+                       if abs(scores[s][q] - scores[off][q]) > HARM}
+            for s in settings if s != off},
         "train_cv_ndcg@10": statistics.fmean(held_out.values()), "train_baseline_ndcg@10": mean(off, train),
         "cv_won": sorted(((q, round(d, 3)) for q, d in deltas.items() if d > HARM), key=lambda x: -x[1]),
         "cv_harmed": sorted(((q, round(d, 3)) for q, d in deltas.items() if d < -HARM), key=lambda x: x[1]),

@@ -23,7 +23,7 @@ from its figures: the edit rule and the systems are fixed):
   computed the same way). Exact matches keep their lead, and a misspelled word can still match.
 
     .venv/bin/python benchmarks/typo_queries.py --json docs/eval/typo_queries.json
-    .venv/bin/python benchmarks/typo_queries.py --fold valid --json docs/eval/typo_queries_valid.json
+    .venv/bin/python benchmarks/typo_queries.py --fold valid --respelling-sweep "" --json docs/eval/typo_queries_valid.json
 
 Needs a node with the catalog under the alias ``products`` (``qrw opensearch start``, ``qrw index``).
 """
@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzzy-boost", type=float, default=0.1,
                         help="baseline.fuzzy_boost of the profile run through qrw eval (0.1: free on clean training queries in stop 22)")
     parser.add_argument("--fuzzy-weights", default="0.05,0.1,0.2,0.3,0.5,1.0", help="weights of the fuzzy should clause")
+    parser.add_argument("--respelling-sweep", default="1.01,0.2,0.1,0.05,0",
+                        help="gate.respelling_keep_min values run through qrw eval (shipped profile, clean and "
+                             "misspelled; headroom §16b); empty: skip")
     args = parser.parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -162,6 +165,22 @@ def main(argv: list[str] | None = None) -> int:
                 "gated_zero_hit_retries": systems["gated"].get("zero_hit_recoveries", 0),
                 "served": {q: r.get("rewrites") for q, r in per_query.items() if r.get("rewrites")},
             }
+    results["respelling_sweep"] = {}
+    for value in [v for v in args.respelling_sweep.split(",") if v.strip()]:
+        layer = args.work_dir / f"plugin_respelling_{value}.yaml"
+        layer.write_text(yaml.safe_dump({"gate": {"respelling_keep_min": float(value)}}))
+        row = {}
+        for kind, judgments in files.items():
+            out = args.work_dir / f"eval_{args.fold}_{kind}_respelling_{value}.json"
+            subprocess.run([qrw, "eval", "--judgments", str(judgments), "--systems", "original,gated", "--model", "default",
+                            "--url", args.url, "--json", str(out), "--quiet", "--plugin-config", str(layer)],
+                           check=True, stdout=subprocess.DEVNULL)
+            gated = next(s for name, s in json.loads(out.read_text())["systems"].items() if name.startswith("gated"))
+            row[kind] = {"gated_ndcg@10": round(gated["ndcg@10"], 4), "harm_rate": gated["harm_rate"],
+                         "win_rate": gated["win_rate"], "served_rewrites": gated["served_rewrites"]}
+        results["respelling_sweep"][value] = row
+        print(f"respelling_keep_min {value}: clean {row['clean']['gated_ndcg@10']:.4f} (harm {row['clean']['harm_rate']:.1%}), "
+              f"misspelled {row['typo']['gated_ndcg@10']:.4f} (harm {row['typo']['harm_rate']:.1%})")
     base = results["runs"]["clean/shipped"]["original_ndcg@10"]
     print(f"{len(kept)} {args.fold}-fold queries misspelled ({results['left_out_no_long_word']} left out: no word of 5+ letters)")
     print(f"{'run':16s} {'original':>9s} {'gated':>7s} {'gated/orig':>10s} {'x clean original':>17s} {'harm':>6s} {'win':>6s} {'0-hit':>6s} {'retry':>6s}")
