@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzzy-boost", type=float, default=0.1,
                         help="baseline.fuzzy_boost of the profile run through qrw eval (0.1: free on clean training queries in stop 22)")
     parser.add_argument("--fuzzy-weights", default="0.05,0.1,0.2,0.3,0.5,1.0", help="weights of the fuzzy should clause")
+    parser.add_argument("--respell-weights", default="0.3,0.5,1",
+                        help="respell.weight values run through qrw eval (index respelling, headroom §17); empty: skip")
     parser.add_argument("--respelling-sweep", default="1.01,0.2,0.1,0.05,0",
                         help="gate.respelling_keep_min values run through qrw eval (shipped profile, clean and "
                              "misspelled; headroom §16b); empty: skip")
@@ -135,11 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     fuzzy_copy = {**shipped, "name": "icecat_fuzzy_copy",
                   "baseline": {**shipped["baseline"], "name": shipped["baseline"]["name"] + "_fuzzy_copy", "fuzzy_boost": args.fuzzy_boost}}
     profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml", "fuzzy_copy": args.work_dir / "icecat_fuzzy_copy.yaml",
-                "shipped_no_recovery": None}
+                "shipped_no_recovery": None, "shipped_no_respell": None}
     profiles["fuzzy"].write_text(yaml.safe_dump(fuzzy, sort_keys=False))
     profiles["fuzzy_copy"].write_text(yaml.safe_dump(fuzzy_copy, sort_keys=False))
     no_recovery = args.work_dir / "plugin_no_recovery.yaml"  # the serving chain as before zero-hit recovery
     no_recovery.write_text(yaml.safe_dump({"recovery": {"zero_hits": False}}))
+    no_respell = args.work_dir / "plugin_no_respell.yaml"  # the serving chain without index respelling
+    no_respell.write_text(yaml.safe_dump({"respell": {"enabled": False}}))
 
     qrw = str(Path(sys.executable).with_name("qrw"))
     results: dict = {"queries": len(kept), "left_out_no_long_word": len(typo_of) - len(kept),
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                 command += ["--profile", str(profile)]
             if profile_name == "shipped_no_recovery":
                 command += ["--plugin-config", str(no_recovery)]
+            if profile_name == "shipped_no_respell":
+                command += ["--plugin-config", str(no_respell)]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             report = json.loads(out.read_text())
             systems = {name.split(":")[0]: s for name, s in report["systems"].items()}
@@ -163,8 +169,28 @@ def main(argv: list[str] | None = None) -> int:
                 "gated_harm_rate": systems["gated"]["harm_rate"], "gated_win_rate": systems["gated"]["win_rate"],
                 "original_zero_hits": sum(1 for r in systems["original"]["per_query"] if r.get("total_hits") == 0),
                 "gated_zero_hit_retries": systems["gated"].get("zero_hit_recoveries", 0),
+                "gated_index_respellings": systems["gated"].get("index_respellings", 0),
                 "served": {q: r.get("rewrites") for q, r in per_query.items() if r.get("rewrites")},
             }
+    results["respell_weights"] = {}
+    for value in [v for v in args.respell_weights.split(",") if v.strip()]:
+        layer = args.work_dir / f"plugin_respell_weight_{value}.yaml"
+        layer.write_text(yaml.safe_dump({"respell": {"weight": float(value)}}))
+        row = {}
+        for kind, judgments in files.items():
+            out = args.work_dir / f"eval_{args.fold}_{kind}_respell_weight_{value}.json"
+            subprocess.run([qrw, "eval", "--judgments", str(judgments), "--systems", "original,gated", "--model", "default",
+                            "--url", args.url, "--json", str(out), "--quiet", "--plugin-config", str(layer)],
+                           check=True, stdout=subprocess.DEVNULL)
+            systems = {name.split(":")[0]: s for name, s in json.loads(out.read_text())["systems"].items()}
+            gated, before = systems["gated"], {r["query"]: r["ndcg@10"] for r in systems["original"]["per_query"]}
+            row[kind] = {"gated_ndcg@10": round(gated["ndcg@10"], 4), "harm_rate": gated["harm_rate"],
+                         "win_rate": gated["win_rate"], "index_respellings": gated.get("index_respellings", 0),
+                         "harmed": [r["query"] for r in gated["per_query"] if r["ndcg@10"] < before[r["query"]] - 0.05]}
+        results["respell_weights"][value] = row
+        print(f"respell.weight {value}: clean {row['clean']['gated_ndcg@10']:.4f} (harm {row['clean']['harm_rate']:.1%}, "
+              f"{row['clean']['index_respellings']} respelled), misspelled {row['typo']['gated_ndcg@10']:.4f} "
+              f"(harm {row['typo']['harm_rate']:.1%}, {row['typo']['index_respellings']} respelled)")
     results["respelling_sweep"] = {}
     for value in [v for v in args.respelling_sweep.split(",") if v.strip()]:
         layer = args.work_dir / f"plugin_respelling_{value}.yaml"
@@ -187,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results["runs"].items():
         print(f"{name:16s} {r['original_ndcg@10']:9.4f} {r['gated_ndcg@10']:7.4f} {r['gated_x_original']:10.3f} "
               f"{r['gated_ndcg@10'] / base:17.3f} {r['gated_harm_rate']:6.1%} {r['gated_win_rate']:6.1%} {r['original_zero_hits']:6d} {r['gated_zero_hit_retries']:6d}")
-    results["fuzzy_should"] = fuzzy_should(args.url, rows, kept, [float(w) for w in args.fuzzy_weights.split(",")])
+    results["fuzzy_should"] = fuzzy_should(args.url, rows, kept, [float(w) for w in args.fuzzy_weights.split(",") if w.strip()])
     print("baseline + fuzzy copy of itself as a should clause (nDCG@10 of the top 10, searched directly):")
     for name, r in results["fuzzy_should"].items():
         print(f"  {name:10s} clean {r['clean']:.4f}   misspelled {r['typo']:.4f}")

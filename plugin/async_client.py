@@ -31,6 +31,7 @@ from qrw.plugin.client import (
     needs_model,
     prepare_msearch,
     prepare_search,
+    respell_asks,
     search_retry,
     take_msearch,
     take_search,
@@ -62,7 +63,24 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
             return await asyncio.to_thread(step, self.qrw, body, index, headers)
         return step(self.qrw, body, index, headers)
 
+    async def _respell(self, asks: list[tuple[Any, str | None]], headers: Any) -> None:
+        """Ask the index for each pending respelling, all at once; the engine keeps the answers. A failure costs
+        only the respelling."""
+        timeout = self.qrw.config.respell.timeout_ms / 1000.0
+
+        async def one(ask: Any, index: str | None) -> None:
+            try:
+                answer = await super(AsyncRewritingOpenSearch, self).search(body=ask.body, index=index, headers=headers,
+                                                                            request_timeout=timeout)
+            except (OpenSearchException, asyncio.TimeoutError):
+                answer = None
+            self.qrw.respell_answer(ask, answer)
+
+        if asks:
+            await asyncio.gather(*(one(ask, index) for ask, index in asks))
+
     async def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        await self._respell(respell_asks(self.qrw, body, index), headers)
         prepared = await self._prepare(prepare_search, body, index, headers)
         response = await super().search(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
         retry = search_retry(self.qrw, prepared, response, index, params, kwargs)
@@ -75,7 +93,9 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
         return finish(prepared, response)
 
     async def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-        prepared = await self._prepare(prepare_msearch, materialise(body), index, headers)
+        body = materialise(body)
+        await self._respell(respell_asks(self.qrw, body, index, multi=True), headers)
+        prepared = await self._prepare(prepare_msearch, body, index, headers)
         response = await super().msearch(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
         retries, retry_body = msearch_retries(self.qrw, prepared, response, index, params, kwargs)
         if retries:

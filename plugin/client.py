@@ -106,6 +106,27 @@ def _search_parse(body: Any) -> Any:
     return body
 
 
+def respell_asks(engine: RewriteEngine, body: Any, index: Any, *, multi: bool = False) -> list[tuple[Any, str | None]]:
+    """The suggest requests (``qrw.plugin.respell``) to send before rewriting a ``search`` (or, with ``multi``, an
+    ``msearch``) body, each with its index; empty when the engine remembers every answer or respelling is off."""
+    if not engine.config.respell.enabled:
+        return []
+    target = _index_text(index)
+    if not multi:
+        ask = engine.respell_ask(_search_parse(body), target)
+        return [(ask, target)] if ask is not None else []
+    pairs = parse_msearch(body) or []
+    asks = []
+    for header, item in pairs:
+        item_index = header.get("index", target) if isinstance(header, Mapping) else target
+        if isinstance(item_index, list):
+            item_index = ",".join(str(i) for i in item_index)
+        ask = engine.respell_ask(item, item_index)
+        if ask is not None:
+            asks.append((ask, item_index))
+    return asks
+
+
 def prepare_search(engine: RewriteEngine, body: Any, index: Any, headers: Any) -> Prepared:
     parsed = _search_parse(body)
     new_body, report = engine.rewrite_body(parsed, index=_index_text(index), explain=_explain_header(headers))
@@ -251,7 +272,18 @@ class RewritingOpenSearch(OpenSearch):
         super().__init__(hosts, **kwargs)
         self.qrw = make_engine(engine, config, model, rules)
 
+    def _respell(self, asks: list[tuple[Any, str | None]], headers: Any) -> None:
+        """Ask the index for each pending respelling; the engine keeps the answers. A failure costs only the respelling."""
+        timeout = self.qrw.config.respell.timeout_ms / 1000.0
+        for ask, index in asks:
+            try:
+                answer = super().search(body=ask.body, index=index, headers=headers, request_timeout=timeout)
+            except OpenSearchException:
+                answer = None
+            self.qrw.respell_answer(ask, answer)
+
     def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        self._respell(respell_asks(self.qrw, body, index), headers)
         prepared = prepare_search(self.qrw, body, index, headers)
         response = super().search(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
         retry = search_retry(self.qrw, prepared, response, index, params, kwargs)
@@ -264,7 +296,9 @@ class RewritingOpenSearch(OpenSearch):
         return finish(prepared, response)
 
     def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-        prepared = prepare_msearch(self.qrw, materialise(body), index, headers)
+        body = materialise(body)
+        self._respell(respell_asks(self.qrw, body, index, multi=True), headers)
+        prepared = prepare_msearch(self.qrw, body, index, headers)
         response = super().msearch(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
         retries, retry_body = msearch_retries(self.qrw, prepared, response, index, params, kwargs)
         if retries:

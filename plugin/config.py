@@ -11,6 +11,7 @@ File layout (every section optional, every field has its default here and nowher
     guards:  {brands: [hp, canon], brands_file: brands.txt, brands_field: supplier.raw, ...}
     merge:   {rewrite_operator: and, mode: confident}
     recovery: {zero_hits: true, fuzziness: AUTO, skip_fields: ["*.join"]}
+    respell: {enabled: true, field: all_text.std, weight: 1.0, ...}
     cache:   {max_entries: 10000, ttl_s: 3600, store: file, file: cache.sqlite, precompute_file: queries.txt}
     proxy:   {rewrite_indices: ["products*"], upstreams: [http://127.0.0.1:9200], debug_networks: [127.0.0.1/32], ...}
 """
@@ -117,6 +118,22 @@ class RecoveryConfig(_Frozen):
         return self
 
 
+class RespellConfig(_Frozen):
+    """Correcting words the index does not hold, with OpenSearch's term suggester (``qrw.plugin.respell``)."""
+
+    enabled: bool = Field(True, description="ask the index which query words no document holds and serve the query "
+                                            "with them corrected as a respelling (only plausible typing slips; words "
+                                            "with digits never change); one suggest request per new query text")
+    field: str = Field("all_text.std", description="an unstemmed text field whose words are the vocabulary (qrw's "
+                                                   "index layout: the catch-all's standard-analyzer sub-field)")
+    weight: float = Field(1.0, gt=0.0, le=10.0, description="boost of the corrected query's clause (1: chosen on misspelled training-fold queries, docs/eval/headroom.md §17)")
+    max_edits: int = Field(2, ge=1, le=2, description="term suggester max_edits")
+    prefix_length: int = Field(1, ge=0, le=10, description="leading letters a correction must keep (term suggester prefix_length)")
+    min_word_length: int = Field(4, ge=1, le=50, description="shorter words are never corrected")
+    suggestions: int = Field(3, ge=1, le=20, description="suggestions read per word; the first plausible typo fix is taken")
+    timeout_ms: float = Field(100.0, gt=0.0, le=60_000.0, description="a slower suggest answer is given up (the query goes without a respelling)")
+
+
 class ChainConfig(_Frozen):
     """How the model is asked and how long a request may wait for it."""
 
@@ -200,6 +217,7 @@ class PluginConfig(_Frozen):
     guards: GuardConfig = GuardConfig()
     merge: MergeConfig = MergeConfig()
     recovery: RecoveryConfig = RecoveryConfig()
+    respell: RespellConfig = RespellConfig()
     cache: CacheConfig = CacheConfig()
     proxy: ProxyConfig = ProxyConfig()
 
@@ -212,7 +230,7 @@ def _read_sections(path: Path) -> dict:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections (gate, chain, guards, merge, recovery, cache, proxy)")
+        raise ConfigError(f"config file {path} must hold a mapping of sections (gate, chain, guards, merge, recovery, respell, cache, proxy)")
     return loaded
 
 

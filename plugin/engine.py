@@ -22,6 +22,7 @@ from qrw.plugin.fidelity import TermsFactory, faithful_merge
 from qrw.plugin.merge import WeightedRewrite, find_text_query, rewrite_name, strip_ext
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.prompt import normalize_text
+from qrw.plugin.respell import Respelling, respelled, suggest_body, with_respelling, worth_asking
 from qrw.plugin.rules import RuleSet
 from qrw.plugin.widening import may_add_documents
 
@@ -29,6 +30,18 @@ log = logging.getLogger("qrw.plugin")
 
 TRUE_STRINGS = ("1", "true", "yes", "on")
 VERDICT_MEMO_SIZE = 50_000
+RESPELL_MEMO_MIN = 1024
+NO_RESPELLING = "none"
+"""What the respelling memo holds for a query the index spells as the user did (asked, nothing to fix)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RespellAsk:
+    """A suggest request to send for one query (``RewriteEngine.respell_ask``), and where its answer is kept."""
+
+    key: str
+    text: str
+    body: dict
 
 
 def weighted(query: str, candidate: Candidate) -> WeightedRewrite:
@@ -160,6 +173,8 @@ class RewriteEngine:
             RulesFactory(self.rules),
             TermsFactory(),
         ])
+        # Index respellings (qrw.plugin.respell) per (index, query text): asked once, then reused until the cache TTL.
+        self._respellings: TTLCache[Any] = TTLCache(max(self.config.cache.max_entries, RESPELL_MEMO_MIN), self.config.cache.ttl_s)
         self.warm_ms: float | None = None
         if self.config.chain.warm_up:
             self.warm_up()
@@ -343,6 +358,38 @@ class RewriteEngine:
             self.source.count_cache_hit()
         return True
 
+    # -- index respelling (qrw.plugin.respell) -----------------------------------------------
+
+    def respell_ask(self, body: Any, index: str | None) -> RespellAsk | None:
+        """The suggest request the caller should send to ``index`` before rewriting ``body``, or None: respelling
+        is off, rewriting is off for the index, there is no text query, or a fresh answer is remembered."""
+        config = self.config.respell
+        if not config.enabled or not isinstance(body, Mapping) or not self.enabled_for(index):
+            return None
+        text = self.rewritable_text(body)
+        if text is None or not worth_asking(text, config):
+            return None
+        key = f"{index or ''}\x00{text}"
+        if self._respellings.is_fresh(key):
+            return None
+        return RespellAsk(key, text, suggest_body(text, config))
+
+    def respell_answer(self, ask: RespellAsk, response: Any) -> Respelling | None:
+        """Remember the index's answer to ``ask`` (``response``: the parsed search response; None when the request
+        failed or timed out, which is not remembered, so the next request asks again)."""
+        if response is None or not isinstance(response, Mapping) or "error" in response:
+            return None
+        found = respelled(ask.text, response)
+        self._respellings.put(ask.key, found if found is not None else NO_RESPELLING)
+        return found
+
+    def respelling(self, text: str, index: str | None) -> Respelling | None:
+        """The remembered respelling of ``text`` on ``index`` (a stale one too: better than none), or None."""
+        if not self.config.respell.enabled:
+            return None
+        hit = self._respellings.get(f"{index or ''}\x00{text}")
+        return hit.value if hit is not None and isinstance(hit.value, Respelling) else None
+
     def rewrite_body(self, body: Any, *, index: str | None = None, explain: bool = False) -> tuple[Any, dict | None]:
         """(body to send, explain report or None). Never raises for a rewriting problem."""
         started = time.perf_counter()
@@ -359,12 +406,21 @@ class RewriteEngine:
                 return body, self._report(None, started, reason) if explain else None
             deadline_ms = options.get("deadline_ms")
             deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
+            respelling = self.respelling(text, index)
+            weight = self.config.respell.weight
             if not explain:
-                return faithful_merge(body, self._kept_rewrites(text, deadline_ms), self.config.merge.rewrite_operator, self.config.merge.mode), None
+                kept = with_respelling(self._kept_rewrites(text, deadline_ms), respelling, weight)
+                return faithful_merge(body, kept, self.config.merge.rewrite_operator, self.config.merge.mode), None
             result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
-            kept = [weighted(text, c) for c in result.kept]
+            kept = with_respelling([weighted(text, c) for c in result.kept], respelling, weight)
             new_body = faithful_merge(body, kept, self.config.merge.rewrite_operator, self.config.merge.mode)
-            return new_body, self._report(result, started)
+            report = self._report(result, started)
+            if respelling is not None:
+                words = respelling.text.casefold().split()
+                position = next(i for i, k in enumerate(kept) if k.text.casefold().split() == words)
+                report["respelling"] = {**respelling.as_dict(weight), "name": rewrite_name(position)}
+                report["rewritten"] = True
+            return new_body, report
         except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response
             log.exception("rewriting failed; sending the original query")
             fallback = strip_ext(body)[0] if isinstance(body, Mapping) else body

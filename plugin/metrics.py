@@ -50,6 +50,8 @@ class Metrics:
         self.retries = Counter("qrw_upstream_retries", "Requests sent again to another node", registry=r)
         self.recoveries = Counter("qrw_zero_hit_retries", "Empty searches sent again with fuzzy text clauses "
                                   "(qrw.plugin.recovery), by outcome", ["outcome"], registry=r)
+        self.respellings = Counter("qrw_index_respellings", "Suggest requests for words the index does not hold "
+                                   "(qrw.plugin.respell), by outcome", ["outcome"], registry=r)
         self.suppressed = Counter("qrw_log_lines_suppressed", "Repeated log lines dropped by the rate limit", registry=r)
         # Pre-create the label sets operators alert on, so they read 0 instead of being absent.
         for origin in ("cache", "model", "stale", "none"):
@@ -98,6 +100,10 @@ class Metrics:
     def recovery(self, outcome: str, count: int = 1) -> None:
         if count:
             self.recoveries.labels(outcome).inc(count)
+
+    def respell(self, outcome: str, count: int = 1) -> None:
+        if count:
+            self.respellings.labels(outcome).inc(count)
 
     def render(self) -> bytes:
         """The text exposition; across all worker processes when running in multiprocess mode."""

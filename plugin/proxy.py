@@ -41,6 +41,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -498,6 +499,7 @@ class Proxy:
         encoding = _header(headers, b"content-encoding") or b""
         content = raw
         reports: list[dict | None] = []
+        forward = _forward_headers(headers, drop=QRW_HEADERS)
         plain = _decode(raw, encoding, self.config.max_body_bytes) if raw else raw
         sent = plain
         if plain is not None and plain.strip():
@@ -506,13 +508,13 @@ class Proxy:
                 remembered = self._remembered(memo_key)  # remembered bodies passed the depth check below
                 if remembered is None and jsonbody.deeper_than(plain, self.config.max_json_depth):
                     raise BodyTooDeep(self._depth_reason())
-                changed, reports = remembered or await self._rewrite_fresh(plain, index, explain, debug, memo_key)
+                changed, reports = remembered or await self._rewrite_fresh(plain, index, explain, debug, memo_key,
+                                                                            forward, encoding)
             else:
-                changed, reports = await self._rewrite_msearch(plain, index, explain, debug)
+                changed, reports = await self._rewrite_msearch(plain, index, explain, debug, forward, encoding)
             if changed is not None:
                 content = _encode(changed, encoding)
                 sent = changed
-        forward = _forward_headers(headers, drop=QRW_HEADERS)
         response, data = await self._upstreams().request(method, target, forward, content,
                                                          retryable=True, buffer_response=True)
         assert data is not None
@@ -671,11 +673,37 @@ class Proxy:
                 return remembered[2], [None]
         return None
 
+    async def _respell(self, bodies: list[tuple[Any, str | None]], forward: list, encoding: bytes) -> None:
+        """Ask the index which query words it does not hold (``qrw.plugin.respell``) for each (body, index) whose
+        answer the engine does not remember, all at once; the engine keeps the answers for ``rewrite_body``. A
+        failure or an answer slower than ``respell.timeout_ms`` costs only that query's respelling."""
+        asks = [(ask, index) for body, index in bodies if (ask := self.engine.respell_ask(body, index)) is not None]
+        if not asks:
+            return
+        headers = [(k, v) for k, v in forward if k.lower() != b"content-type"] + [(b"content-type", b"application/json")]
+        timeout = self.engine.config.respell.timeout_ms / 1000.0
+
+        async def one(ask: Any, index: str | None) -> None:
+            target = (f"/{quote(index, safe=',*')}/_search" if index else "/_search").encode()
+            try:
+                response, data = await asyncio.wait_for(self._upstreams().request(
+                    "POST", target, headers, _encode(jsonbody.dumps(ask.body), encoding), retryable=True,
+                    buffer_response=True), timeout)
+            except (ProxyError, asyncio.TimeoutError):
+                self.metrics.respell("failed")
+                return
+            found = self.engine.respell_answer(ask, _parsed(data or b"", response) if response.status == 200 else None)
+            self.metrics.respell("respelled" if found is not None else ("unchanged" if response.status == 200 else "failed"))
+
+        await asyncio.gather(*(one(ask, index) for ask, index in asks))
+
     async def _rewrite_fresh(self, plain: bytes, index: str | None, explain: bool, debug: bool,
-                             memo_key: tuple[bytes, str | None] | None) -> tuple[bytes | None, list]:
+                             memo_key: tuple[bytes, str | None] | None, forward: list,
+                             encoding: bytes) -> tuple[bytes | None, list]:
         body = self._parse(plain, debug)
         if body is None:
             return None, []
+        await self._respell([(body, index)], forward, encoding)
         if self._needs_model(body, index):
             changed, report = await self._in_thread(self._rewrite_parsed, body, index, explain)
         else:
@@ -712,7 +740,8 @@ class Proxy:
             reports.append(report)
         return (msearch_framing.join(plain, items, replacements) if replacements else None), reports
 
-    async def _rewrite_msearch(self, plain: bytes, index: str | None, explain: bool, debug: bool) -> tuple[bytes | None, list]:
+    async def _rewrite_msearch(self, plain: bytes, index: str | None, explain: bool, debug: bool, forward: list,
+                               encoding: bytes) -> tuple[bytes | None, list]:
         items = msearch_framing.split(plain)
         if items is None:
             return None, []  # OpenSearch refuses this framing itself: forward it untouched
@@ -722,6 +751,8 @@ class Proxy:
             if jsonbody.deeper_than(line, self.config.max_json_depth):
                 raise BodyTooDeep(self._depth_reason())
             bodies.append(self._parse(line, debug) if line.strip() else None)
+        await self._respell([(b, msearch_framing.target_index(it.header, index)) for it, b in zip(items, bodies) if b is not None],
+                            forward, encoding)
         if any(b is not None and self._needs_model(b, msearch_framing.target_index(it.header, index)) for it, b in zip(items, bodies)):
             return await self._in_thread(self._rewrite_msearch_sync, plain, items, bodies, index, explain)
         return self._rewrite_msearch_sync(plain, items, bodies, index, explain)

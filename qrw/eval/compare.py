@@ -248,6 +248,21 @@ def recover_empty(client: OpenSearch, index: str, bodies: Mapping[str, dict], hi
     return recovered
 
 
+def index_respellings(client: OpenSearch, index: str, queries: Sequence[str], respell) -> dict:
+    """The plugin's index respelling (``qrw.plugin.respell``) of each query, as the proxy and the clients ask for
+    it: one suggest request per query; queries the index spells as typed are left out."""
+    from qrw.plugin.prompt import normalize_text
+    from qrw.plugin.respell import respelled, suggest_body
+
+    found = {}
+    for q in queries:
+        text = normalize_text(q)
+        respelling = respelled(text, client.search(index=index, body=suggest_body(text, respell)))
+        if respelling is not None:
+            found[q] = respelling
+    return found
+
+
 def compare_systems(
     client: OpenSearch,
     index: str,
@@ -275,6 +290,7 @@ def compare_systems(
     from qrw.plugin.engine import apply_decoding
     from qrw.plugin.guards import load_brands
     from qrw.plugin.merge import WeightedRewrite, merge_rewrites
+    from qrw.plugin.respell import with_respelling
     from qrw.search.baseline import VARIANTS
 
     check_index(client, index, url)
@@ -290,6 +306,7 @@ def compare_systems(
         ordered.insert(0, SystemSpec("original"))
     for spec in ordered:
         latencies: list[float] = []
+        respellings: dict = {}
         relevance = adds_rate = None
         served = 0
         decisions_by_query: dict[str, list[dict]] = {}
@@ -318,6 +335,8 @@ def compare_systems(
                 outcomes = outcomes_by_model[spec.model]
                 latencies = [outcomes[q].latency_ms for q in queries]
                 bodies, pairs = {}, []
+                respellings = (index_respellings(client, index, queries, config.respell)
+                               if spec.kind == "gated" and config.respell.enabled else {})
                 for q in queries:
                     if spec.kind == "ungated":
                         weighted = [WeightedRewrite(r, config.gate.full_weight) for r in outcomes[q].rewrites]
@@ -325,6 +344,12 @@ def compare_systems(
                                                  for r in outcomes[q].rewrites]
                     else:
                         weighted, decisions_by_query[q] = gated_rewrites(q, outcomes[q], config, brands)
+                        if q in respellings:
+                            weighted = with_respelling(weighted, respellings[q], config.respell.weight)
+                            decisions_by_query[q].append({"text": respellings[q].text, "action": "respelling",
+                                                          "weight": config.respell.weight,
+                                                          "reason": "index term suggester: " + ", ".join(
+                                                              f"{a} -> {b}" for a, b in respellings[q].words)})
                     pairs += [(q, rw.text) for rw in weighted if rw.weight > 0]
                     bodies[q] = merge_rewrites(baseline.build(q), weighted, config.merge.rewrite_operator, config.merge.mode)
                 served = len(pairs)
@@ -343,6 +368,7 @@ def compare_systems(
         report["rewrite_relevance_rate"] = relevance
         report["served_rewrites"] = served
         report["zero_hit_recoveries"] = len(recovered)
+        report["index_respellings"] = len(respellings) if spec.kind == "gated" else 0
         report["adds_brand_or_number_rate"] = adds_rate
         report["latency_ms"] = {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
         report["latency_samples_ms"] = latencies

@@ -28,6 +28,7 @@ SUMMARY_COLUMNS = (
     ("rewrite relevance", "rewrite_relevance_rate", "{:.1%}"),
     ("served rewrites", "served_rewrites", "{}"),
     ("0-hit retries", "zero_hit_recoveries", "{}"),
+    ("index respellings", "index_respellings", "{}"),
     ("adds brand/number", "adds_brand_or_number_rate", "{:.1%}"),
     ("median hits", "median_total_hits", "{:.0f}"),
     ("p (vs original)", "p_value_vs_original", "{:.3f}"),

@@ -204,9 +204,14 @@ def _explain_html(explain: dict | None, ranking: Ranking) -> str:
     recovered = recovery and (
         f"the search found nothing, so it was sent again with fuzzy text clauses ({recovery.get('fuzziness')}): "
         f"{recovery.get('hits', 0)} hits" + ("" if recovery.get("hits") else ", the empty answer stands"))
+    respelling = explain.get("respelling") or {}
+    respelled = respelling and (
+        "words the index does not hold were corrected by its term suggester: "
+        + ", ".join(f"{typed} → {fixed}" for typed, fixed in respelling.get("words", []))
+        + f" (served as “{respelling.get('text')}” at weight {float(respelling.get('weight', 0)):.2f})")
     notes = "".join(
         f'<p class="meta">{html.escape(str(n))}</p>'
-        for n in (explain.get("reason"), model.get("error") and f"model: {model['error']}", recovered) if n
+        for n in (explain.get("reason"), model.get("error") and f"model: {model['error']}", respelled, recovered) if n
     )
     head = "".join(f"<th>P({t[:3]})</th>" for t in TAG_ORDER)
     table = (

@@ -74,7 +74,9 @@ def test_metrics_count_requests_rewrites_fallbacks_latency_and_cache(opensearch_
         assert metric(text, "qrw_search_bodies_total", result="unchanged") == 1
         assert metric(text, "qrw_model_outputs_total", origin="model") == 2  # chromebook once, toaster once
         assert metric(text, "qrw_model_outputs_total", origin="cache") == 2  # chromebook twice more
-        assert metric(text, "qrw_model_seconds_count") == 2 and metric(text, "qrw_upstream_seconds_count") == 6
+        # 4 searches, 2 counts, and one suggest request (index respelling) per new query text: chromebook, toaster
+        assert metric(text, "qrw_model_seconds_count") == 2 and metric(text, "qrw_upstream_seconds_count") == 8
+        assert metric(text, "qrw_index_respellings_total", outcome="unchanged") == 2
         httpx.post(f"{bad.url}/products/_search", json=SEARCH)
         assert metric(httpx.get(f"{bad.url}/_qrw/metrics").text, "qrw_fallbacks_total", reason="error") == 1
         httpx.post(f"{late.url}/products/_search", json=SEARCH)

@@ -92,7 +92,7 @@ def titles(response):
 def engine(proxy=None, **recovery):
     model = TableRewriteModel({"laptop": [("notebook", {"exact": 1.0, "substitute": 0, "weak": 0, "irrelevant": 0})]})
     return RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, proxy={**DEBUG, **(proxy or {})},
-                                     recovery=recovery), model)
+                                     recovery=recovery, respell={"enabled": False}), model)  # recovery alone
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_eval_gated_system_recovers_like_the_proxy(opensearch_url, indexed_catal
     keyboards = client.search(index=indexed_catalog, body={"query": {"match": {"title": "keyboard"}}, "size": 300})
     qrels = {TYPO: {hit["_id"]: 3 for hit in keyboards["hits"]["hits"]}}
     result = compare_systems(client, indexed_catalog, qrels, [SystemSpec("original"), SystemSpec("gated", str(table))],
-                             progress=False)
+                             progress=False, plugin_config=load_config(None, respell={"enabled": False}))
     original, gated = result["systems"]["original"], result["systems"][f"gated:{table.name}"]
     assert original["per_query"][0]["total_hits"] == 0 and original["ndcg@10"] == 0.0
     assert gated["zero_hit_recoveries"] == 1 and gated["per_query"][0]["total_hits"] > 0 and gated["ndcg@10"] > 0

@@ -1,0 +1,148 @@
+"""Index respelling: correct the words of a query that the index does not hold, with OpenSearch's term suggester.
+
+Why: a misspelled word (``gaming keybord``, ``usb stik``) often leaves the rest of the query matching
+something, so zero-hit recovery (``plugin/recovery.py``) never fires, and the model proposes a
+respelling only for typos it has seen. The index itself knows its vocabulary: OpenSearch's term
+suggester with ``suggest_mode: missing`` answers only for words no document holds, with the index's
+nearest words. A correction joins the served rewrites as a respelling (it may add documents, at
+``RespellConfig.weight``); the user's own words stay in the query.
+
+Why a typo filter on top of the suggester: a correct word the catalog lacks is "missing" too, and
+the suggester offers the nearest catalog word for it (``frying pan`` -> ``flying pan``, ``thumb
+drive`` -> ``thule drive``, ``tent`` -> ``test``). A correction is taken only when it is a plausible
+*typo* of the typed word: one letter inserted, dropped, doubled, two neighbours swapped, or a letter
+replaced by a neighbouring key on a QWERTY keyboard (``docs/eval/headroom.md`` §17). Words with digits
+are never changed (``rtx 2060`` -> ``rtx 2070`` is another product).
+
+Pure and JSON in/out: builds the suggest request and reads its answer; the callers (proxy, clients,
+``qrw eval``) do the I/O and the engine remembers the answers (``RewriteEngine.respelling``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from qrw.plugin.config import RespellConfig
+from qrw.plugin.merge import WeightedRewrite
+from qrw.plugin.widening import _within_one_edit
+
+SUGGEST_NAME = "qrw_respell"
+
+_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_KEY_AT = {ch: (row, col + row * 0.5) for row, keys in enumerate(_ROWS) for col, ch in enumerate(keys)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Respelling:
+    """The query with its unknown words corrected, and which words changed."""
+
+    text: str
+    words: tuple[tuple[str, str], ...]
+
+    def as_dict(self, weight: float) -> dict:
+        return {"text": self.text, "words": [list(pair) for pair in self.words], "weight": weight}
+
+
+def neighbouring_keys(a: str, b: str) -> bool:
+    """Whether two letters sit next to each other on a QWERTY keyboard (same row, or the row above or below)."""
+    if a not in _KEY_AT or b not in _KEY_AT or a == b:
+        return False
+    (row_a, x_a), (row_b, x_b) = _KEY_AT[a], _KEY_AT[b]
+    if row_a == row_b:
+        return abs(x_a - x_b) == 1
+    return abs(row_a - row_b) == 1 and abs(x_a - x_b) <= 0.5
+
+
+def plausible_typo(typed: str, suggested: str) -> bool:
+    """Whether ``typed`` is ``suggested`` with one typing slip: a letter inserted, dropped or doubled, two
+    neighbours swapped, or a letter replaced by a neighbouring key. Letters only."""
+    typed, suggested = typed.casefold(), suggested.casefold()
+    if typed == suggested or not typed.isalpha() or not suggested.isalpha() or not _within_one_edit(typed, suggested):
+        return False
+    if len(typed) != len(suggested):
+        return True  # one letter inserted or dropped
+    differ = [i for i, (x, y) in enumerate(zip(typed, suggested)) if x != y]
+    if len(differ) == 2:
+        return True  # two neighbours swapped (_within_one_edit allows no other two-letter difference)
+    return neighbouring_keys(typed[differ[0]], suggested[differ[0]])
+
+
+def worth_asking(text: str, config: RespellConfig) -> bool:
+    """Whether ``text`` has a word the suggester could correct (letters only, at least ``min_word_length``): a
+    query of short words and numbers costs no suggest request."""
+    return any(word.isalpha() and len(word) >= config.min_word_length for word in text.split())
+
+
+def suggest_body(text: str, config: RespellConfig) -> dict:
+    """The search body that asks the index which words of ``text`` it does not hold, and their nearest words.
+    It matches no document: only the suggester runs."""
+    return {
+        "size": 0,
+        "track_total_hits": False,
+        "query": {"match_none": {}},
+        "suggest": {SUGGEST_NAME: {"text": text, "term": {
+            "field": config.field, "suggest_mode": "missing", "size": config.suggestions, "sort": "score",
+            "max_edits": config.max_edits, "prefix_length": config.prefix_length,
+            "min_word_length": config.min_word_length, "string_distance": "internal"}}},
+    }
+
+
+def _entries(response: Any) -> list | None:
+    if not isinstance(response, Mapping) or "error" in response:
+        return None
+    suggest = response.get("suggest")
+    if not isinstance(suggest, Mapping):
+        return None
+    entries = suggest.get(SUGGEST_NAME)
+    if entries is None:  # ?typed_keys prefixes the name with the suggester's type
+        entries = suggest.get(f"term#{SUGGEST_NAME}")
+    return entries if isinstance(entries, list) else None
+
+
+def respelled(text: str, response: Any) -> Respelling | None:
+    """``text`` with each unknown word replaced by the suggester's first plausible typo fix; None when no word
+    changes or the answer is not a term-suggester answer to ``suggest_body(text, ...)``."""
+    entries = _entries(response)
+    if not entries:
+        return None
+    changes: list[tuple[int, int, str, str]] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        offset, length, options = entry.get("offset"), entry.get("length"), entry.get("options")
+        if not isinstance(offset, int) or not isinstance(length, int) or not isinstance(options, list):
+            continue
+        if offset < 0 or length <= 0 or offset + length > len(text):
+            continue
+        typed = text[offset:offset + length]
+        for option in options:
+            candidate = option.get("text") if isinstance(option, Mapping) else None
+            if isinstance(candidate, str) and plausible_typo(typed, candidate):
+                changes.append((offset, length, typed, candidate))
+                break
+    if not changes:
+        return None
+    out = text
+    for offset, length, _typed, candidate in sorted(changes, reverse=True):
+        out = out[:offset] + candidate + out[offset + length:]
+    return Respelling(out, tuple((typed, candidate) for _o, _l, typed, candidate in sorted(changes)))
+
+
+def with_respelling(kept: Sequence[WeightedRewrite], respelling: Respelling | None, weight: float) -> list[WeightedRewrite]:
+    """The rewrites to merge: ``kept`` plus the respelling (it may add documents). A kept rewrite with the same
+    words (case ignored) is served once, at the larger of the two weights."""
+    if respelling is None:
+        return list(kept)
+    key = respelling.text.casefold().split()
+    out, merged = [], False
+    for rewrite in kept:
+        if not merged and rewrite.text.casefold().split() == key:
+            out.append(WeightedRewrite(rewrite.text, max(rewrite.weight, weight), True))
+            merged = True
+        else:
+            out.append(rewrite)
+    if not merged:
+        out.append(WeightedRewrite(respelling.text, weight, True))
+    return out

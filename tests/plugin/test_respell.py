@@ -1,0 +1,230 @@
+"""Index respelling: the typo filter and the request (pure), and the engine, proxy, both clients and `qrw eval`
+against the real node's term suggester."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from opensearchpy import OpenSearch
+
+from qrw.plugin import RewritingOpenSearch
+from qrw.plugin.async_client import AsyncRewritingOpenSearch
+from qrw.plugin.config import RespellConfig, load_config
+from qrw.plugin.engine import RewriteEngine
+from qrw.plugin.merge import WeightedRewrite
+from qrw.plugin.proxy import create_app
+from qrw.plugin.respell import Respelling, neighbouring_keys, plausible_typo, respelled, suggest_body, with_respelling, worth_asking
+from qrw.plugin.table import TableRewriteModel
+
+DEBUG = {"debug_networks": ["127.0.0.1/32"]}
+TYPO = "gaming keybord"  # "gaming" still matches: zero-hit recovery cannot help, the index knows "keyboard"
+
+
+# -- the typo filter ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed, suggested", [
+    ("keybord", "keyboard"),     # a letter dropped
+    ("heeadset", "headset"),     # a letter doubled
+    ("cabel", "cable"),          # two neighbours swapped
+    ("stik", "stick"),
+    ("mpuse", "mouse"),          # p is next to o on the keyboard
+    ("Keybord", "keyboard"),     # case does not matter
+])
+def test_typing_slips_are_plausible(typed, suggested):
+    assert plausible_typo(typed, suggested)
+
+
+@pytest.mark.parametrize("typed, suggested", [
+    ("frying", "flying"),        # r and l are far apart: a real word the catalog lacks, not a typo
+    ("thumb", "thule"),          # two edits
+    ("tent", "test"),
+    ("beans", "beads"),
+    ("2060", "2070"),            # numbers never change
+    ("rtx2060", "rtx2070"),
+    ("keyboard", "keyboard"),    # nothing to fix
+    ("café", "cafe"),            # not a key slip on a QWERTY keyboard
+])
+def test_other_changes_are_not(typed, suggested):
+    assert not plausible_typo(typed, suggested)
+
+
+def test_neighbouring_keys_follow_the_qwerty_rows():
+    assert neighbouring_keys("a", "s") and neighbouring_keys("a", "q") and neighbouring_keys("a", "w")
+    assert neighbouring_keys("s", "z") and neighbouring_keys("s", "x") and neighbouring_keys("b", "n")
+    assert not neighbouring_keys("a", "d") and not neighbouring_keys("r", "l") and not neighbouring_keys("a", "e")
+    assert not neighbouring_keys("a", "a") and not neighbouring_keys("a", "1")
+
+
+def test_suggest_body_matches_nothing_and_asks_only_for_missing_words():
+    request = suggest_body("usb stik", RespellConfig(field="title.std", max_edits=1))
+    assert request["query"] == {"match_none": {}} and request["size"] == 0
+    term = request["suggest"]["qrw_respell"]["term"]
+    assert term["field"] == "title.std" and term["suggest_mode"] == "missing" and term["max_edits"] == 1
+    assert request["suggest"]["qrw_respell"]["text"] == "usb stik"
+
+
+def test_only_queries_with_a_long_enough_word_are_asked_about():
+    config = RespellConfig()
+    assert worth_asking("usb stik", config) and not worth_asking("tv 55", config) and not worth_asking("rtx2060 ps4", config)
+    assert not worth_asking("labtop", RespellConfig(min_word_length=7))
+
+
+def answer(*entries):
+    return {"hits": {"hits": []}, "suggest": {"qrw_respell": [
+        {"text": text, "offset": offset, "length": len(text), "options": [{"text": o, "score": 0.8, "freq": 3} for o in options]}
+        for text, offset, options in entries]}}
+
+
+def test_respelled_replaces_each_word_by_its_first_plausible_fix():
+    found = respelled("usb stik 2060", answer(("usb", 0, []), ("stik", 4, ["stiff", "stick"]), ("2060", 9, ["2070"])))
+    assert found == Respelling("usb stick 2060", (("stik", "stick"),))  # "stiff" is two edits; numbers stay
+    assert respelled("frying pan", answer(("frying", 0, ["flying"]))) is None
+    assert respelled("x", {"error": {"type": "x"}}) is None and respelled("x", {"hits": {}}) is None
+    typed_keys = {"suggest": {"term#qrw_respell": answer(("labtop", 0, ["laptop"]))["suggest"]["qrw_respell"]}}
+    assert respelled("labtop", typed_keys) is None  # b and p are not neighbours
+    assert respelled("lapyop", {"suggest": {"term#qrw_respell": answer(("lapyop", 0, ["laptop"]))["suggest"]["qrw_respell"]}}).text == "laptop"
+    assert respelled("abc", answer(("abcdef", 0, ["abcdeg"]))) is None  # an entry outside the text is ignored
+
+
+def test_a_respelling_the_model_also_served_is_merged_once_at_the_larger_weight():
+    kept = [WeightedRewrite("Gaming Keyboard", 0.3, False), WeightedRewrite("keyboard", 0.3, False)]
+    merged = with_respelling(kept, Respelling("gaming keyboard", (("keybord", "keyboard"),)), 0.5)
+    assert merged == [WeightedRewrite("Gaming Keyboard", 0.5, True), WeightedRewrite("keyboard", 0.3, False)]
+    assert with_respelling(kept, None, 0.5) == kept
+    added = with_respelling([], Respelling("gaming keyboard", ()), 0.5)
+    assert added == [WeightedRewrite("gaming keyboard", 0.5, True)]
+
+
+# -- against the real node ----------------------------------------------------------------------------
+
+
+def body(text, **extra):
+    return {"query": {"multi_match": {"query": text, "fields": ["all_text", "supplier.stem", "all_text.join"],
+                                      "type": "most_fields"}}, "size": 10, "_source": ["title"], **extra}
+
+
+def titles(response):
+    return [hit["_source"]["title"] for hit in response["hits"]["hits"]]
+
+
+def keyboards(response, top=5):
+    return sum("keyboard" in t.lower() for t in titles(response)[:top])
+
+
+def engine(**respell):
+    model = TableRewriteModel({"laptop": [("notebook", {"exact": 1.0, "substitute": 0, "weak": 0, "irrelevant": 0})]})
+    return RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, proxy=DEBUG, respell=respell), model)
+
+
+@pytest.mark.opensearch
+def test_engine_asks_once_and_serves_the_respelling(opensearch_url, indexed_catalog):
+    client = OpenSearch(hosts=[opensearch_url])
+    direct = client.search(index=indexed_catalog, body=body(TYPO))
+    assert keyboards(direct) == 0  # gaming things, no keyboard: the typo matches nothing, "gaming" does
+    rewriting = engine()
+    ask = rewriting.respell_ask(body(TYPO), indexed_catalog)
+    found = rewriting.respell_answer(ask, client.search(index=indexed_catalog, body=ask.body))
+    assert found == Respelling("gaming keyboard", (("keybord", "keyboard"),))
+    assert rewriting.respell_ask(body(TYPO), indexed_catalog) is None  # remembered
+    new_body, report = rewriting.rewrite_body(body(TYPO), index=indexed_catalog, explain=True)
+    assert report["respelling"] == {"text": "gaming keyboard", "words": [["keybord", "keyboard"]], "weight": 1.0,
+                                    "name": "qrw:rewrite:0"} and report["rewritten"]
+    assert keyboards(client.search(index=indexed_catalog, body=new_body)) >= 4
+    # words the index holds, and a word the catalog lacks that is no typo of its words, are not asked about twice
+    for text in ("gaming keyboard", "frying pan"):
+        ask = rewriting.respell_ask(body(text), indexed_catalog)
+        assert rewriting.respell_answer(ask, client.search(index=indexed_catalog, body=ask.body)) is None
+        assert rewriting.respell_ask(body(text), indexed_catalog) is None
+        assert rewriting.rewrite_body(body(text), index=indexed_catalog)[0] == body(text)
+    # a failed suggest request is not remembered: the next search asks again
+    ask = rewriting.respell_ask(body("usb stik"), indexed_catalog)
+    assert rewriting.respell_answer(ask, None) is None and rewriting.respell_ask(body("usb stik"), indexed_catalog) is not None
+    assert engine(enabled=False).respell_ask(body(TYPO), indexed_catalog) is None
+    rewriting.close()
+
+
+@pytest.mark.opensearch
+def test_proxy_serves_the_respelling_for_search_and_msearch(opensearch_url, indexed_catalog, serve):
+    rewriting = engine()
+    with serve(create_app(rewriting, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
+        answer = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO), headers={"X-QRW-Explain": "true"}).json()
+        assert keyboards(answer) >= 4 and answer["qrw"]["respelling"]["text"] == "gaming keyboard"
+        again = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO))
+        assert titles(again.json()) == titles(answer)  # from the remembered answer
+        plain = proxy.post(f"/{indexed_catalog}/_search", json=body("gaming keyboard")).json()
+        assert titles(plain) == titles(OpenSearch(hosts=[opensearch_url]).search(index=indexed_catalog, body=body("gaming keyboard")))
+        lines = [{"index": indexed_catalog}, body("usb stik"), {}, body("frying pan")]
+        ndjson = "".join(json.dumps(line) + "\n" for line in lines)
+        responses = proxy.post("/_msearch", content=ndjson, headers={"content-type": "application/x-ndjson",
+                                                                     "X-QRW-Explain": "true"}).json()["responses"]
+        assert responses[0]["qrw"]["respelling"]["text"] == "usb stick"
+        assert "respelling" not in responses[1]["qrw"]
+        metrics = proxy.get("/_qrw/metrics").text
+        assert 'qrw_index_respellings_total{outcome="respelled"} 2.0' in metrics  # asked once per new query text
+        assert 'qrw_index_respellings_total{outcome="unchanged"} 2.0' in metrics  # gaming keyboard, frying pan
+    rewriting.close()
+
+
+@pytest.mark.opensearch
+def test_proxy_without_an_answer_in_time_sends_the_query_as_it_was(opensearch_url, indexed_catalog, serve):
+    rewriting = engine(timeout_ms=0.001)
+    with serve(create_app(rewriting, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
+        answer = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO), headers={"X-QRW-Explain": "true"}).json()
+        assert keyboards(answer) == 0 and "respelling" not in answer["qrw"] and answer["hits"]["total"]["value"] > 0
+        assert 'qrw_index_respellings_total{outcome="failed"} 1.0' in proxy.get("/_qrw/metrics").text
+    rewriting.close()
+
+
+@pytest.mark.opensearch
+def test_respelling_only_where_rewriting_is_on(opensearch_url, indexed_catalog, serve):
+    elsewhere = RewriteEngine(load_config(None, proxy={**DEBUG, "rewrite_indices": ["shop*"]}), None)
+    assert elsewhere.respell_ask(body(TYPO), indexed_catalog) is None
+    with serve(create_app(elsewhere, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
+        assert keyboards(proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO)).json()) == 0
+    elsewhere.close()
+
+
+@pytest.mark.opensearch
+def test_clients_serve_the_respelling(opensearch_url, indexed_catalog):
+    client = RewritingOpenSearch(hosts=[opensearch_url], engine=engine())
+    answer = client.search(index=indexed_catalog, body=body(TYPO), headers={"X-QRW-Explain": "true"})
+    assert keyboards(answer) >= 4 and answer["qrw"]["respelling"]["words"] == [["keybord", "keyboard"]]
+    assert keyboards(client.search(index=indexed_catalog, body=json.dumps(body(TYPO)))) >= 4  # a text body
+    responses = client.msearch(body=[{"index": indexed_catalog}, body("usb stik")], headers={"X-QRW-Explain": "true"})["responses"]
+    assert responses[0]["qrw"]["respelling"]["text"] == "usb stick"
+    client.close()
+
+    async def run():
+        aclient = AsyncRewritingOpenSearch(hosts=[opensearch_url], engine=engine())
+        try:
+            one = await aclient.search(index=indexed_catalog, body=body(TYPO))
+            many = await aclient.msearch(body=[{"index": indexed_catalog}, body(TYPO)])
+            return one, many
+        finally:
+            await aclient.close()
+
+    one, many = asyncio.run(run())
+    assert keyboards(one) >= 4 and keyboards(many["responses"][0]) >= 4
+
+
+@pytest.mark.opensearch
+def test_eval_gated_system_respells_like_the_proxy(opensearch_url, indexed_catalog, tmp_path):
+    from qrw.eval.compare import SystemSpec, compare_systems
+    from qrw.search.connect import open_client
+
+    table = tmp_path / "rewrites.jsonl"
+    table.write_text(json.dumps({"query": TYPO, "rewrites": []}) + "\n")
+    client = open_client(opensearch_url)
+    found = client.search(index=indexed_catalog, body={"query": {"match": {"title": {"query": "gaming keyboard", "operator": "and"}}},
+                                                        "size": 100})
+    qrels = {TYPO: {hit["_id"]: 3 for hit in found["hits"]["hits"]}}
+    result = compare_systems(client, indexed_catalog, qrels, [SystemSpec("original"), SystemSpec("gated", str(table))],
+                             progress=False)
+    original, gated = result["systems"]["original"], result["systems"][f"gated:{table.name}"]
+    assert gated["index_respellings"] == 1 and gated["ndcg@10"] > original["ndcg@10"] + 0.5
+    assert gated["per_query"][0]["decisions"][-1]["action"] == "respelling"
+    off = compare_systems(client, indexed_catalog, qrels, [SystemSpec("gated", str(table))], progress=False,
+                          plugin_config=load_config(None, respell={"enabled": False}))
+    assert off["systems"][f"gated:{table.name}"]["index_respellings"] == 0
