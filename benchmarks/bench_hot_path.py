@@ -13,7 +13,7 @@ Method: the judged queries as ``{"query": {"multi_match": ...}, "size": 10}``, t
 ``TableRewriteModel`` with every query precomputed into the cache (every request is a cache hit),
 ``--concurrency`` client connections (each with its own upstream connection) sending in turn.
 
-Usage: ``.venv/bin/python benchmarks/bench_hot_path.py [--requests 20000] [--rounds 5]``
+Usage: ``.venv/bin/python benchmarks/bench_hot_path.py [--requests 20000] [--rounds 5] [--compare-recovery] [--compare-respell]``
 """
 
 from __future__ import annotations
@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-recovery", action="store_true",
                         help="also run a proxy with zero-hit recovery off, rounds interleaved, and report the ratio "
                              "(recovery's cost on searches that find something: a byte search of each answer)")
+    parser.add_argument("--compare-respell", action="store_true",
+                        help="also run a proxy with index respelling off (respell.enabled: false), rounds interleaved, "
+                             "and report the ratio (respelling's cost on cached searches: nothing once a body is remembered)")
     args = parser.parse_args(argv)
     if not (100 <= args.requests <= 1_000_000 and 1 <= args.rounds <= 50 and 1 <= args.concurrency <= 64):
         parser.error("bounded: 100..1,000,000 requests, 1..50 rounds, 1..64 connections")
@@ -157,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare_recovery:
             engines["recovery off"] = RewriteEngine(load_config(Path(tmp) / "config.yaml", recovery={"zero_hits": False}),
                                                     TableRewriteModel.from_file(table))
+        if args.compare_respell:
+            engines["respell off"] = RewriteEngine(load_config(Path(tmp) / "config.yaml", respell={"enabled": False}),
+                                                   TableRewriteModel.from_file(table))
         for engine in engines.values():
             engine.warm_up()
 
@@ -191,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         report["recovery_off"] = {"cpu_us_per_request_median": round(statistics.median(off), 2),
                                   "cpu_us_per_request_min": round(min(off), 2), "rounds": [round(r, 2) for r in off]}
         report["ratio_on_over_off_median"] = round(statistics.median(rounds) / statistics.median(off), 3)
+    if args.compare_respell:
+        off = by_setup["respell off"]
+        report["respell_off"] = {"cpu_us_per_request_median": round(statistics.median(off), 2),
+                                 "cpu_us_per_request_min": round(min(off), 2), "rounds": [round(r, 2) for r in off]}
+        report["ratio_on_over_respell_off_median"] = round(statistics.median(rounds) / statistics.median(off), 3)
     print(json.dumps(report, indent=2))
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2))

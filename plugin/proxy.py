@@ -219,9 +219,11 @@ def _summary(reports: list[dict | None]) -> str:
     rewritten = sum(1 for r in reports if r.get("rewritten"))
     kept = sum(1 for r in reports for row in r.get("rewrites", []) if row.get("action") in ("full", "down"))
     recovered = sum(1 for r in reports if (r.get("recovery") or {}).get("hits"))
+    respelled = sum(1 for r in reports if r.get("respelling"))
     origins = ",".join(sorted({r.get("model", {}).get("origin", "-") for r in reports})) or "-"
     total = sum(r.get("timings_ms", {}).get("total", 0.0) for r in reports)
-    return f"rewritten={rewritten}/{len(reports)}; kept={kept}; recovered={recovered}; origin={origins}; ms={total:.3f}"
+    return (f"rewritten={rewritten}/{len(reports)}; kept={kept}; respelled={respelled}; recovered={recovered}; "
+            f"origin={origins}; ms={total:.3f}")
 
 
 class ClientGone(Exception):

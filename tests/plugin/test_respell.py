@@ -151,8 +151,9 @@ def test_proxy_serves_the_respelling_for_search_and_msearch(opensearch_url, inde
     with serve(create_app(rewriting, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
         answer = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO), headers={"X-QRW-Explain": "true"}).json()
         assert keyboards(answer) >= 4 and answer["qrw"]["respelling"]["text"] == "gaming keyboard"
-        again = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO))
+        again = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO), headers={"X-QRW-Explain": "true"})
         assert titles(again.json()) == titles(answer)  # from the remembered answer
+        assert again.headers["x-qrw-explain"].startswith("rewritten=1/1; kept=0; respelled=1; recovered=0;")
         plain = proxy.post(f"/{indexed_catalog}/_search", json=body("gaming keyboard")).json()
         assert titles(plain) == titles(OpenSearch(hosts=[opensearch_url]).search(index=indexed_catalog, body=body("gaming keyboard")))
         lines = [{"index": indexed_catalog}, body("usb stik"), {}, body("frying pan")]
