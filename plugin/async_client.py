@@ -72,8 +72,11 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
             try:
                 answer = await super(AsyncRewritingOpenSearch, self).search(body=ask.body, index=index, headers=headers,
                                                                             request_timeout=timeout)
-            except (OpenSearchException, asyncio.TimeoutError):
-                answer = None
+            except OpenSearchException as exc:  # a 400 (e.g. no such field) turns respelling off for that index a while
+                self.qrw.respell_answer(ask, getattr(exc, "info", None), refused=getattr(exc, "status_code", None) == 400)
+                return
+            except asyncio.TimeoutError:
+                return
             self.qrw.respell_answer(ask, answer)
 
         if asks:

@@ -278,8 +278,9 @@ class RewritingOpenSearch(OpenSearch):
         for ask, index in asks:
             try:
                 answer = super().search(body=ask.body, index=index, headers=headers, request_timeout=timeout)
-            except OpenSearchException:
-                answer = None
+            except OpenSearchException as exc:  # a 400 (e.g. no such field) turns respelling off for that index a while
+                self.qrw.respell_answer(ask, getattr(exc, "info", None), refused=getattr(exc, "status_code", None) == 400)
+                continue
             self.qrw.respell_answer(ask, answer)
 
     def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:

@@ -42,6 +42,7 @@ class RespellAsk:
     key: str
     text: str
     body: dict
+    index: str | None = None
 
 
 def weighted(query: str, candidate: Candidate) -> WeightedRewrite:
@@ -49,6 +50,17 @@ def weighted(query: str, candidate: Candidate) -> WeightedRewrite:
     ``confident`` merge mode (``plugin/widening.py``)."""
     expands = may_add_documents(query, candidate.text, full=candidate.decision.action == "full", from_rule=candidate.source == "rule")
     return WeightedRewrite(candidate.text, candidate.decision.weight, expands)
+
+
+def _error_reason(response: Any) -> str:
+    """The reason of an OpenSearch error body (its root cause first), for a log line."""
+    error = response.get("error") if isinstance(response, Mapping) else None
+    if isinstance(error, Mapping):
+        causes = error.get("root_cause")
+        if isinstance(causes, list) and causes and isinstance(causes[0], Mapping):
+            return str(causes[0].get("reason", error.get("reason", "")))[:300]
+        return str(error.get("reason", ""))[:300]
+    return str(error or "no reason given")[:300]
 
 
 def truthy(value: Any) -> bool:
@@ -175,6 +187,8 @@ class RewriteEngine:
         ])
         # Index respellings (qrw.plugin.respell) per (index, query text): asked once, then reused until the cache TTL.
         self._respellings: TTLCache[Any] = TTLCache(max(self.config.cache.max_entries, RESPELL_MEMO_MIN), self.config.cache.ttl_s)
+        # Indices that refused a suggest request (400: e.g. no such field), not asked again until the cache TTL.
+        self._respell_refused: TTLCache[str] = TTLCache(RESPELL_MEMO_MIN, self.config.cache.ttl_s)
         self.warm_ms: float | None = None
         if self.config.chain.warm_up:
             self.warm_up()
@@ -370,13 +384,22 @@ class RewriteEngine:
         if text is None or not worth_asking(text, config):
             return None
         key = f"{index or ''}\x00{text}"
-        if self._respellings.is_fresh(key):
+        if self._respellings.is_fresh(key) or self._respell_refused.is_fresh(index or ""):
             return None
-        return RespellAsk(key, text, suggest_body(text, config))
+        return RespellAsk(key, text, suggest_body(text, config), index)
 
-    def respell_answer(self, ask: RespellAsk, response: Any) -> Respelling | None:
+    def respell_answer(self, ask: RespellAsk, response: Any, *, refused: bool = False) -> Respelling | None:
         """Remember the index's answer to ``ask`` (``response``: the parsed search response; None when the request
-        failed or timed out, which is not remembered, so the next request asks again)."""
+        failed or timed out, which is not remembered, so the next request asks again). ``refused``: the index
+        answered 400 (typically: it has no ``respell.field``); it is then not asked again until the cache TTL."""
+        if refused:
+            if not self._respell_refused.is_fresh(ask.index or ""):
+                reason = _error_reason(response)
+                log.warning("index respelling is off for %s until the cache TTL: the index refused the suggest request "
+                            "(%s); set respell.field to an unstemmed text field of that index, or respell.enabled: false",
+                            ask.index or "all indices", reason)
+            self._respell_refused.put(ask.index or "", "refused")
+            return None
         if response is None or not isinstance(response, Mapping) or "error" in response:
             return None
         found = respelled(ask.text, response)

@@ -694,8 +694,11 @@ class Proxy:
             except (ProxyError, asyncio.TimeoutError):
                 self.metrics.respell("failed")
                 return
-            found = self.engine.respell_answer(ask, _parsed(data or b"", response) if response.status == 200 else None)
-            self.metrics.respell("respelled" if found is not None else ("unchanged" if response.status == 200 else "failed"))
+            refused = response.status == 400  # e.g. no such field on this index: not asked again for a while
+            answer = _parsed(data or b"", response) if response.status in (200, 400) else None
+            found = self.engine.respell_answer(ask, answer, refused=refused)
+            outcome = "refused" if refused else ("unchanged" if response.status == 200 else "failed")
+            self.metrics.respell("respelled" if found is not None else outcome)
 
         await asyncio.gather(*(one(ask, index) for ask, index in asks))
 

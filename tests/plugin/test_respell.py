@@ -179,6 +179,27 @@ def test_proxy_without_an_answer_in_time_sends_the_query_as_it_was(opensearch_ur
 
 
 @pytest.mark.opensearch
+def test_an_index_without_the_field_is_not_asked_again(opensearch_url, indexed_catalog, serve, caplog):
+    """A 400 for the suggest request (no such field) turns respelling off for that index until the cache TTL:
+    one failed request, not one per query; the searches themselves are answered as usual."""
+    rewriting = engine(field="no_such_field.std")
+    with serve(create_app(rewriting, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
+        for text in (TYPO, "usb stik", "blutooth speaker"):
+            assert proxy.post(f"/{indexed_catalog}/_search", json=body(text)).status_code == 200
+        metrics = proxy.get("/_qrw/metrics").text
+        assert 'qrw_index_respellings_total{outcome="refused"} 1.0' in metrics
+        assert 'qrw_index_respellings_total{outcome="respelled"}' not in metrics
+        assert 'qrw_index_respellings_total{outcome="failed"}' not in metrics
+    assert "no mapping found for field [no_such_field.std]" in caplog.text and "respell.field" in caplog.text
+    rewriting.close()
+    client = RewritingOpenSearch(hosts=[opensearch_url], engine=engine(field="no_such_field.std"))
+    assert client.search(index=indexed_catalog, body=body(TYPO))["hits"]["total"]["value"] > 0
+    assert client.qrw.respell_ask(body("usb stik"), indexed_catalog) is None  # refused: not asked again
+    assert client.qrw.respell_ask(body("usb stik"), "another-index") is not None
+    client.close()
+
+
+@pytest.mark.opensearch
 def test_respelling_only_where_rewriting_is_on(opensearch_url, indexed_catalog, serve):
     elsewhere = RewriteEngine(load_config(None, proxy={**DEBUG, "rewrite_indices": ["shop*"]}), None)
     assert elsewhere.respell_ask(body(TYPO), indexed_catalog) is None
