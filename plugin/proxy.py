@@ -726,7 +726,8 @@ class Proxy:
         token = self.engine.verdict(text) if text is not None else None
         if token is None or not self.engine.verdict_is_current(text, token, count=False):
             return
-        if bool(token[1]) != (changed is not None and REWRITE_MARK in changed):
+        rewritten = bool(token[1]) or self.engine.respelling(text, index) is not None  # an index respelling rides along
+        if rewritten != (changed is not None and REWRITE_MARK in changed):
             return  # this request was not served from that verdict (e.g. its cache entry had been evicted)
         if len(self._bodies) >= MEMO_ENTRIES:
             self._bodies.clear()

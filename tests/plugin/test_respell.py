@@ -154,6 +154,13 @@ def test_proxy_serves_the_respelling_for_search_and_msearch(opensearch_url, inde
         again = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO), headers={"X-QRW-Explain": "true"})
         assert titles(again.json()) == titles(answer)  # from the remembered answer
         assert again.headers["x-qrw-explain"].startswith("rewritten=1/1; kept=0; respelled=1; recovered=0;")
+        calls = []
+        original_rewrite = rewriting.rewrite_body
+        rewriting.rewrite_body = lambda *a, **k: calls.append(a) or original_rewrite(*a, **k)
+        plain_bodies = [proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO)).json() for _ in range(3)]
+        assert all(titles(b) == titles(answer) for b in plain_bodies)
+        assert len(calls) == 1  # the respelled body is remembered like any rewritten one: one rewrite, then bytes
+        del rewriting.rewrite_body
         plain = proxy.post(f"/{indexed_catalog}/_search", json=body("gaming keyboard")).json()
         assert titles(plain) == titles(OpenSearch(hosts=[opensearch_url]).search(index=indexed_catalog, body=body("gaming keyboard")))
         lines = [{"index": indexed_catalog}, body("usb stik"), {}, body("frying pan")]
