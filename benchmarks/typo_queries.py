@@ -16,6 +16,9 @@ from its figures: the edit rule and the systems are fixed):
   ``baseline.fuzziness: AUTO``, plus ``baseline.fuzzy_boost``, and the shipped profile with the
   serving chain's zero-hit recovery turned off (``recovery.zero_hits: false``, how gated rewriting
   served before it; ``qrw.plugin.recovery``). ``original`` there is that profile's baseline;
+* index respelling (``qrw.plugin.respell``, headroom §17): the shipped chain with it off
+  (``respell.enabled: false``, the run ``shipped_no_respell``), and a sweep of ``respell.weight``
+  over ``--respell-weights`` (clean and misspelled, with the queries each run respelled and harmed);
 * the baseline plus a fuzzy copy of itself at a low weight (``BaselineSpec.fuzzy_boost``, an index
   profile's ``baseline.fuzzy_boost``; the copy leaves out the joined-pairs field): once through
   ``qrw eval`` at ``--fuzzy-boost`` (third profile, with gated rewriting), and as a sweep over
@@ -23,7 +26,7 @@ from its figures: the edit rule and the systems are fixed):
   computed the same way). Exact matches keep their lead, and a misspelled word can still match.
 
     .venv/bin/python benchmarks/typo_queries.py --json docs/eval/typo_queries.json
-    .venv/bin/python benchmarks/typo_queries.py --fold valid --respelling-sweep "" --json docs/eval/typo_queries_valid.json
+    .venv/bin/python benchmarks/typo_queries.py --fold valid --respelling-sweep "" --respell-weights "" --json docs/eval/typo_queries_valid.json
 
 Needs a node with the catalog under the alias ``products`` (``qrw opensearch start``, ``qrw index``).
 """
