@@ -11,7 +11,7 @@ from its figures: the edit rule and the systems are fixed):
 * typo queries, label-free and deterministic: in each query's longest alphabetic word of five letters
   or more, one edit chosen by a hash of the query (swap two inner letters, drop one, or double one);
   queries without such a word are left out; the misspelled query keeps the original's judgments;
-* eight runs of ``qrw eval --systems original,gated --model default`` (the real CLI, one index):
+* ten runs of ``qrw eval --systems original,gated --model default`` (the real CLI, one index):
   clean and misspelled queries, each with the shipped Icecat profile, the same profile plus
   ``baseline.fuzziness: AUTO``, plus ``baseline.fuzzy_boost``, and the shipped profile with the
   serving chain's zero-hit recovery turned off (``recovery.zero_hits: false``, how gated rewriting
