@@ -175,17 +175,23 @@ def main(argv: list[str] | None = None) -> int:
                 "gated_index_respellings": systems["gated"].get("index_respellings", 0),
                 "served": {q: r.get("rewrites") for q, r in per_query.items() if r.get("rewrites")},
             }
-    results["respell_weights"] = {}
-    for value in [v for v in args.respell_weights.split(",") if v.strip()]:
-        layer = args.work_dir / f"plugin_respell_weight_{value}.yaml"
-        layer.write_text(yaml.safe_dump({"respell": {"weight": float(value)}}))
-        row = {}
+    def layered(name: str, layer_settings: dict) -> dict[str, dict]:
+        """Per kind (clean, typo): the gated and original systems of ``qrw eval`` with a plugin config layer."""
+        layer = args.work_dir / f"plugin_{name}.yaml"
+        layer.write_text(yaml.safe_dump(layer_settings))
+        out_systems = {}
         for kind, judgments in files.items():
-            out = args.work_dir / f"eval_{args.fold}_{kind}_respell_weight_{value}.json"
+            out = args.work_dir / f"eval_{args.fold}_{kind}_{name}.json"
             subprocess.run([qrw, "eval", "--judgments", str(judgments), "--systems", "original,gated", "--model", "default",
                             "--url", args.url, "--json", str(out), "--quiet", "--plugin-config", str(layer)],
                            check=True, stdout=subprocess.DEVNULL)
-            systems = {name.split(":")[0]: s for name, s in json.loads(out.read_text())["systems"].items()}
+            out_systems[kind] = {n.split(":")[0]: s for n, s in json.loads(out.read_text())["systems"].items()}
+        return out_systems
+
+    results["respell_weights"] = {}
+    for value in [v for v in args.respell_weights.split(",") if v.strip()]:
+        row = {}
+        for kind, systems in layered(f"respell_weight_{value}", {"respell": {"weight": float(value)}}).items():
             gated, before = systems["gated"], {r["query"]: r["ndcg@10"] for r in systems["original"]["per_query"]}
             row[kind] = {"gated_ndcg@10": round(gated["ndcg@10"], 4), "harm_rate": gated["harm_rate"],
                          "win_rate": gated["win_rate"], "index_respellings": gated.get("index_respellings", 0),
@@ -196,15 +202,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(harm {row['typo']['harm_rate']:.1%}, {row['typo']['index_respellings']} respelled)")
     results["respelling_sweep"] = {}
     for value in [v for v in args.respelling_sweep.split(",") if v.strip()]:
-        layer = args.work_dir / f"plugin_respelling_{value}.yaml"
-        layer.write_text(yaml.safe_dump({"gate": {"respelling_keep_min": float(value)}}))
         row = {}
-        for kind, judgments in files.items():
-            out = args.work_dir / f"eval_{args.fold}_{kind}_respelling_{value}.json"
-            subprocess.run([qrw, "eval", "--judgments", str(judgments), "--systems", "original,gated", "--model", "default",
-                            "--url", args.url, "--json", str(out), "--quiet", "--plugin-config", str(layer)],
-                           check=True, stdout=subprocess.DEVNULL)
-            gated = next(s for name, s in json.loads(out.read_text())["systems"].items() if name.startswith("gated"))
+        for kind, systems in layered(f"respelling_{value}", {"gate": {"respelling_keep_min": float(value)}}).items():
+            gated = systems["gated"]
             row[kind] = {"gated_ndcg@10": round(gated["ndcg@10"], 4), "harm_rate": gated["harm_rate"],
                          "win_rate": gated["win_rate"], "served_rewrites": gated["served_rewrites"]}
         results["respelling_sweep"][value] = row

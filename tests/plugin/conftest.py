@@ -212,3 +212,24 @@ class RawUpstream:
 def raw_upstream():
     with RawUpstream() as upstream:
         yield upstream
+
+
+@pytest.fixture()
+def async_search_and_msearch(opensearch_url):
+    """``run(engine, index, body)``: one ``search`` and a one-item ``msearch`` of ``body`` through a fresh
+    ``AsyncRewritingOpenSearch`` on ``engine``; returns (search answer, msearch answer)."""
+    import asyncio
+
+    from qrw.plugin.async_client import AsyncRewritingOpenSearch
+
+    def run(engine, index, body):
+        async def both():
+            client = AsyncRewritingOpenSearch(hosts=[opensearch_url], engine=engine)
+            try:
+                return await client.search(index=index, body=body), await client.msearch(body=[{"index": index}, body])
+            finally:
+                await client.close()
+
+        return asyncio.run(both())
+
+    return run

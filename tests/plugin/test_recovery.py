@@ -1,6 +1,5 @@
 """Zero-hit recovery: the retry body (pure), and the proxy, both clients and `qrw eval` against the real node."""
 
-import asyncio
 import gzip
 import json
 
@@ -10,7 +9,6 @@ from opensearchpy import OpenSearch
 
 from qrw.errors import ConfigError
 from qrw.plugin import RewritingOpenSearch
-from qrw.plugin.async_client import AsyncRewritingOpenSearch
 from qrw.plugin.config import RecoveryConfig, load_config
 from qrw.plugin.engine import RewriteEngine
 from qrw.plugin.proxy import create_app
@@ -163,7 +161,7 @@ def test_no_recovery_where_rewriting_is_off(opensearch_url, indexed_catalog, ser
 
 
 @pytest.mark.opensearch
-def test_clients_recover_search_and_msearch(opensearch_url, indexed_catalog):
+def test_clients_recover_search_and_msearch(opensearch_url, indexed_catalog, async_search_and_msearch):
     client = RewritingOpenSearch(hosts=[opensearch_url], engine=engine())
     answer = client.search(index=indexed_catalog, body=body(TYPO), headers={"X-QRW-Explain": "true"})
     assert answer["hits"]["total"]["value"] > 0 and answer["qrw"]["recovery"]["hits"] == answer["hits"]["total"]["value"]
@@ -174,16 +172,7 @@ def test_clients_recover_search_and_msearch(opensearch_url, indexed_catalog):
     assert any("qrw:rewrite:0" in h.get("matched_queries", []) for h in responses[1]["hits"]["hits"])  # rewriting still on
     client.close()
 
-    async def run():
-        aclient = AsyncRewritingOpenSearch(hosts=[opensearch_url], engine=engine())
-        try:
-            one = await aclient.search(index=indexed_catalog, body=body(TYPO))
-            many = await aclient.msearch(body=[{"index": indexed_catalog}, body(TYPO)])
-            return one, many
-        finally:
-            await aclient.close()
-
-    one, many = asyncio.run(run())
+    one, many = async_search_and_msearch(engine(), indexed_catalog, body(TYPO))
     assert one["hits"]["total"]["value"] > 0 and many["responses"][0]["hits"]["total"]["value"] > 0
 
 

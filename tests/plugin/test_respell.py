@@ -1,7 +1,6 @@
 """Index respelling: the typo filter and the request (pure), and the engine, proxy, both clients and `qrw eval`
 against the real node's term suggester."""
 
-import asyncio
 import json
 
 import httpx
@@ -9,7 +8,6 @@ import pytest
 from opensearchpy import OpenSearch
 
 from qrw.plugin import RewritingOpenSearch
-from qrw.plugin.async_client import AsyncRewritingOpenSearch
 from qrw.plugin.config import RespellConfig, load_config
 from qrw.plugin.engine import RewriteEngine
 from qrw.plugin.merge import WeightedRewrite
@@ -216,7 +214,7 @@ def test_respelling_only_where_rewriting_is_on(opensearch_url, indexed_catalog, 
 
 
 @pytest.mark.opensearch
-def test_clients_serve_the_respelling(opensearch_url, indexed_catalog):
+def test_clients_serve_the_respelling(opensearch_url, indexed_catalog, async_search_and_msearch):
     client = RewritingOpenSearch(hosts=[opensearch_url], engine=engine())
     answer = client.search(index=indexed_catalog, body=body(TYPO), headers={"X-QRW-Explain": "true"})
     assert keyboards(answer) >= 4 and answer["qrw"]["respelling"]["words"] == [["keybord", "keyboard"]]
@@ -225,16 +223,7 @@ def test_clients_serve_the_respelling(opensearch_url, indexed_catalog):
     assert responses[0]["qrw"]["respelling"]["text"] == "usb stick"
     client.close()
 
-    async def run():
-        aclient = AsyncRewritingOpenSearch(hosts=[opensearch_url], engine=engine())
-        try:
-            one = await aclient.search(index=indexed_catalog, body=body(TYPO))
-            many = await aclient.msearch(body=[{"index": indexed_catalog}, body(TYPO)])
-            return one, many
-        finally:
-            await aclient.close()
-
-    one, many = asyncio.run(run())
+    one, many = async_search_and_msearch(engine(), indexed_catalog, body(TYPO))
     assert keyboards(one) >= 4 and keyboards(many["responses"][0]) >= 4
 
 
