@@ -118,9 +118,7 @@ def respell_asks(engine: RewriteEngine, body: Any, index: Any, *, multi: bool = 
     pairs = parse_msearch(body) or []
     asks = []
     for header, item in pairs:
-        item_index = header.get("index", target) if isinstance(header, Mapping) else target
-        if isinstance(item_index, list):
-            item_index = ",".join(str(i) for i in item_index)
+        item_index = msearch_framing.target_index(header, target) if isinstance(header, Mapping) else target
         ask = engine.respell_ask(item, item_index)
         if ask is not None:
             asks.append((ask, item_index))

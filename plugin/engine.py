@@ -21,6 +21,7 @@ from qrw.plugin.config import CacheConfig, PluginConfig
 from qrw.plugin.fidelity import TermsFactory, faithful_merge
 from qrw.plugin.merge import WeightedRewrite, find_text_query, rewrite_name, strip_ext
 from qrw.plugin.model import RewriteModel
+from qrw.plugin.msearch import target_index
 from qrw.plugin.prompt import normalize_text
 from qrw.plugin.respell import Respelling, respelled, suggest_body, with_respelling, worth_asking
 from qrw.plugin.rules import RuleSet
@@ -474,9 +475,7 @@ class RewriteEngine:
         """Rewrite each (header, body) pair of an msearch; the header's index overrides ``index``."""
         out, reports = [], []
         for header, body in pairs:
-            target = header.get("index", index) if isinstance(header, Mapping) else index
-            if isinstance(target, list):
-                target = ",".join(str(t) for t in target)
+            target = target_index(header, index) if isinstance(header, Mapping) else index
             new_body, report = self.rewrite_body(body, index=target, explain=explain)
             out.append((header, new_body))
             reports.append(report)
