@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,8 @@ from qrw.search.runner import Ranking, search_many
 
 ORIGINAL_CLAUSE = "qrw:original"  # = qrw.plugin.merge.ORIGINAL_NAME; prf names its original clause alike
 KNOWN_KINDS = ("original", "legacy", "prf", "ungated", "gated")
+
+log = logging.getLogger("qrw.eval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,10 +257,18 @@ def index_respellings(client: OpenSearch, index: str, queries: Sequence[str], re
     from qrw.plugin.prompt import normalize_text
     from qrw.plugin.respell import respelled, suggest_body
 
+    from opensearchpy.exceptions import RequestError
+
     found = {}
     for q in queries:
         text = normalize_text(q)
-        respelling = respelled(text, client.search(index=index, body=suggest_body(text, respell)))
+        try:
+            answer = client.search(index=index, body=suggest_body(text, respell))
+        except RequestError as exc:  # e.g. no such field: the plugin turns respelling off for this index too
+            log.warning("index respelling skipped: %s refused the suggest request on %s (%s)", index, respell.field,
+                        getattr(exc, "error", exc))
+            return {}
+        respelling = respelled(text, answer)
         if respelling is not None:
             found[q] = respelling
     return found

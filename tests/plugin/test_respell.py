@@ -246,3 +246,7 @@ def test_eval_gated_system_respells_like_the_proxy(opensearch_url, indexed_catal
     off = compare_systems(client, indexed_catalog, qrels, [SystemSpec("gated", str(table))], progress=False,
                           plugin_config=load_config(None, respell={"enabled": False}))
     assert off["systems"][f"gated:{table.name}"]["index_respellings"] == 0
+    # an index without the field: the evaluation goes on without respellings, as the proxy would serve it
+    no_field = compare_systems(client, indexed_catalog, qrels, [SystemSpec("gated", str(table))], progress=False,
+                               plugin_config=load_config(None, respell={"field": "no_such_field.std"}))
+    assert no_field["systems"][f"gated:{table.name}"]["index_respellings"] == 0
