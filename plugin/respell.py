@@ -26,7 +26,7 @@ from typing import Any
 
 from qrw.plugin.config import RespellConfig
 from qrw.plugin.merge import WeightedRewrite
-from qrw.plugin.widening import _within_one_edit
+from qrw.plugin.widening import within_one_edit
 
 SUGGEST_NAME = "qrw_respell"
 
@@ -59,13 +59,13 @@ def plausible_typo(typed: str, suggested: str) -> bool:
     """Whether ``typed`` is ``suggested`` with one typing slip: a letter inserted, dropped or doubled, two
     neighbours swapped, or a letter replaced by a neighbouring key. Letters only."""
     typed, suggested = typed.casefold(), suggested.casefold()
-    if typed == suggested or not typed.isalpha() or not suggested.isalpha() or not _within_one_edit(typed, suggested):
+    if typed == suggested or not typed.isalpha() or not suggested.isalpha() or not within_one_edit(typed, suggested):
         return False
     if len(typed) != len(suggested):
         return True  # one letter inserted or dropped
     differ = [i for i, (x, y) in enumerate(zip(typed, suggested)) if x != y]
     if len(differ) == 2:
-        return True  # two neighbours swapped (_within_one_edit allows no other two-letter difference)
+        return True  # two neighbours swapped (within_one_edit allows no other two-letter difference)
     return neighbouring_keys(typed[differ[0]], suggested[differ[0]])
 
 

@@ -30,7 +30,7 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
-def _within_one_edit(a: str, b: str) -> bool:
+def within_one_edit(a: str, b: str) -> bool:
     """Whether ``a`` becomes ``b`` by at most one insertion, deletion, substitution or swap of neighbours."""
     if a == b:
         return True
@@ -60,7 +60,7 @@ def is_respelling(query: str, rewrite: str) -> bool:
     for q, r in zip(query_words, rewrite_words):
         if q == r:
             continue
-        if any(ch.isdigit() for ch in q + r) or min(len(q), len(r)) < MIN_EDITED_LENGTH or not _within_one_edit(q, r):
+        if any(ch.isdigit() for ch in q + r) or min(len(q), len(r)) < MIN_EDITED_LENGTH or not within_one_edit(q, r):
             return False
     return True
 
