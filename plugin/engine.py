@@ -444,6 +444,11 @@ class RewriteEngine:
                 position = next(i for i, k in enumerate(kept) if k.text.casefold().split() == words)
                 report["respelling"] = {**respelling.as_dict(weight), "name": rewrite_name(position)}
                 report["rewritten"] = True
+                for row in report["rewrites"]:  # the model proposed the same words: say what is actually served
+                    if row.get("name") == rewrite_name(position):
+                        row["weight"] = kept[position].weight
+                        row["served_as"] = "index respelling"
+
             return new_body, report
         except Exception as exc:  # noqa: BLE001 - the rewriter never causes an error response
             log.exception("rewriting failed; sending the original query")

@@ -168,6 +168,8 @@ def why(item: dict) -> str:
         return dropped_by
     if item.get("rule"):
         return f"rule {item['rule']}: pinned at weight {item.get('weight')}"
+    if item.get("reason") and item.get("served_as"):
+        return f"gate: {item['reason']}; served at the larger weight of the {item['served_as']}"
     if item.get("reason"):
         return f"gate: {item['reason']}"
     return ""

@@ -144,6 +144,24 @@ def test_engine_asks_once_and_serves_the_respelling(opensearch_url, indexed_cata
 
 
 @pytest.mark.opensearch
+def test_a_model_rewrite_with_the_same_words_is_served_once_at_the_respelling_weight(opensearch_url, indexed_catalog):
+    from qrw.sandbox.page import why
+
+    weak = {"exact": 0.05, "substitute": 0.1, "weak": 0.5, "irrelevant": 0.35}  # kept down-weighted as a respelling
+    rewriting = RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, proxy=DEBUG),
+                              TableRewriteModel({TYPO: [("gaming keyboard", weak)]}))
+    ask = rewriting.respell_ask(body(TYPO), indexed_catalog)
+    rewriting.respell_answer(ask, OpenSearch(hosts=[opensearch_url]).search(index=indexed_catalog, body=ask.body))
+    new_body, report = rewriting.rewrite_body(body(TYPO), index=indexed_catalog, explain=True)
+    clauses = new_body["query"]["bool"]["should"]
+    assert len(clauses) == 2 and clauses[1]["multi_match"]["boost"] == 1.0  # one rewrite clause, at the larger weight
+    row = next(r for r in report["rewrites"] if r["text"] == "gaming keyboard")
+    assert row["action"] == "down" and row["weight"] == 1.0 and row["served_as"] == "index respelling"
+    assert why(row).endswith("served at the larger weight of the index respelling")
+    rewriting.close()
+
+
+@pytest.mark.opensearch
 def test_proxy_serves_the_respelling_for_search_and_msearch(opensearch_url, indexed_catalog, serve):
     rewriting = engine()
     with serve(create_app(rewriting, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
