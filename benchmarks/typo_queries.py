@@ -67,6 +67,27 @@ def misspell(query: str) -> str | None:
     return " ".join([*words[:i], new, *words[i + 1 :]])
 
 
+VOWELS = "aeiou"
+
+
+def misspell_vowel(query: str) -> str | None:
+    """One vowel written for another (``monitor`` -> ``monitur``) inside the query's longest alphabetic word of
+    >= 5 letters, position and vowel chosen by a hash of the query; None: no such word, or no inner vowel."""
+    words = query.split()
+    eligible = [i for i, w in enumerate(words) if w.isalpha() and len(w) >= 5]
+    if not eligible:
+        return None
+    i = max(eligible, key=lambda k: (len(words[k]), -k))
+    word = words[i]
+    inner = [p for p in range(1, len(word) - 1) if word[p] in VOWELS]
+    if not inner:
+        return None
+    digest = int(hashlib.sha1(query.encode()).hexdigest(), 16)
+    pos = inner[digest % len(inner)]
+    others = [v for v in VOWELS if v != word[pos]]
+    return " ".join([*words[:i], word[:pos] + others[(digest // 7) % len(others)] + word[pos + 1:], *words[i + 1 :]])
+
+
 def fuzzy_should(url: str, rows: list[dict], typo_of: dict[str, str], weights: list[float]) -> dict:
     """nDCG@10 of the baseline with its fuzzy copy at weight w (``BaselineSpec.fuzzy_boost``) on the clean and
     the misspelled queries."""
@@ -114,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzzy-boost", type=float, default=0.1,
                         help="baseline.fuzzy_boost of the profile run through qrw eval (0.1: free on clean training queries in stop 22)")
     parser.add_argument("--fuzzy-weights", default="0.05,0.1,0.2,0.3,0.5,1.0", help="weights of the fuzzy should clause")
+    parser.add_argument("--edit", choices=("slip", "vowel"), default="slip",
+                        help="how queries are misspelled: slip (swap, drop or double a letter; misspell) or vowel "
+                             "(one vowel for another; misspell_vowel, headroom §17b)")
     parser.add_argument("--respell-weights", default="0.3,0.5,1",
                         help="respell.weight values run through qrw eval (index respelling, headroom §17); empty: skip")
     parser.add_argument("--respelling-sweep", default="1.01,0.2,0.1,0.05,0",
@@ -125,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with (default_data_dir() / "judgments" / "judgments.csv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if (fold_of(r["query"]) == 0) == (args.fold == "valid")]
-    typo_of = {q: misspell(q) for q in sorted({r["query"] for r in rows})}
+    edit = misspell if args.edit == "slip" else misspell_vowel
+    typo_of = {q: edit(q) for q in sorted({r["query"] for r in rows})}
+    tag = args.fold if args.edit == "slip" else f"{args.fold}_vowel"  # file names: one set of files per edit kind
     kept = {q: t for q, t in typo_of.items() if t is not None}
-    files = {"clean": args.work_dir / f"judgments_clean_{args.fold}.csv", "typo": args.work_dir / f"judgments_typo_{args.fold}.csv"}
+    files = {"clean": args.work_dir / f"judgments_clean_{tag}.csv", "typo": args.work_dir / f"judgments_typo_{tag}.csv"}
     for kind, path in files.items():
         with path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -140,20 +166,22 @@ def main(argv: list[str] | None = None) -> int:
     fuzzy_copy = {**shipped, "name": "icecat_fuzzy_copy",
                   "baseline": {**shipped["baseline"], "name": shipped["baseline"]["name"] + "_fuzzy_copy", "fuzzy_boost": args.fuzzy_boost}}
     profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml", "fuzzy_copy": args.work_dir / "icecat_fuzzy_copy.yaml",
-                "shipped_no_recovery": None, "shipped_no_respell": None}
+                "shipped_no_recovery": None, "shipped_no_respell": None, "shipped_no_vowel_slips": None}
     profiles["fuzzy"].write_text(yaml.safe_dump(fuzzy, sort_keys=False))
     profiles["fuzzy_copy"].write_text(yaml.safe_dump(fuzzy_copy, sort_keys=False))
     no_recovery = args.work_dir / "plugin_no_recovery.yaml"  # the serving chain as before zero-hit recovery
     no_recovery.write_text(yaml.safe_dump({"recovery": {"zero_hits": False}}))
     no_respell = args.work_dir / "plugin_no_respell.yaml"  # the serving chain without index respelling
     no_respell.write_text(yaml.safe_dump({"respell": {"enabled": False}}))
+    no_vowel_slips = args.work_dir / "plugin_no_vowel_slips.yaml"  # index respelling without vowel slips (§17b)
+    no_vowel_slips.write_text(yaml.safe_dump({"respell": {"vowel_slips": False}}))
 
     qrw = str(Path(sys.executable).with_name("qrw"))
     results: dict = {"queries": len(kept), "left_out_no_long_word": len(typo_of) - len(kept),
                      "examples": dict(list(kept.items())[:12]), "runs": {}}
     for kind, judgments in files.items():
         for profile_name, profile in profiles.items():
-            out = args.work_dir / f"eval_{args.fold}_{kind}_{profile_name}.json"
+            out = args.work_dir / f"eval_{tag}_{kind}_{profile_name}.json"
             command = [qrw, "eval", "--judgments", str(judgments), "--systems", "original,gated", "--model", "default",
                        "--url", args.url, "--json", str(out), "--quiet"]
             if profile:
@@ -162,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                 command += ["--plugin-config", str(no_recovery)]
             if profile_name == "shipped_no_respell":
                 command += ["--plugin-config", str(no_respell)]
+            if profile_name == "shipped_no_vowel_slips":
+                command += ["--plugin-config", str(no_vowel_slips)]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             report = json.loads(out.read_text())
             systems = {name.split(":")[0]: s for name, s in report["systems"].items()}
@@ -181,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         layer.write_text(yaml.safe_dump(layer_settings))
         out_systems = {}
         for kind, judgments in files.items():
-            out = args.work_dir / f"eval_{args.fold}_{kind}_{name}.json"
+            out = args.work_dir / f"eval_{tag}_{kind}_{name}.json"
             subprocess.run([qrw, "eval", "--judgments", str(judgments), "--systems", "original,gated", "--model", "default",
                             "--url", args.url, "--json", str(out), "--quiet", "--plugin-config", str(layer)],
                            check=True, stdout=subprocess.DEVNULL)
@@ -211,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"respelling_keep_min {value}: clean {row['clean']['gated_ndcg@10']:.4f} (harm {row['clean']['harm_rate']:.1%}), "
               f"misspelled {row['typo']['gated_ndcg@10']:.4f} (harm {row['typo']['harm_rate']:.1%})")
     base = results["runs"]["clean/shipped"]["original_ndcg@10"]
-    print(f"{len(kept)} {args.fold}-fold queries misspelled ({results['left_out_no_long_word']} left out: no word of 5+ letters)")
+    print(f"{len(kept)} {args.fold}-fold queries misspelled ({args.edit}; {results['left_out_no_long_word']} left out: no word of 5+ letters)")
     print(f"{'run':16s} {'original':>9s} {'gated':>7s} {'gated/orig':>10s} {'x clean original':>17s} {'harm':>6s} {'win':>6s} {'0-hit':>6s} {'retry':>6s}")
     for name, r in results["runs"].items():
         print(f"{name:16s} {r['original_ndcg@10']:9.4f} {r['gated_ndcg@10']:7.4f} {r['gated_x_original']:10.3f} "
@@ -220,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     print("baseline + fuzzy copy of itself as a should clause (nDCG@10 of the top 10, searched directly):")
     for name, r in results["fuzzy_should"].items():
         print(f"  {name:10s} clean {r['clean']:.4f}   misspelled {r['typo']:.4f}")
-    results["method"] = {"queries": "judged training folds (fold != 0)" if args.fold == "train" else "judged validation fold (fold 0)", "model": "default", "seconds": round(time.perf_counter() - started, 1),
+    results["method"] = {"queries": "judged training folds (fold != 0)" if args.fold == "train" else "judged validation fold (fold 0)", "edit": args.edit, "model": "default", "seconds": round(time.perf_counter() - started, 1),
                          "command": "qrw eval --systems original,gated --model default [--profile icecat_fuzzy.yaml]"}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -127,6 +127,9 @@ class RespellConfig(_Frozen):
     field: str = Field("all_text.std", description="an unstemmed text field whose words are the vocabulary (qrw's "
                                                    "index layout: the catch-all's standard-analyzer sub-field)")
     weight: float = Field(1.0, gt=0.0, le=10.0, description="boost of the corrected query's clause (1: chosen on misspelled training-fold queries, docs/eval/headroom.md §17)")
+    vowel_slips: bool = Field(True, description="also take one vowel written for another (moniter -> monitor) in "
+                                                "typed words of at least 5 letters (shorter ones have real vowel "
+                                                "neighbours: bose, base)")
     max_edits: int = Field(2, ge=1, le=2, description="term suggester max_edits")
     prefix_length: int = Field(1, ge=0, le=10, description="leading letters a correction must keep (term suggester prefix_length)")
     min_word_length: int = Field(4, ge=1, le=50, description="shorter words are never corrected")

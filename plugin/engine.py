@@ -403,7 +403,7 @@ class RewriteEngine:
             return None
         if response is None or not isinstance(response, Mapping) or "error" in response:
             return None
-        found = respelled(ask.text, response)
+        found = respelled(ask.text, response, vowel_slips=self.config.respell.vowel_slips)
         self._respellings.put(ask.key, found if found is not None else NO_RESPELLING)
         return found
 

@@ -10,8 +10,9 @@ nearest words. A correction joins the served rewrites as a respelling (it may ad
 Why a typo filter on top of the suggester: a correct word the catalog lacks is "missing" too, and
 the suggester offers the nearest catalog word for it (``frying pan`` -> ``flying pan``, ``thumb
 drive`` -> ``thule drive``, ``tent`` -> ``test``). A correction is taken only when it is a plausible
-*typo* of the typed word: one letter inserted, dropped, doubled, two neighbours swapped, or a letter
-replaced by a neighbouring key on a QWERTY keyboard (``docs/eval/headroom.md`` §17). Words with digits
+*typo* of the typed word: one letter inserted, dropped, doubled, two neighbours swapped, a letter
+replaced by a neighbouring key on a QWERTY keyboard, or, in words of five letters or more, one vowel
+written for another (``moniter``; ``docs/eval/headroom.md`` §17). Words with digits
 are never changed (``rtx 2060`` -> ``rtx 2070`` is another product).
 
 Pure and JSON in/out: builds the suggest request and reads its answer; the callers (proxy, clients,
@@ -55,9 +56,14 @@ def neighbouring_keys(a: str, b: str) -> bool:
     return abs(row_a - row_b) == 1 and abs(x_a - x_b) <= 0.5
 
 
-def plausible_typo(typed: str, suggested: str) -> bool:
+VOWELS = frozenset("aeiou")
+MIN_VOWEL_SLIP_LENGTH = 5
+
+
+def plausible_typo(typed: str, suggested: str, *, vowel_slips: bool = True) -> bool:
     """Whether ``typed`` is ``suggested`` with one typing slip: a letter inserted, dropped or doubled, two
-    neighbours swapped, or a letter replaced by a neighbouring key. Letters only."""
+    neighbours swapped, a letter replaced by a neighbouring key, or (``vowel_slips``, in a typed word of at
+    least ``MIN_VOWEL_SLIP_LENGTH`` letters) one vowel written for another. Letters only."""
     typed, suggested = typed.casefold(), suggested.casefold()
     if typed == suggested or not typed.isalpha() or not suggested.isalpha() or not within_one_edit(typed, suggested):
         return False
@@ -66,7 +72,10 @@ def plausible_typo(typed: str, suggested: str) -> bool:
     differ = [i for i, (x, y) in enumerate(zip(typed, suggested)) if x != y]
     if len(differ) == 2:
         return True  # two neighbours swapped (within_one_edit allows no other two-letter difference)
-    return neighbouring_keys(typed[differ[0]], suggested[differ[0]])
+    a, b = typed[differ[0]], suggested[differ[0]]
+    if vowel_slips and a in VOWELS and b in VOWELS and len(typed) >= MIN_VOWEL_SLIP_LENGTH:
+        return True  # moniter -> monitor: spelled as it sounds
+    return neighbouring_keys(a, b)
 
 
 def worth_asking(text: str, config: RespellConfig) -> bool:
@@ -101,7 +110,7 @@ def _entries(response: Any) -> list | None:
     return entries if isinstance(entries, list) else None
 
 
-def respelled(text: str, response: Any) -> Respelling | None:
+def respelled(text: str, response: Any, *, vowel_slips: bool = True) -> Respelling | None:
     """``text`` with each unknown word replaced by the suggester's first plausible typo fix; None when no word
     changes or the answer is not a term-suggester answer to ``suggest_body(text, ...)``."""
     entries = _entries(response)
@@ -119,7 +128,7 @@ def respelled(text: str, response: Any) -> Respelling | None:
         typed = text[offset:offset + length]
         for option in options:
             candidate = option.get("text") if isinstance(option, Mapping) else None
-            if isinstance(candidate, str) and plausible_typo(typed, candidate):
+            if isinstance(candidate, str) and plausible_typo(typed, candidate, vowel_slips=vowel_slips):
                 changes.append((offset, length, typed, candidate))
                 break
     if not changes:

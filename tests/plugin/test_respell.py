@@ -48,6 +48,15 @@ def test_other_changes_are_not(typed, suggested):
     assert not plausible_typo(typed, suggested)
 
 
+def test_a_vowel_for_a_vowel_only_in_longer_words_and_only_when_asked():
+    assert plausible_typo("monitur", "monitor") and plausible_typo("calculater", "calculator")
+    assert not plausible_typo("monitur", "monitor", vowel_slips=False)
+    assert not plausible_typo("bose", "base") and not plausible_typo("lego", "logo")  # short words: real neighbours
+    assert not plausible_typo("monitur", "monitxr")  # a consonant is no vowel slip
+    found = respelled("monitur arm", answer(("monitur", 0, ["monitor"])))  # u and o are not neighbouring keys
+    assert found.text == "monitor arm" and respelled("monitur arm", answer(("monitur", 0, ["monitor"])), vowel_slips=False) is None
+
+
 def test_neighbouring_keys_follow_the_qwerty_rows():
     assert neighbouring_keys("a", "s") and neighbouring_keys("a", "q") and neighbouring_keys("a", "w")
     assert neighbouring_keys("s", "z") and neighbouring_keys("s", "x") and neighbouring_keys("b", "n")
