@@ -47,13 +47,22 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def misspell(query: str) -> str | None:
-    """One deterministic edit inside the query's longest alphabetic word of >= 5 letters (None: no such word)."""
+def longest_word(query: str) -> tuple[list[str], int] | None:
+    """(the query's words, the position of its longest alphabetic word of >= 5 letters, the first on a tie), or
+    None: the word both typo sets misspell."""
     words = query.split()
     eligible = [i for i, w in enumerate(words) if w.isalpha() and len(w) >= 5]
     if not eligible:
         return None
-    i = max(eligible, key=lambda k: (len(words[k]), -k))
+    return words, max(eligible, key=lambda k: (len(words[k]), -k))
+
+
+def misspell(query: str) -> str | None:
+    """One deterministic edit inside the query's longest alphabetic word of >= 5 letters (None: no such word)."""
+    found = longest_word(query)
+    if found is None:
+        return None
+    words, i = found
     word = words[i]
     digest = int(hashlib.sha1(query.encode()).hexdigest(), 16)
     kind, pos = digest % 3, 1 + (digest // 3) % (len(word) - 2)  # an inner position: first and last letters kept
@@ -73,11 +82,10 @@ VOWELS = "aeiou"
 def misspell_vowel(query: str) -> str | None:
     """One vowel written for another (``monitor`` -> ``monitur``) inside the query's longest alphabetic word of
     >= 5 letters, position and vowel chosen by a hash of the query; None: no such word, or no inner vowel."""
-    words = query.split()
-    eligible = [i for i, w in enumerate(words) if w.isalpha() and len(w) >= 5]
-    if not eligible:
+    found = longest_word(query)
+    if found is None:
         return None
-    i = max(eligible, key=lambda k: (len(words[k]), -k))
+    words, i = found
     word = words[i]
     inner = [p for p in range(1, len(word) - 1) if word[p] in VOWELS]
     if not inner:
