@@ -18,6 +18,7 @@ Needs opensearch-py's async extra (aiohttp).
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from opensearchpy import AsyncOpenSearch
@@ -32,12 +33,13 @@ from qrw.plugin.client import (
     prepare_msearch,
     prepare_search,
     respell_asks,
+    search_parse,
     search_retry,
     take_msearch,
     take_search,
 )
 from qrw.plugin.config import PluginConfig
-from qrw.plugin.engine import RewriteEngine
+from qrw.plugin.engine import RespellAsk, RewriteEngine
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.rules import RuleSet
 
@@ -63,14 +65,14 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
             return await asyncio.to_thread(step, self.qrw, body, index, headers)
         return step(self.qrw, body, index, headers)
 
-    async def _respell(self, asks: list[tuple[Any, str | None]], headers: Any) -> None:
+    async def _respell(self, asks: list[RespellAsk], headers: Any) -> None:
         """Ask the index for each pending respelling, all at once; the engine keeps the answers. A failure costs
         only the respelling."""
         timeout = self.qrw.config.respell.timeout_ms / 1000.0
 
-        async def one(ask: Any, index: str | None) -> None:
+        async def one(ask: RespellAsk) -> None:
             try:
-                answer = await super(AsyncRewritingOpenSearch, self).search(body=ask.body, index=index, headers=headers,
+                answer = await super(AsyncRewritingOpenSearch, self).search(body=ask.body, index=ask.index, headers=headers,
                                                                             request_timeout=timeout)
             except OpenSearchException as exc:  # a 400 (e.g. no such field) turns respelling off for that index a while
                 self.qrw.respell_answer(ask, getattr(exc, "info", None), refused=getattr(exc, "status_code", None) == 400)
@@ -80,11 +82,12 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
             self.qrw.respell_answer(ask, answer)
 
         if asks:
-            await asyncio.gather(*(one(ask, index) for ask, index in asks))
+            await asyncio.gather(*(one(ask) for ask in asks))
 
     async def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-        await self._respell(respell_asks(self.qrw, body, index), headers)
-        prepared = await self._prepare(prepare_search, body, index, headers)
+        parsed = search_parse(body)
+        await self._respell(respell_asks(self.qrw, parsed, index), headers)
+        prepared = await self._prepare(functools.partial(prepare_search, parsed=parsed), body, index, headers)
         response = await super().search(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
         retry = search_retry(self.qrw, prepared, response, index, params, kwargs)
         if retry is not None:

@@ -30,7 +30,7 @@ from qrw.plugin import lograte
 from qrw.plugin import msearch as msearch_framing
 from qrw.plugin import recovery
 from qrw.plugin.config import PluginConfig
-from qrw.plugin.engine import RewriteEngine, truthy
+from qrw.plugin.engine import RespellAsk, RewriteEngine, truthy
 from qrw.plugin.jsonbody import dumps, loads_faithful
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.rules import RuleSet
@@ -97,7 +97,8 @@ class Prepared:
     single: bool
 
 
-def _search_parse(body: Any) -> Any:
+def search_parse(body: Any) -> Any:
+    """A text body parsed as OpenSearch reads it (``jsonbody.loads_faithful``); an unreadable one, or any other body, as it is."""
     if isinstance(body, (str, bytes, bytearray)):
         try:
             return loads_faithful(body)
@@ -106,27 +107,27 @@ def _search_parse(body: Any) -> Any:
     return body
 
 
-def respell_asks(engine: RewriteEngine, body: Any, index: Any, *, multi: bool = False) -> list[tuple[Any, str | None]]:
-    """The suggest requests (``qrw.plugin.respell``) to send before rewriting a ``search`` (or, with ``multi``, an
-    ``msearch``) body, each with its index; empty when the engine remembers every answer or respelling is off."""
+def respell_asks(engine: RewriteEngine, body: Any, index: Any, *, multi: bool = False) -> list[RespellAsk]:
+    """The suggest requests (``qrw.plugin.respell``) to send before rewriting a parsed ``search`` body (or, with
+    ``multi``, an ``msearch`` body); empty when the engine remembers every answer or respelling is off."""
     if not engine.config.respell.enabled:
         return []
     target = _index_text(index)
     if not multi:
-        ask = engine.respell_ask(_search_parse(body), target)
-        return [(ask, target)] if ask is not None else []
-    pairs = parse_msearch(body) or []
+        ask = engine.respell_ask(body, target)
+        return [ask] if ask is not None else []
     asks = []
-    for header, item in pairs:
-        item_index = msearch_framing.target_index(header, target) if isinstance(header, Mapping) else target
-        ask = engine.respell_ask(item, item_index)
+    for header, item in parse_msearch(body) or []:
+        ask = engine.respell_ask(item, msearch_framing.target_index(header, target) if isinstance(header, Mapping) else target)
         if ask is not None:
-            asks.append((ask, item_index))
+            asks.append(ask)
     return asks
 
 
-def prepare_search(engine: RewriteEngine, body: Any, index: Any, headers: Any) -> Prepared:
-    parsed = _search_parse(body)
+def prepare_search(engine: RewriteEngine, body: Any, index: Any, headers: Any, parsed: Any = None) -> Prepared:
+    """``parsed``: ``body`` already parsed by the caller (a text body is then not read twice)."""
+    if parsed is None:
+        parsed = search_parse(body)
     new_body, report = engine.rewrite_body(parsed, index=_index_text(index), explain=_explain_header(headers))
     if new_body is parsed and parsed is not body:
         new_body = body  # unparseable text body: send the caller's bytes as they were
@@ -202,7 +203,7 @@ def search_retry(engine: RewriteEngine, prepared: Prepared, response: Any, index
         return None  # the usual answer, decided from the response alone: nothing parsed or matched
     if _scroll(params, kwargs) or not engine.enabled_for(_index_text(index)):
         return None
-    return recovery.retry_body(_search_parse(prepared.body), response, engine.config.recovery)
+    return recovery.retry_body(search_parse(prepared.body), response, engine.config.recovery)
 
 
 def take_search(engine: RewriteEngine, prepared: Prepared, first: Any, second: Any) -> Any:
@@ -270,20 +271,21 @@ class RewritingOpenSearch(OpenSearch):
         super().__init__(hosts, **kwargs)
         self.qrw = make_engine(engine, config, model, rules)
 
-    def _respell(self, asks: list[tuple[Any, str | None]], headers: Any) -> None:
+    def _respell(self, asks: list[RespellAsk], headers: Any) -> None:
         """Ask the index for each pending respelling; the engine keeps the answers. A failure costs only the respelling."""
         timeout = self.qrw.config.respell.timeout_ms / 1000.0
-        for ask, index in asks:
+        for ask in asks:
             try:
-                answer = super().search(body=ask.body, index=index, headers=headers, request_timeout=timeout)
+                answer = super().search(body=ask.body, index=ask.index, headers=headers, request_timeout=timeout)
             except OpenSearchException as exc:  # a 400 (e.g. no such field) turns respelling off for that index a while
                 self.qrw.respell_answer(ask, getattr(exc, "info", None), refused=getattr(exc, "status_code", None) == 400)
                 continue
             self.qrw.respell_answer(ask, answer)
 
     def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-        self._respell(respell_asks(self.qrw, body, index), headers)
-        prepared = prepare_search(self.qrw, body, index, headers)
+        parsed = search_parse(body)
+        self._respell(respell_asks(self.qrw, parsed, index), headers)
+        prepared = prepare_search(self.qrw, body, index, headers, parsed)
         response = super().search(body=prepared.body, index=index, params=params, headers=headers, **kwargs)
         retry = search_retry(self.qrw, prepared, response, index, params, kwargs)
         if retry is not None:

@@ -36,14 +36,17 @@ NO_RESPELLING = "none"
 """What the respelling memo holds for a query the index spells as the user did (asked, nothing to fix)."""
 
 
+def _respell_key(text: str, index: str | None) -> str:
+    return f"{index or ''}\x00{text}"
+
+
 @dataclasses.dataclass(frozen=True)
 class RespellAsk:
     """A suggest request to send for one query (``RewriteEngine.respell_ask``), and where its answer is kept."""
 
-    key: str
     text: str
     body: dict
-    index: str | None = None
+    index: str | None
 
 
 def weighted(query: str, candidate: Candidate) -> WeightedRewrite:
@@ -384,10 +387,9 @@ class RewriteEngine:
         text = self.rewritable_text(body)
         if text is None or not worth_asking(text, config):
             return None
-        key = f"{index or ''}\x00{text}"
-        if self._respellings.is_fresh(key) or self._respell_refused.is_fresh(index or ""):
+        if self._respellings.is_fresh(_respell_key(text, index)) or self._respell_refused.is_fresh(index or ""):
             return None
-        return RespellAsk(key, text, suggest_body(text, config), index)
+        return RespellAsk(text, suggest_body(text, config), index)
 
     def respell_answer(self, ask: RespellAsk, response: Any, *, refused: bool = False) -> Respelling | None:
         """Remember the index's answer to ``ask`` (``response``: the parsed search response; None when the request
@@ -404,14 +406,14 @@ class RewriteEngine:
         if response is None or not isinstance(response, Mapping) or "error" in response:
             return None
         found = respelled(ask.text, response, vowel_slips=self.config.respell.vowel_slips)
-        self._respellings.put(ask.key, found if found is not None else NO_RESPELLING)
+        self._respellings.put(_respell_key(ask.text, ask.index), found if found is not None else NO_RESPELLING)
         return found
 
     def respelling(self, text: str, index: str | None) -> Respelling | None:
         """The remembered respelling of ``text`` on ``index`` (a stale one too: better than none), or None."""
         if not self.config.respell.enabled:
             return None
-        hit = self._respellings.get(f"{index or ''}\x00{text}")
+        hit = self._respellings.get(_respell_key(text, index))
         return hit.value if hit is not None and isinstance(hit.value, Respelling) else None
 
     def rewrite_body(self, body: Any, *, index: str | None = None, explain: bool = False) -> tuple[Any, dict | None]:

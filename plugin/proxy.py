@@ -679,14 +679,14 @@ class Proxy:
         """Ask the index which query words it does not hold (``qrw.plugin.respell``) for each (body, index) whose
         answer the engine does not remember, all at once; the engine keeps the answers for ``rewrite_body``. A
         failure or an answer slower than ``respell.timeout_ms`` costs only that query's respelling."""
-        asks = [(ask, index) for body, index in bodies if (ask := self.engine.respell_ask(body, index)) is not None]
+        asks = [ask for body, index in bodies if (ask := self.engine.respell_ask(body, index)) is not None]
         if not asks:
             return
         headers = [(k, v) for k, v in forward if k.lower() != b"content-type"] + [(b"content-type", b"application/json")]
         timeout = self.engine.config.respell.timeout_ms / 1000.0
 
-        async def one(ask: Any, index: str | None) -> None:
-            target = (f"/{quote(index, safe=',*')}/_search" if index else "/_search").encode()
+        async def one(ask: Any) -> None:
+            target = (f"/{quote(ask.index, safe=',*')}/_search" if ask.index else "/_search").encode()
             try:
                 response, data = await asyncio.wait_for(self._upstreams().request(
                     "POST", target, headers, _encode(jsonbody.dumps(ask.body), encoding), retryable=True,
@@ -700,7 +700,7 @@ class Proxy:
             outcome = "refused" if refused else ("unchanged" if response.status == 200 else "failed")
             self.metrics.respell("respelled" if found is not None else outcome)
 
-        await asyncio.gather(*(one(ask, index) for ask, index in asks))
+        await asyncio.gather(*(one(ask) for ask in asks))
 
     async def _rewrite_fresh(self, plain: bytes, index: str | None, explain: bool, debug: bool,
                              memo_key: tuple[bytes, str | None] | None, forward: list,
