@@ -68,7 +68,7 @@ def typed_side_index(args: argparse.Namespace, catalog, facets, qrels) -> Iterat
     name = args.index_name
     source = next(iter(client.indices.get_alias(name=args.index)))  # the settings and mapping of the baseline's index
     info = client.indices.get(index=source)[source]
-    settings = {k: v for k, v in info["settings"]["index"].items() if k in ("analysis", "number_of_shards", "number_of_replicas")}
+    settings = {k: v for k, v in info["settings"]["index"].items() if k in ("analysis", "similarity", "number_of_shards", "number_of_replicas")}
     mappings = info["mappings"]
     mappings["properties"]["product_type"] = {"type": "text", "analyzer": STEMMED_ANALYZER,
                                               "fields": {"raw": {"type": "keyword"}}}

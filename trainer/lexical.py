@@ -11,7 +11,7 @@ Lucene BM25 variant) costs a fraction of a millisecond. It mirrors what the node
   ``porter_stem``);
 * one BM25 index per field of the ``BaselineSpec`` (``all_text`` = every text field, ``f.stem`` =
   one field, ``all_text.join`` = every text field with adjacent words also joined, as the
-  ``qrw_joined`` analyzer's shingles), k1 1.2 and b 0.75 as OpenSearch; a ``most_fields`` query sums the boosted field
+  ``qrw_joined`` analyzer's shingles), with the index's k1 and b (``qrw.search.baseline.SIMILARITY``); a ``most_fields`` query sums the boosted field
   scores, ``best_fields`` takes the best plus ``tie_breaker`` times the rest;
 * a merged query is ``original + sum(weight_i * rewrite_i)`` over documents matching at least one
   clause, and a rewrite clause with ``operator: and`` only counts on documents holding all its terms.
@@ -31,10 +31,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from qrw.search.baseline import BM25_B as B
+from qrw.search.baseline import BM25_K1 as K1
 from qrw.search.baseline import CATCH_ALL, CATCH_ALL_JOINED, STEM_SUFFIX, BaselineSpec
 
-K1 = 1.2
-B = 0.75
 # UAX#29 as the standard tokenizer applies it: '.' and apostrophes join what they sit between, a
 # comma only digits ("1,000" stays one token, "blue,silver" is two)
 _TOKEN = re.compile(r"[^\W_]+(?:(?:[.'’]|(?<=\d),(?=\d))[^\W_]+)*|[®™©]", re.UNICODE)

@@ -14,6 +14,11 @@ baseline, and the index must carry the fields it needs. Both halves live here:
   index and query time, so ``smart watch`` meets ``smartwatch``, ``mouse pad`` meets ``mousepad`` and
   ``headset`` meets ``head set``. Users and catalogs split and join compounds freely; a stemmer
   cannot bridge that, and it is the commonest respelling the rewriter used to serve.
+* ``SIMILARITY``: the index's BM25 parameters, stated here (Lucene's defaults, ``k1`` 1.2 and ``b``
+  0.75) so that the trainer's in-process BM25 reads the same constants as the index. A lower ``k1``
+  was measured and not adopted: it lifts one training query, and under it the field weights chosen
+  by ``qrw baselines`` change, so the two must be chosen together (``benchmarks/bm25_length_norm.py``,
+  docs/eval/baselines.md).
 * ``BaselineSpec``: a typed description of the query (a ``match`` on one field, or a
   ``multi_match`` of a given type over weighted fields), with ``build(query)`` -> search body.
   ``VARIANTS`` names every variant compared in docs/eval; ``DEFAULT_BASELINE`` is the strongest,
@@ -63,6 +68,16 @@ ANALYSIS: dict = {
 }
 
 
+BM25_K1 = 1.2
+BM25_B = 0.75
+SIMILARITY: dict = {"default": {"type": "BM25", "k1": BM25_K1, "b": BM25_B}}
+
+
+def text_settings() -> dict:
+    """The index settings the baseline needs: its analysis and its BM25 parameters."""
+    return {"analysis": ANALYSIS, "similarity": SIMILARITY}
+
+
 def text_field_mapping(copy_to_catch_all: bool = True, keyword: bool = False) -> dict:
     """One text field: ``standard`` analysed, with a stemmed ``.stem`` sub-field, copied into ``all_text``."""
     fields: dict = {"stem": {"type": "text", "analyzer": STEMMED_ANALYZER}}
@@ -85,10 +100,10 @@ def catch_all_mapping() -> dict:
 
 
 def text_mapping(fields: Sequence[str], keyword_fields: Sequence[str] = ()) -> tuple[dict, dict]:
-    """(analysis settings, properties) for ``fields`` plus the catch-all field."""
+    """(index settings: analysis and similarity, properties) for ``fields`` plus the catch-all field."""
     properties = {name: text_field_mapping(keyword=name in keyword_fields) for name in fields}
     properties[CATCH_ALL] = catch_all_mapping()
-    return ANALYSIS, properties
+    return text_settings(), properties
 
 
 class BaselineSpec(BaseModel):

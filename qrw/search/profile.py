@@ -187,7 +187,7 @@ class IndexProfile(BaseModel):
 
     def mapping(self) -> dict:
         """Settings and mappings of the index ``qrw index`` builds for this profile."""
-        analysis, text_properties = text_mapping(self.searchable_fields, keyword_fields=self.keyword_fields)
+        text_index_settings, text_properties = text_mapping(self.searchable_fields, keyword_fields=self.keyword_fields)
         properties: dict = {}
         if self.id_field != METADATA_ID:
             properties[self.id_field] = {"type": "keyword"}
@@ -195,7 +195,7 @@ class IndexProfile(BaseModel):
         properties.update(self.other_fields)
         dynamic: str | bool = self.dynamic if self.dynamic == "strict" else self.dynamic == "true"
         return {
-            "settings": {**INDEX_SETTINGS, "analysis": analysis},
+            "settings": {**INDEX_SETTINGS, **text_index_settings},
             "mappings": {"dynamic": dynamic, "properties": properties},
         }
 

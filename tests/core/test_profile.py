@@ -48,6 +48,7 @@ def test_icecat_profile_builds_the_legacy_mapping():
     assert "raw" not in properties["title"]["fields"]
     assert properties["image_url"] == {"type": "keyword", "index": False}
     assert mapping["settings"]["number_of_shards"] == 1 and "qrw_stemmed" in mapping["settings"]["analysis"]["analyzer"]
+    assert mapping["settings"]["similarity"]["default"]["type"] == "BM25"
 
 
 def _profile(**changes) -> dict:

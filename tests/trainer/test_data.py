@@ -85,8 +85,12 @@ def test_in_process_baseline_follows_the_node(opensearch_url, indexed_catalog, c
     from qrw.eval.judgments import load_judgments
     from qrw.search.baseline import DEFAULT_BASELINE
     from qrw.search.connect import open_client
-    from qrw.trainer.lexical import LexicalIndex, agreement_with_opensearch, analyze, analyze_joined, joined_groups, lucene_length
+    from qrw.trainer.lexical import B, K1, LexicalIndex, agreement_with_opensearch, analyze, analyze_joined, joined_groups, lucene_length
 
+    # the index states its BM25 parameters, and the mirror reads the same ones
+    settings = open_client(opensearch_url).indices.get_settings(index=indexed_catalog)
+    similarity = next(iter(settings.values()))["settings"]["index"]["similarity"]["default"]
+    assert similarity["type"] == "BM25" and (float(similarity["k1"]), float(similarity["b"])) == (K1, B)
     assert analyze("Laptops Café's Notebooks") == ["laptop", "cafe", "notebook"]
     assert analyze_joined("Smart Watches") == ["smart", "watch", "smartwatch"]
     # grouped by position as the node's match query reads the shingles (one Synonym term per group)
