@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             respelling = engine.respell_answer(ask, answer) if answer else None
             offers = [{"word": entry["text"], "offers": [
                 {"text": o["text"], "freq": o["freq"], "typo": plausible_typo(entry["text"], o["text"]),
-                 "typo_without_vowel_slips": plausible_typo(entry["text"], o["text"], vowel_slips=False)}
+                 "typo_without_vowel_slips": plausible_typo(entry["text"], o["text"], vowel_slips=False),
+                 "typo_without_sound_slips": plausible_typo(entry["text"], o["text"], sound_slips=False)}
                 for o in entry["options"]]} for entry in answer.get("suggest", {}).get(SUGGEST_NAME, []) if entry["options"]]
             row = {"query": query, "respelled": respelling.text if respelling else None, "unknown_words": offers}
             if respelling is not None:

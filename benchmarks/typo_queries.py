@@ -96,6 +96,28 @@ def misspell_vowel(query: str) -> str | None:
     return " ".join([*words[:i], word[:pos] + others[(digest // 7) % len(others)] + word[pos + 1:], *words[i + 1 :]])
 
 
+SOUND_ALIKE = {"b": "p", "p": "b", "d": "t", "t": "d", "g": "k", "k": "g", "f": "v", "v": "f", "s": "z", "z": "s"}
+
+
+def misspell_sound(query: str) -> str | None:
+    """One consonant written for the one that sounds alike (``laptop`` -> ``labtop``; b/p, d/t, g/k, f/v, s/z)
+    inside the query's longest alphabetic word of >= 5 letters, position chosen by a hash of the query; None: no
+    such word, or no inner consonant with a sound-alike."""
+    found = longest_word(query)
+    if found is None:
+        return None
+    words, i = found
+    word = words[i]
+    inner = [p for p in range(1, len(word) - 1) if word[p] in SOUND_ALIKE]
+    if not inner:
+        return None
+    pos = inner[int(hashlib.sha1(query.encode()).hexdigest(), 16) % len(inner)]
+    return " ".join([*words[:i], word[:pos] + SOUND_ALIKE[word[pos]] + word[pos + 1:], *words[i + 1 :]])
+
+
+EDITS = {"slip": misspell, "vowel": misspell_vowel, "sound": misspell_sound}
+
+
 def fuzzy_should(url: str, rows: list[dict], typo_of: dict[str, str], weights: list[float]) -> dict:
     """nDCG@10 of the baseline with its fuzzy copy at weight w (``BaselineSpec.fuzzy_boost``) on the clean and
     the misspelled queries."""
@@ -143,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzzy-boost", type=float, default=0.1,
                         help="baseline.fuzzy_boost of the profile run through qrw eval (0.1: free on clean training queries in stop 22)")
     parser.add_argument("--fuzzy-weights", default="0.05,0.1,0.2,0.3,0.5,1.0", help="weights of the fuzzy should clause")
-    parser.add_argument("--edit", choices=("slip", "vowel"), default="slip",
-                        help="how queries are misspelled: slip (swap, drop or double a letter; misspell) or vowel "
-                             "(one vowel for another; misspell_vowel, headroom §17b)")
+    parser.add_argument("--edit", choices=tuple(EDITS), default="slip",
+                        help="how queries are misspelled: slip (swap, drop or double a letter; misspell), vowel "
+                             "(one vowel for another; misspell_vowel, headroom §17b) or sound (one consonant for "
+                             "its sound-alike; misspell_sound, headroom §17c)")
     parser.add_argument("--respell-weights", default="0.3,0.5,1",
                         help="respell.weight values run through qrw eval (index respelling, headroom §17); empty: skip")
     parser.add_argument("--respelling-sweep", default="1.01,0.2,0.1,0.05,0",
@@ -157,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with (default_data_dir() / "judgments" / "judgments.csv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if (fold_of(r["query"]) == 0) == (args.fold == "valid")]
-    edit = misspell if args.edit == "slip" else misspell_vowel
+    edit = EDITS[args.edit]
     typo_of = {q: edit(q) for q in sorted({r["query"] for r in rows})}
-    tag = args.fold if args.edit == "slip" else f"{args.fold}_vowel"  # file names: one set of files per edit kind
+    tag = args.fold if args.edit == "slip" else f"{args.fold}_{args.edit}"  # file names: one set of files per edit kind
     kept = {q: t for q, t in typo_of.items() if t is not None}
     files = {"clean": args.work_dir / f"judgments_clean_{tag}.csv", "typo": args.work_dir / f"judgments_typo_{tag}.csv"}
     for kind, path in files.items():
@@ -174,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     fuzzy_copy = {**shipped, "name": "icecat_fuzzy_copy",
                   "baseline": {**shipped["baseline"], "name": shipped["baseline"]["name"] + "_fuzzy_copy", "fuzzy_boost": args.fuzzy_boost}}
     profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml", "fuzzy_copy": args.work_dir / "icecat_fuzzy_copy.yaml",
-                "shipped_no_recovery": None, "shipped_no_respell": None, "shipped_no_vowel_slips": None}
+                "shipped_no_recovery": None, "shipped_no_respell": None, "shipped_no_vowel_slips": None,
+                "shipped_no_sound_slips": None}
     profiles["fuzzy"].write_text(yaml.safe_dump(fuzzy, sort_keys=False))
     profiles["fuzzy_copy"].write_text(yaml.safe_dump(fuzzy_copy, sort_keys=False))
     no_recovery = args.work_dir / "plugin_no_recovery.yaml"  # the serving chain as before zero-hit recovery
@@ -183,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     no_respell.write_text(yaml.safe_dump({"respell": {"enabled": False}}))
     no_vowel_slips = args.work_dir / "plugin_no_vowel_slips.yaml"  # index respelling without vowel slips (§17b)
     no_vowel_slips.write_text(yaml.safe_dump({"respell": {"vowel_slips": False}}))
+    no_sound_slips = args.work_dir / "plugin_no_sound_slips.yaml"  # index respelling without sound-alike slips (§17c)
+    no_sound_slips.write_text(yaml.safe_dump({"respell": {"sound_slips": False}}))
 
     qrw = str(Path(sys.executable).with_name("qrw"))
     results: dict = {"queries": len(kept), "left_out_no_long_word": len(typo_of) - len(kept),
@@ -200,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                 command += ["--plugin-config", str(no_respell)]
             if profile_name == "shipped_no_vowel_slips":
                 command += ["--plugin-config", str(no_vowel_slips)]
+            if profile_name == "shipped_no_sound_slips":
+                command += ["--plugin-config", str(no_sound_slips)]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             report = json.loads(out.read_text())
             systems = {name.split(":")[0]: s for name, s in report["systems"].items()}

@@ -130,6 +130,9 @@ class RespellConfig(_Frozen):
     vowel_slips: bool = Field(True, description="also take one vowel written for another (moniter -> monitor) in "
                                                 "typed words of at least 5 letters (shorter ones have real vowel "
                                                 "neighbours: bose, base)")
+    sound_slips: bool = Field(True, description="also take one consonant written for the one that sounds alike "
+                                                "(labtop -> laptop: b/p, d/t, g/k, f/v, s/z, c/k, c/s) in typed words "
+                                                "of at least 5 letters")
     max_edits: int = Field(2, ge=1, le=2, description="term suggester max_edits")
     prefix_length: int = Field(1, ge=0, le=10, description="leading letters a correction must keep (term suggester prefix_length)")
     min_word_length: int = Field(4, ge=1, le=50, description="shorter words are never corrected")

@@ -405,7 +405,8 @@ class RewriteEngine:
             return None
         if response is None or not isinstance(response, Mapping) or "error" in response:
             return None
-        found = respelled(ask.text, response, vowel_slips=self.config.respell.vowel_slips)
+        found = respelled(ask.text, response, vowel_slips=self.config.respell.vowel_slips,
+                          sound_slips=self.config.respell.sound_slips)
         self._respellings.put(_respell_key(ask.text, ask.index), found if found is not None else NO_RESPELLING)
         return found
 

@@ -58,12 +58,16 @@ def neighbouring_keys(a: str, b: str) -> bool:
 
 VOWELS = frozenset("aeiou")
 MIN_VOWEL_SLIP_LENGTH = 5
+SOUND_ALIKE = frozenset(frozenset(pair) for pair in ("bp", "dt", "gk", "fv", "sz", "ck", "cs"))
+"""Consonants written for one another because they sound alike (voiced and unvoiced pairs, hard and soft c):
+``labtop`` for laptop. A general model of spelling by ear, like vowel slips; not a list of words."""
 
 
-def plausible_typo(typed: str, suggested: str, *, vowel_slips: bool = True) -> bool:
+def plausible_typo(typed: str, suggested: str, *, vowel_slips: bool = True, sound_slips: bool = True) -> bool:
     """Whether ``typed`` is ``suggested`` with one typing slip: a letter inserted, dropped or doubled, two
-    neighbours swapped, a letter replaced by a neighbouring key, or (``vowel_slips``, in a typed word of at
-    least ``MIN_VOWEL_SLIP_LENGTH`` letters) one vowel written for another. Letters only."""
+    neighbours swapped, a letter replaced by a neighbouring key, or, in a typed word of at least
+    ``MIN_VOWEL_SLIP_LENGTH`` letters, one vowel written for another (``vowel_slips``) or one consonant for
+    the one that sounds alike (``sound_slips``, ``SOUND_ALIKE``). Letters only."""
     typed, suggested = typed.casefold(), suggested.casefold()
     if typed == suggested or not typed.isalpha() or not suggested.isalpha() or not within_one_edit(typed, suggested):
         return False
@@ -73,8 +77,11 @@ def plausible_typo(typed: str, suggested: str, *, vowel_slips: bool = True) -> b
     if len(differ) == 2:
         return True  # two neighbours swapped (within_one_edit allows no other two-letter difference)
     a, b = typed[differ[0]], suggested[differ[0]]
-    if vowel_slips and a in VOWELS and b in VOWELS and len(typed) >= MIN_VOWEL_SLIP_LENGTH:
+    long_enough = len(typed) >= MIN_VOWEL_SLIP_LENGTH
+    if vowel_slips and a in VOWELS and b in VOWELS and long_enough:
         return True  # moniter -> monitor: spelled as it sounds
+    if sound_slips and frozenset((a, b)) in SOUND_ALIKE and long_enough:
+        return True  # labtop -> laptop
     return neighbouring_keys(a, b)
 
 
@@ -110,7 +117,7 @@ def _entries(response: Any) -> list | None:
     return entries if isinstance(entries, list) else None
 
 
-def respelled(text: str, response: Any, *, vowel_slips: bool = True) -> Respelling | None:
+def respelled(text: str, response: Any, *, vowel_slips: bool = True, sound_slips: bool = True) -> Respelling | None:
     """``text`` with each unknown word replaced by the suggester's first plausible typo fix; None when no word
     changes or the answer is not a term-suggester answer to ``suggest_body(text, ...)``."""
     entries = _entries(response)
@@ -128,7 +135,7 @@ def respelled(text: str, response: Any, *, vowel_slips: bool = True) -> Respelli
         typed = text[offset:offset + length]
         for option in options:
             candidate = option.get("text") if isinstance(option, Mapping) else None
-            if isinstance(candidate, str) and plausible_typo(typed, candidate, vowel_slips=vowel_slips):
+            if isinstance(candidate, str) and plausible_typo(typed, candidate, vowel_slips=vowel_slips, sound_slips=sound_slips):
                 changes.append((offset, length, typed, candidate))
                 break
     if not changes:

@@ -268,7 +268,7 @@ def index_respellings(client: OpenSearch, index: str, queries: Sequence[str], re
             log.warning("index respelling skipped: %s refused the suggest request on %s (%s)", index, respell.field,
                         getattr(exc, "error", exc))
             return {}
-        respelling = respelled(text, answer, vowel_slips=respell.vowel_slips)
+        respelling = respelled(text, answer, vowel_slips=respell.vowel_slips, sound_slips=respell.sound_slips)
         if respelling is not None:
             found[q] = respelling
     return found

@@ -57,6 +57,17 @@ def test_a_vowel_for_a_vowel_only_in_longer_words_and_only_when_asked():
     assert found.text == "monitor arm" and respelled("monitur arm", answer(("monitur", 0, ["monitor"])), vowel_slips=False) is None
 
 
+def test_a_consonant_for_its_sound_alike_only_in_longer_words_and_only_when_asked():
+    assert plausible_typo("labtop", "laptop") and plausible_typo("headphomes", "headphones")  # m/n: keys
+    assert plausible_typo("keypoard", "keyboard") and plausible_typo("externel", "external")
+    assert plausible_typo("adabter", "adapter") and plausible_typo("calkulator", "calculator")
+    assert not plausible_typo("labtop", "laptop", sound_slips=False)
+    assert not plausible_typo("bads", "pads") and not plausible_typo("cape", "gape")  # short words: real neighbours
+    assert not plausible_typo("labtop", "lamtop")  # b and m: not alike, and not neighbouring keys either
+    found = respelled("labtop bag", answer(("labtop", 0, ["laptop"])))  # b and p are far apart on the keyboard
+    assert found.text == "laptop bag" and respelled("labtop bag", answer(("labtop", 0, ["laptop"])), sound_slips=False) is None
+
+
 def test_neighbouring_keys_follow_the_qwerty_rows():
     assert neighbouring_keys("a", "s") and neighbouring_keys("a", "q") and neighbouring_keys("a", "w")
     assert neighbouring_keys("s", "z") and neighbouring_keys("s", "x") and neighbouring_keys("b", "n")
@@ -90,7 +101,8 @@ def test_respelled_replaces_each_word_by_its_first_plausible_fix():
     assert respelled("frying pan", answer(("frying", 0, ["flying"]))) is None
     assert respelled("x", {"error": {"type": "x"}}) is None and respelled("x", {"hits": {}}) is None
     typed_keys = {"suggest": {"term#qrw_respell": answer(("labtop", 0, ["laptop"]))["suggest"]["qrw_respell"]}}
-    assert respelled("labtop", typed_keys) is None  # b and p are not neighbours
+    assert respelled("labtop", typed_keys, sound_slips=False) is None  # b and p are not neighbouring keys
+    assert respelled("labtop", typed_keys).text == "laptop"  # but they sound alike
     assert respelled("lapyop", {"suggest": {"term#qrw_respell": answer(("lapyop", 0, ["laptop"]))["suggest"]["qrw_respell"]}}).text == "laptop"
     assert respelled("abc", answer(("abcdef", 0, ["abcdeg"]))) is None  # an entry outside the text is ignored
 
