@@ -42,6 +42,34 @@ def companion_clause(kind: str, query: str, boost: float, slop: int) -> dict:
     return {"match_phrase": {CATCH_ALL: {"query": query, "slop": slop, "boost": boost}}}
 
 
+def cross_validated(train, best, score, label, reference, reference_key: str = "outer_baseline"):
+    """(per-fold rows, held-out nDCG@10 per query): each training fold scored with the setting ``best`` picks
+    on the other training folds. ``score(setting, query)`` is a query's nDCG@10 under a setting; ``reference``
+    is the setting every fold is compared with."""
+    import statistics
+
+    from qrw.eval.folds import fold_of
+
+    folds, held_out = [], {}
+    for fold in sorted({fold_of(q) for q in train}):
+        inner = [q for q in train if fold_of(q) != fold]
+        outer = [q for q in train if fold_of(q) == fold]
+        picked = best(inner)
+        folds.append({"fold": fold, "picked": label(picked),
+                      "outer_ndcg@10": statistics.fmean(score(picked, q) for q in outer),
+                      reference_key: statistics.fmean(score(reference, q) for q in outer)})
+        held_out.update({q: score(picked, q) for q in outer})
+    return folds, held_out
+
+
+def emit(report: dict, path: Path | None) -> int:
+    """Print the report as JSON, write it to ``path`` too when given; the exit status."""
+    print(json.dumps(report, indent=2))
+    if path:
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from opensearchpy import OpenSearch
 
@@ -94,14 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     def label(setting) -> str:
         return "off" if not setting[0] else f"w{setting[0]:g}" + (f" slop{setting[1]}" if args.companion == "phrase" else "")
 
-    folds, held_out = [], {}
-    for fold in sorted({fold_of(q) for q in train}):
-        inner = [q for q in train if fold_of(q) != fold]
-        outer = [q for q in train if fold_of(q) == fold]
-        picked = best(inner)
-        folds.append({"fold": fold, "picked": label(picked), "outer_ndcg@10": mean(picked, outer),
-                      "outer_baseline": mean(off, outer)})
-        held_out.update({q: scores[picked][q] for q in outer})
+    folds, held_out = cross_validated(train, best, lambda s, q: scores[s][q], label, off)
     deltas = {q: held_out[q] - scores[off][q] for q in train}
     chosen = best(train)
     report = {
@@ -123,10 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                   for s in {off, chosen}}
         report["valid_ndcg@10"] = {label(s): statistics.fmean(ndcg_at_k(ranked[s][q].ids, qrels[q]) for q in valid)
                                    for s in ranked}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,12 @@ index`` at ``--url``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 HARM = 0.05  # a query is harmed (or won) when its nDCG@10 moves by more than this
 LUCENE_DEFAULT = (0.75, 1.2)  # Lucene's BM25 defaults, what the project's index used before this measurement
@@ -66,6 +68,8 @@ def set_similarity(client, index: str, b: float, k1: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from opensearchpy import OpenSearch
+
+    from baseline_companion import cross_validated, emit
 
     from qrw.eval.folds import fold_of
     from qrw.eval.judgments import load_judgments
@@ -116,14 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     def label(setting) -> str:
         return f"b{setting[0]:g} k1 {setting[1]:g}"
 
-    folds, held_out = [], {}
-    for fold in sorted({fold_of(q) for q in train}):
-        inner = [q for q in train if fold_of(q) != fold]
-        outer = [q for q in train if fold_of(q) == fold]
-        picked = best(inner)
-        folds.append({"fold": fold, "picked": label(picked), "outer_ndcg@10": mean(picked, outer),
-                      "outer_lucene_default": mean(LUCENE_DEFAULT, outer)})
-        held_out.update({q: scores[picked][q] for q in outer})
+    folds, held_out = cross_validated(train, best, lambda s, q: scores[s][q], label, LUCENE_DEFAULT,
+                                      reference_key="outer_lucene_default")
     deltas = {q: held_out[q] - scores[LUCENE_DEFAULT][q] for q in train}
     chosen = best(train)
     report = {
@@ -156,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         client.indices.delete(index=args.side_index)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from its figures: the edit rule and the systems are fixed):
 
     .venv/bin/python benchmarks/typo_queries.py --json docs/eval/typo_queries.json
     .venv/bin/python benchmarks/typo_queries.py --fold valid --respelling-sweep "" --respell-weights "" --json docs/eval/typo_queries_valid.json
+    .venv/bin/python benchmarks/typo_queries.py --edit vowel --respelling-sweep "" --respell-weights "" --fuzzy-weights "" --json docs/eval/typo_queries_vowel.json
+    .venv/bin/python benchmarks/typo_queries.py --edit sound --respelling-sweep "" --respell-weights "" --fuzzy-weights "" --json docs/eval/typo_queries_sound.json
 
 Needs a node with the catalog under the alias ``products`` (``qrw opensearch start``, ``qrw index``).
 """
@@ -79,21 +81,32 @@ def misspell(query: str) -> str | None:
 VOWELS = "aeiou"
 
 
-def misspell_vowel(query: str) -> str | None:
-    """One vowel written for another (``monitor`` -> ``monitur``) inside the query's longest alphabetic word of
-    >= 5 letters, position and vowel chosen by a hash of the query; None: no such word, or no inner vowel."""
+def _respell_inner_letter(query: str, letters, replacement) -> str | None:
+    """The query with one inner letter of its longest alphabetic word of >= 5 letters (first and last kept) that is
+    in ``letters`` replaced by ``replacement(letter, digest)``; position chosen by a hash of the query; None: no
+    such word, or no such letter."""
     found = longest_word(query)
     if found is None:
         return None
     words, i = found
     word = words[i]
-    inner = [p for p in range(1, len(word) - 1) if word[p] in VOWELS]
+    inner = [p for p in range(1, len(word) - 1) if word[p] in letters]
     if not inner:
         return None
     digest = int(hashlib.sha1(query.encode()).hexdigest(), 16)
     pos = inner[digest % len(inner)]
-    others = [v for v in VOWELS if v != word[pos]]
-    return " ".join([*words[:i], word[:pos] + others[(digest // 7) % len(others)] + word[pos + 1:], *words[i + 1 :]])
+    return " ".join([*words[:i], word[:pos] + replacement(word[pos], digest) + word[pos + 1:], *words[i + 1 :]])
+
+
+def misspell_vowel(query: str) -> str | None:
+    """One vowel written for another (``monitor`` -> ``monitur``) inside the query's longest alphabetic word of
+    >= 5 letters, position and vowel chosen by a hash of the query; None: no such word, or no inner vowel."""
+
+    def other_vowel(vowel: str, digest: int) -> str:
+        others = [v for v in VOWELS if v != vowel]
+        return others[(digest // 7) % len(others)]
+
+    return _respell_inner_letter(query, VOWELS, other_vowel)
 
 
 SOUND_ALIKE = {"b": "p", "p": "b", "d": "t", "t": "d", "g": "k", "k": "g", "f": "v", "v": "f", "s": "z", "z": "s"}
@@ -103,16 +116,7 @@ def misspell_sound(query: str) -> str | None:
     """One consonant written for the one that sounds alike (``laptop`` -> ``labtop``; b/p, d/t, g/k, f/v, s/z)
     inside the query's longest alphabetic word of >= 5 letters, position chosen by a hash of the query; None: no
     such word, or no inner consonant with a sound-alike."""
-    found = longest_word(query)
-    if found is None:
-        return None
-    words, i = found
-    word = words[i]
-    inner = [p for p in range(1, len(word) - 1) if word[p] in SOUND_ALIKE]
-    if not inner:
-        return None
-    pos = inner[int(hashlib.sha1(query.encode()).hexdigest(), 16) % len(inner)]
-    return " ".join([*words[:i], word[:pos] + SOUND_ALIKE[word[pos]] + word[pos + 1:], *words[i + 1 :]])
+    return _respell_inner_letter(query, SOUND_ALIKE, lambda letter, _digest: SOUND_ALIKE[letter])
 
 
 EDITS = {"slip": misspell, "vowel": misspell_vowel, "sound": misspell_sound}
@@ -198,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                   "baseline": {**shipped["baseline"], "name": shipped["baseline"]["name"] + "_fuzzy_copy", "fuzzy_boost": args.fuzzy_boost}}
     profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml", "fuzzy_copy": args.work_dir / "icecat_fuzzy_copy.yaml",
                 "shipped_no_recovery": None, "shipped_no_respell": None, "shipped_no_vowel_slips": None,
-                "shipped_no_sound_slips": None}
+                "shipped_no_sound_slips": None, "shipped_model_on_typed": None}
     profiles["fuzzy"].write_text(yaml.safe_dump(fuzzy, sort_keys=False))
     profiles["fuzzy_copy"].write_text(yaml.safe_dump(fuzzy_copy, sort_keys=False))
     no_recovery = args.work_dir / "plugin_no_recovery.yaml"  # the serving chain as before zero-hit recovery
@@ -209,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     no_vowel_slips.write_text(yaml.safe_dump({"respell": {"vowel_slips": False}}))
     no_sound_slips = args.work_dir / "plugin_no_sound_slips.yaml"  # index respelling without sound-alike slips (§17c)
     no_sound_slips.write_text(yaml.safe_dump({"respell": {"sound_slips": False}}))
+    model_on_typed = args.work_dir / "plugin_model_on_typed.yaml"  # the model rewrites the text as typed (§17d)
+    model_on_typed.write_text(yaml.safe_dump({"respell": {"rewrite_respelled": False}}))
 
     qrw = str(Path(sys.executable).with_name("qrw"))
     results: dict = {"queries": len(kept), "left_out_no_long_word": len(typo_of) - len(kept),
@@ -228,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                 command += ["--plugin-config", str(no_vowel_slips)]
             if profile_name == "shipped_no_sound_slips":
                 command += ["--plugin-config", str(no_sound_slips)]
+            if profile_name == "shipped_model_on_typed":
+                command += ["--plugin-config", str(model_on_typed)]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             report = json.loads(out.read_text())
             systems = {name.split(":")[0]: s for name, s in report["systems"].items()}
@@ -240,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 "gated_zero_hit_retries": systems["gated"].get("zero_hit_recoveries", 0),
                 "gated_index_respellings": systems["gated"].get("index_respellings", 0),
                 "served": {q: r.get("rewrites") for q, r in per_query.items() if r.get("rewrites")},
+                "served_model_rewrites": sum(d.get("action") in ("full", "down") for r in per_query.values()
+                                             for d in r.get("decisions", [])),
             }
     def layered(name: str, layer_settings: dict) -> dict[str, dict]:
         """Per kind (clean, typo): the gated and original systems of ``qrw eval`` with a plugin config layer."""

@@ -61,7 +61,7 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
         self.qrw = make_engine(engine, config, model, rules)
 
     async def _prepare(self, step: Any, body: Any, index: Any, headers: Any) -> Any:
-        if needs_model(self.qrw, body):
+        if needs_model(self.qrw, body, index):
             return await asyncio.to_thread(step, self.qrw, body, index, headers)
         return step(self.qrw, body, index, headers)
 

@@ -240,12 +240,13 @@ def take_msearch(engine: RewriteEngine, prepared: Prepared, first: Any, retries:
     return {**first, "responses": responses}
 
 
-def needs_model(engine: RewriteEngine, prepared_input: Any) -> bool:
-    """Whether preparing this body may wait for the model (the async client then runs it in a thread)."""
+def needs_model(engine: RewriteEngine, prepared_input: Any, index: Any = None) -> bool:
+    """Whether preparing this body (searched on ``index``) may wait for the model (the async client then runs it
+    in a thread)."""
     if engine.source.model is None:
         return False
     if isinstance(prepared_input, Mapping):
-        return engine.needs_model(prepared_input)
+        return engine.needs_model(prepared_input, _index_text(index))
     return True
 
 

@@ -130,6 +130,9 @@ class RespellConfig(_Frozen):
     vowel_slips: bool = Field(True, description="also take one vowel written for another (moniter -> monitor) in "
                                                 "typed words of at least 5 letters (shorter ones have real vowel "
                                                 "neighbours: bose, base)")
+    rewrite_respelled: bool = Field(True, description="the model, guards and gate work on the respelled text when the "
+                                                      "index respells a query (false: on the text as typed, as before "
+                                                      "docs/eval/headroom.md §17d)")
     sound_slips: bool = Field(True, description="also take one consonant written for the one that sounds alike "
                                                 "(labtop -> laptop: b/p, d/t, g/k, f/v, s/z, c/k, c/s) in typed words "
                                                 "of at least 5 letters")

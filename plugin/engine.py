@@ -314,10 +314,18 @@ class RewriteEngine:
             return None
         return text
 
-    def needs_model(self, body: Any) -> bool:
-        """True when rewriting ``body`` may wait for the model (no fresh cache entry): run it off the event loop."""
+    def needs_model(self, body: Any, index: str | None = None) -> bool:
+        """True when rewriting ``body`` (searched on ``index``) may wait for the model (no fresh cache entry): run
+        it off the event loop."""
         text = self.rewritable_text(body)
-        return text is not None and self.source.model is not None and not self.source.is_fresh(text)
+        return text is not None and self.source.model is not None and not self.source.is_fresh(self.model_text(text, index))
+
+    def model_text(self, text: str, index: str | None) -> str:
+        """The text the model rewrites for the user's ``text``: the index's respelling of it when there is one.
+        The user meant the respelled words; the model's rewrites of a misspelled text (``boogs`` -> ``boots``),
+        and the tagger's verdicts on them, are what the training data least resembles (docs/eval/headroom.md §17d)."""
+        respelling = self.respelling(text, index) if self.config.respell.rewrite_respelled else None
+        return respelling.text if respelling is not None else text
 
     # -- rewriting ---------------------------------------------------------------------------
 
@@ -434,12 +442,13 @@ class RewriteEngine:
             deadline_ms = options.get("deadline_ms")
             deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
             respelling = self.respelling(text, index)
+            model_text = respelling.text if respelling is not None and self.config.respell.rewrite_respelled else text
             weight = self.config.respell.weight
             if not explain:
-                kept = with_respelling(self._kept_rewrites(text, deadline_ms), respelling, weight)
+                kept = with_respelling(self._kept_rewrites(model_text, deadline_ms), respelling, weight)
                 return faithful_merge(body, kept, self.config.merge.rewrite_operator, self.config.merge.mode), None
-            result = self.rewrite_query(text, explain=explain, deadline_ms=deadline_ms)
-            kept = with_respelling([weighted(text, c) for c in result.kept], respelling, weight)
+            result = self.rewrite_query(model_text, explain=explain, deadline_ms=deadline_ms)
+            kept = with_respelling([weighted(model_text, c) for c in result.kept], respelling, weight)
             new_body = faithful_merge(body, kept, self.config.merge.rewrite_operator, self.config.merge.mode)
             report = self._report(result, started)
             if respelling is not None:

@@ -24,7 +24,9 @@ What it does:
   so it only reorders what the user's own words match: the hit count is the original's, and a query
   with no results keeps none. ``confident``: only the rewrites marked ``expands`` (the gate's
   full-weight decisions, merchandisers' rules and respellings of the query: ``plugin/widening.py``)
-  may add documents; the others are grouped as in ``rerank``. Why: on the judged training queries the rewrite candidates reach the same best case
+  may add documents; the others are grouped as in ``rerank``, with the filter widened to the
+  original *or* an expanding rewrite, so they reorder the whole result set (the documents an index
+  respelling found too) and still add nothing to it. Why: on the judged training queries the rewrite candidates reach the same best case
   either way, while wrong rewrites hurt less when they cannot bring in documents the query never
   asked for (``benchmarks/merge_modes.py``); yet a confident ``beamer`` -> ``projector`` must still be
   able to find the projectors that never say "beamer".
@@ -219,14 +221,28 @@ def merged_clause(clause: Mapping, rewrites: Sequence[WeightedRewrite], rewrite_
     documents grouped under the original as a filter)."""
     kind, spec = next(iter(clause.items()))
     should = [_original_clause(kind, spec)]
-    restricted = []
+    restricted, matching = [], [_original_filter(kind, spec)]
     for i, rw in enumerate(rewrites):
         rewrite = _rewrite_clause(kind, spec, rw.text, rw.weight, rewrite_name(i), rewrite_operator)
         adds = mode == "expand" or (mode == "confident" and rw.expands)
         (should if adds else restricted).append(rewrite)
+        if adds:
+            matching.append(_as_filter(rewrite))
     if restricted:
-        should.append({"bool": {"should": restricted, "minimum_should_match": 1, "filter": [_original_filter(kind, spec)]}})
+        # the result set is what the user's clause or an expanding rewrite (a respelling, a confident rewrite)
+        # matches: a restricted rewrite reorders all of it and adds nothing to it
+        scope = matching[0] if len(matching) == 1 else {"bool": {"should": matching, "minimum_should_match": 1}}
+        should.append({"bool": {"should": restricted, "minimum_should_match": 1, "filter": [scope]}})
     return {"bool": {"should": should, "minimum_should_match": 1, **_outer_options(kind, spec)}}
+
+
+def _as_filter(rewrite: Mapping) -> dict:
+    """A rewrite clause as part of a filter: unnamed and unboosted (its hits are named by the scoring copy)."""
+    kind, spec = next(iter(rewrite.items()))
+    if kind == "match":
+        field, options = next(iter(spec.items()))
+        return {"match": {field: _without(options, "_name", "boost")}}
+    return {kind: _without(spec, "_name", "boost")}
 
 
 def _replace(container: Any, path: Path, make: Any) -> Any:

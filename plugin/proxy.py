@@ -660,7 +660,7 @@ class Proxy:
 
     def _needs_model(self, body: dict, index: str | None) -> bool:
         """Could rewriting ``body`` wait for the model? (then it runs off the event loop)"""
-        return self.engine.source.model is not None and self.engine.enabled_for(index) and self.engine.needs_model(body)
+        return self.engine.source.model is not None and self.engine.enabled_for(index) and self.engine.needs_model(body, index)
 
     def _memo_key(self, plain: bytes, index: str | None, explain: bool) -> tuple[bytes, str | None] | None:
         return (plain, index) if not explain and len(plain) <= MEMO_MAX_BODY and b'"qrw"' not in plain else None
@@ -722,11 +722,14 @@ class Proxy:
         client bytes then skip parsing, the chain and serialisation while that verdict stays current."""
         if not self.engine.enabled_for(index):
             return
-        text = self.engine.rewritable_text(body)
-        token = self.engine.verdict(text) if text is not None else None
+        user_text = self.engine.rewritable_text(body)
+        if user_text is None:
+            return
+        text = self.engine.model_text(user_text, index)  # the verdict is the respelled text's when there is one
+        token = self.engine.verdict(text)
         if token is None or not self.engine.verdict_is_current(text, token, count=False):
             return
-        rewritten = bool(token[1]) or self.engine.respelling(text, index) is not None  # an index respelling rides along
+        rewritten = bool(token[1]) or text != user_text  # an index respelling rides along
         if rewritten != (changed is not None and REWRITE_MARK in changed):
             return  # this request was not served from that verdict (e.g. its cache entry had been evicted)
         if len(self._bodies) >= MEMO_ENTRIES:

@@ -309,7 +309,8 @@ def compare_systems(
     baseline = baseline or DEFAULT_BASELINE
     with translate_errors(url, index=index):
         catalog_brands = index_brands(client, index, brand_field)
-    outcomes_by_model: dict[str, dict[str, RewriteOutcome]] = {}
+    outcomes_by_model: dict[str, dict[str, RewriteOutcome]] = {}  # per model, per text the model rewrote
+    models: dict[str, object] = {}
     systems: dict[str, dict] = {}
     baseline_ndcg: dict[str, float] | None = None
     ordered = sorted(specs, key=lambda spec: spec.kind != "original")  # original first: the reference
@@ -321,6 +322,7 @@ def compare_systems(
         relevance = adds_rate = None
         served = 0
         decisions_by_query: dict[str, list[dict]] = {}
+        model_rewrites: dict[str, list[str]] = {}
         with translate_errors(url, index=index):
             if spec.kind == "original":
                 bodies = {q: baseline.build(q) for q in queries}
@@ -339,22 +341,29 @@ def compare_systems(
                 else:
                     config = plugin_config
                 brands = load_brands(config.guards, catalog_brands)
-                if spec.model not in outcomes_by_model:
-                    model = load_rewrite_model(spec.model)
-                    apply_decoding(model, config.chain.decoding, config.chain.propose)  # as the engine does
-                    outcomes_by_model[spec.model] = produce_rewrites(model, queries, num_rewrites, progress)
-                outcomes = outcomes_by_model[spec.model]
-                latencies = [outcomes[q].latency_ms for q in queries]
-                bodies, pairs = {}, []
                 respellings = (index_respellings(client, index, queries, config.respell)
                                if spec.kind == "gated" and config.respell.enabled else {})
+                # as the engine does: the model rewrites the index's respelling of a query when there is one
+                model_text = {q: respellings[q].text if q in respellings and config.respell.rewrite_respelled else q
+                              for q in queries}
+                if spec.model not in models:
+                    models[spec.model] = load_rewrite_model(spec.model)
+                    apply_decoding(models[spec.model], config.chain.decoding, config.chain.propose)  # as the engine does
+                outcomes = outcomes_by_model.setdefault(spec.model, {})
+                missing = [t for t in dict.fromkeys(model_text.values()) if t not in outcomes]
+                if missing:
+                    outcomes.update(produce_rewrites(models[spec.model], missing, num_rewrites, progress))
+                latencies = [outcomes[model_text[q]].latency_ms for q in queries]
+                bodies, pairs = {}, []
                 for q in queries:
+                    rewritten_text = model_text[q]
+                    model_rewrites[q] = outcomes[rewritten_text].rewrites
                     if spec.kind == "ungated":
                         weighted = [WeightedRewrite(r, config.gate.full_weight) for r in outcomes[q].rewrites]
                         decisions_by_query[q] = [{"text": r, "action": "full", "weight": config.gate.full_weight}
                                                  for r in outcomes[q].rewrites]
                     else:
-                        weighted, decisions_by_query[q] = gated_rewrites(q, outcomes[q], config, brands)
+                        weighted, decisions_by_query[q] = gated_rewrites(rewritten_text, outcomes[rewritten_text], config, brands)
                         if q in respellings:
                             weighted = with_respelling(weighted, respellings[q], config.respell.weight)
                             decisions_by_query[q].append({"text": respellings[q].text, "action": "respelling",
@@ -384,9 +393,8 @@ def compare_systems(
         report["latency_ms"] = {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
         report["latency_samples_ms"] = latencies
         if spec.kind in ("ungated", "gated"):
-            outcomes = outcomes_by_model[spec.model]
             for row in rows:
-                row["rewrites"] = outcomes[row["query"]].rewrites
+                row["rewrites"] = model_rewrites[row["query"]]
                 row["decisions"] = decisions_by_query[row["query"]]
                 row["recovered"] = row["query"] in recovered
         report["per_query"] = rows

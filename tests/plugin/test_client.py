@@ -113,7 +113,8 @@ def test_merge_modes_on_the_real_node(opensearch_url, indexed_catalog):
 
     def client(mode):
         return RewritingOpenSearch(hosts=[opensearch_url], model=TableRewriteModel(table),
-                                   config=load_config(None, chain={"deadline_ms": 2000}, merge={"mode": mode}))
+                                   config=load_config(None, chain={"deadline_ms": 2000}, merge={"mode": mode},
+                                                      respell={"enabled": False}))  # the model's own respelling here
 
     confident, expand = client("confident"), client("expand")
     try:

@@ -368,8 +368,15 @@ def test_confident_groups_down_weighted_rewrites_under_the_original():
     inner = group["bool"]
     assert inner["minimum_should_match"] == 1 and [c["multi_match"]["query"] for c in inner["should"]] == ["video projector"]
     assert inner["should"][0]["multi_match"]["_name"] == "qrw:rewrite:1" and inner["should"][0]["multi_match"]["boost"] == 0.3
-    # the filter is the user's clause itself, unnamed and unboosted (the caller's boost and name stay on the wrapper)
-    assert inner["filter"] == [{"multi_match": {"query": "beamer", "fields": ["title^2", "all_text"]}}]
+    # the filter is the result set: the user's clause or the expanding rewrite, unnamed and unboosted (the
+    # caller's boost and name stay on the wrapper), so the down-weighted rewrite reorders it and adds nothing
+    assert inner["filter"] == [{"bool": {"should": [
+        {"multi_match": {"query": "beamer", "fields": ["title^2", "all_text"]}},
+        {"multi_match": {"query": "projector", "fields": ["title^2", "all_text"], "operator": "and"}}],
+        "minimum_should_match": 1}}]
+    alone = merge_rewrites(body, [WeightedRewrite("video projector", 0.3, expands=False)], "and", "confident")
+    assert alone["query"]["bool"]["should"][1]["bool"]["filter"] == [
+        {"multi_match": {"query": "beamer", "fields": ["title^2", "all_text"]}}]  # no expanding rewrite: the user's clause
     assert body == _merge_modes_body()  # input untouched
 
 

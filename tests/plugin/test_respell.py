@@ -168,9 +168,10 @@ def test_engine_asks_once_and_serves_the_respelling(opensearch_url, indexed_cata
 def test_a_model_rewrite_with_the_same_words_is_served_once_at_the_respelling_weight(opensearch_url, indexed_catalog):
     from qrw.sandbox.page import why
 
-    weak = {"exact": 0.05, "substitute": 0.1, "weak": 0.5, "irrelevant": 0.35}  # kept down-weighted as a respelling
-    rewriting = RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, proxy=DEBUG),
-                              TableRewriteModel({TYPO: [("gaming keyboard", weak)]}))
+    substitute = {"exact": 0.1, "substitute": 0.8, "weak": 0.05, "irrelevant": 0.05}  # kept down-weighted
+    # the model rewrites the respelled text; with copies allowed it may propose those very words
+    rewriting = RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, proxy=DEBUG, guards={"drop_copies": False}),
+                              TableRewriteModel({"gaming keyboard": [("gaming keyboard", substitute)]}))
     ask = rewriting.respell_ask(body(TYPO), indexed_catalog)
     rewriting.respell_answer(ask, OpenSearch(hosts=[opensearch_url]).search(index=indexed_catalog, body=ask.body))
     new_body, report = rewriting.rewrite_body(body(TYPO), index=indexed_catalog, explain=True)
@@ -179,6 +180,42 @@ def test_a_model_rewrite_with_the_same_words_is_served_once_at_the_respelling_we
     row = next(r for r in report["rewrites"] if r["text"] == "gaming keyboard")
     assert row["action"] == "down" and row["weight"] == 1.0 and row["served_as"] == "index respelling"
     assert why(row).endswith("served at the larger weight of the index respelling")
+    rewriting.close()
+
+
+@pytest.mark.opensearch
+def test_the_model_rewrites_the_respelled_query(opensearch_url, indexed_catalog, serve):
+    """What the user meant is the respelled text: the model, the guards and the gate work on it, not on the typo."""
+    kept = {"exact": 0.1, "substitute": 0.8, "weak": 0.05, "irrelevant": 0.05}
+    table = TableRewriteModel({TYPO: [("gaming mouse", kept)], "gaming keyboard": [("mechanical keyboard", kept)]})
+    rewriting = RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, proxy=DEBUG), table)
+    assert rewriting.needs_model(body(TYPO), indexed_catalog)  # the typo's text: not cached yet
+    ask = rewriting.respell_ask(body(TYPO), indexed_catalog)
+    rewriting.respell_answer(ask, OpenSearch(hosts=[opensearch_url]).search(index=indexed_catalog, body=ask.body))
+    assert rewriting.model_text(TYPO, indexed_catalog) == "gaming keyboard"
+    assert rewriting.model_text(TYPO, "another-index") == TYPO  # respellings are per index
+    as_typed = RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, proxy=DEBUG,
+                                         respell={"rewrite_respelled": False}), table)
+    as_typed.respell_answer(ask, OpenSearch(hosts=[opensearch_url]).search(index=indexed_catalog, body=ask.body))
+    typed_body, typed_report = as_typed.rewrite_body(body(TYPO), index=indexed_catalog, explain=True)
+    assert typed_report["query"] == TYPO and [r["text"] for r in typed_report["rewrites"]] == ["gaming mouse"]
+    assert typed_report["respelling"]["text"] == "gaming keyboard"  # still served
+    as_typed.close()
+    new_body, report = rewriting.rewrite_body(body(TYPO), index=indexed_catalog, explain=True)
+    assert report["query"] == "gaming keyboard" and [r["text"] for r in report["rewrites"]] == ["mechanical keyboard"]
+    original, respelling, group = new_body["query"]["bool"]["should"]
+    assert respelling["multi_match"]["query"] == "gaming keyboard"  # the respelling may add documents
+    assert [c["multi_match"]["query"] for c in group["bool"]["should"]] == ["mechanical keyboard"]
+    # the down-weighted rewrite of the respelled text reorders what the typo or its respelling match
+    scope = group["bool"]["filter"][0]["bool"]["should"]
+    assert [c["multi_match"]["query"] for c in scope] == [TYPO, "gaming keyboard"]
+    assert rewriting.rewrite_body(body(TYPO), index=indexed_catalog)[0] == new_body  # the quiet path serves the same
+    assert not rewriting.needs_model(body(TYPO), indexed_catalog)  # the respelled text's outputs are cached
+    with serve(create_app(rewriting, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
+        answer = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO), headers={"X-QRW-Explain": "true"}).json()
+        assert [r["text"] for r in answer["qrw"]["rewrites"]] == ["mechanical keyboard"]
+        first = proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO)).json()
+        assert titles(proxy.post(f"/{indexed_catalog}/_search", json=body(TYPO)).json()) == titles(first)  # remembered
     rewriting.close()
 
 
@@ -272,7 +309,8 @@ def test_eval_gated_system_respells_like_the_proxy(opensearch_url, indexed_catal
     from qrw.search.connect import open_client
 
     table = tmp_path / "rewrites.jsonl"
-    table.write_text(json.dumps({"query": TYPO, "rewrites": []}) + "\n")
+    table.write_text(json.dumps({"query": TYPO, "rewrites": []}) + "\n"
+                     + json.dumps({"query": "gaming keyboard", "rewrites": [{"text": "keyboard gamer", "tag": "substitute"}]}) + "\n")
     client = open_client(opensearch_url)
     found = client.search(index=indexed_catalog, body={"query": {"match": {"title": {"query": "gaming keyboard", "operator": "and"}}},
                                                         "size": 100})
@@ -282,6 +320,8 @@ def test_eval_gated_system_respells_like_the_proxy(opensearch_url, indexed_catal
     original, gated = result["systems"]["original"], result["systems"][f"gated:{table.name}"]
     assert gated["index_respellings"] == 1 and gated["ndcg@10"] > original["ndcg@10"] + 0.5
     assert gated["per_query"][0]["decisions"][-1]["action"] == "respelling"
+    assert gated["per_query"][0]["rewrites"] == ["keyboard gamer"]  # as the engine: the model rewrote the respelled text
+    assert gated["per_query"][0]["decisions"][0]["action"] == "down"
     off = compare_systems(client, indexed_catalog, qrels, [SystemSpec("gated", str(table))], progress=False,
                           plugin_config=load_config(None, respell={"enabled": False}))
     assert off["systems"][f"gated:{table.name}"]["index_respellings"] == 0
