@@ -72,6 +72,7 @@ def _fix_rewrite(entry: dict, original_kind: str, original_spec: Any) -> dict:
     clause = dict(clause)
     if kind == "bool":  # the rewrites that may not add documents, grouped under the original (merge modes)
         clause["should"] = [_fix_rewrite(inner, original_kind, original_spec) for inner in clause["should"]]
+        clause["filter"] = [_fix_scope(scope, original_kind, original_spec) for scope in clause.get("filter", [])]
     elif kind == "match":
         field, options = next(iter(clause.items()))
         if isinstance(options, Mapping) and "zero_terms_query" in options:
@@ -84,6 +85,17 @@ def _fix_rewrite(entry: dict, original_kind: str, original_spec: Any) -> dict:
                 if key in original_spec and key not in clause:
                     clause[key] = original_spec[key]
     return {kind: clause}
+
+
+def _fix_scope(scope: dict, original_kind: str, original_spec: Any) -> dict:
+    """The filter of the grouped rewrites: the user's clause as it is, or a ``bool`` of it and copies of the
+    expanding rewrites, which need the same corrections as the rewrites they copy."""
+    if next(iter(scope)) != "bool":
+        return scope  # the user's own clause (a text clause is never a bool)
+    spec = dict(scope["bool"])
+    user_clause, *copies = spec["should"]
+    spec["should"] = [user_clause, *(_fix_rewrite(copy, original_kind, original_spec) for copy in copies)]
+    return {"bool": spec}
 
 
 def _fix_wrapper(wrapper: dict) -> dict:

@@ -729,7 +729,7 @@ class Proxy:
         token = self.engine.verdict(text)
         if token is None or not self.engine.verdict_is_current(text, token, count=False):
             return
-        rewritten = bool(token[1]) or text != user_text  # an index respelling rides along
+        rewritten = bool(token[1]) or self.engine.respelling(user_text, index) is not None  # a respelling rides along
         if rewritten != (changed is not None and REWRITE_MARK in changed):
             return  # this request was not served from that verdict (e.g. its cache entry had been evicted)
         if len(self._bodies) >= MEMO_ENTRIES:

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.opensearch
 EXACT = {"exact": 1.0, "substitute": 0.0, "weak": 0.0, "irrelevant": 0.0}
 TABLE = {
     "chromebook": [("notebook", EXACT)],
+    "netbook": [("notebook", EXACT), ("mini notebook", {**EXACT, "exact": 0.0, "substitute": 1.0})],
     "laptop": [("_", EXACT), ("notebook", EXACT)],
     "bag": [("_", EXACT)],
     "hp": [("hewlett packard", EXACT)],
@@ -141,6 +142,8 @@ def test_4_rewriting_keeps_what_the_client_asked_for(clients):
     cases = [
         # lenient survives the query_string -> multi_match rewrite (price is numeric)
         {"query": {"query_string": {"query": "chromebook", "fields": ["title", "price"], "lenient": True}}, "size": 0},
+        # ... and the copy of an expanding rewrite in the filter of the down-weighted ones (merge mode confident)
+        {"query": {"query_string": {"query": "netbook", "fields": ["title", "price"], "lenient": True}}, "size": 0},
         # a numeric _name
         {"query": {"match": {"title": {"query": "chromebook", "_name": 5}}}, "size": 0},
         {"query": {"match": {"title": {"query": "hp", "_name": True}}}, "size": 0},
@@ -150,6 +153,8 @@ def test_4_rewriting_keeps_what_the_client_asked_for(clients):
         b = post(direct, "/products/_search", body)
         assert a.status_code == b.status_code == 200, (body, a.text[:300])
         assert a.json()["qrw"]["rewritten"]
+        if "netbook" in json.dumps(body):
+            assert [r["action"] for r in a.json()["qrw"]["rewrites"]] == ["full", "down"]
     # min_score 1e400 stays 1e400 (not Infinity), rewritten or not
     raw = b'{"query":{"match":{"title":"chromebook"}},"min_score":1e400,"size":0}'
     a, b = post(proxy, "/products/_search", raw, **{"X-QRW-Explain": "1"}), post(direct, "/products/_search", raw)

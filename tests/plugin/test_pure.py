@@ -402,6 +402,16 @@ def test_fidelity_fixes_reach_rewrites_grouped_under_the_original():
     group = merged["query"]["bool"]["should"][1]["bool"]
     assert group["should"][0]["match"]["title"]["zero_terms_query"] == "none"
     assert group["filter"][0]["match"]["title"]["zero_terms_query"] == "all"  # the user's own clause, unchanged
+    # beside an expanding rewrite the filter also holds a copy of it: corrected like the rewrite it copies
+    both = [WeightedRewrite("projector", 1.0, expands=True), WeightedRewrite("video projector", 0.3, expands=False)]
+    merged = faithful_merge(body, both, "and", "confident")
+    user_clause, copy = merged["query"]["bool"]["should"][2]["bool"]["filter"][0]["bool"]["should"]
+    assert user_clause == {"query_string": {"query": "beamer", "fields": ["title", "price"], "lenient": True}}
+    assert copy["multi_match"]["query"] == "projector" and copy["multi_match"]["lenient"] is True
+    merged = faithful_merge(zero, [WeightedRewrite("beamer", 1.0, expands=True), WeightedRewrite("the", 0.3, expands=False)],
+                            "and", "confident")
+    user_clause, copy = merged["query"]["bool"]["should"][2]["bool"]["filter"][0]["bool"]["should"]
+    assert user_clause["match"]["title"]["zero_terms_query"] == "all" and copy["match"]["title"]["zero_terms_query"] == "none"
 
 
 def test_merge_mode_default_and_validation():
