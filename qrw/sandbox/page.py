@@ -210,7 +210,8 @@ def _explain_html(explain: dict | None, ranking: Ranking) -> str:
     respelled = respelling and (
         "words the index does not hold were corrected by its term suggester: "
         + ", ".join(f"{typed} → {fixed}" for typed, fixed in respelling.get("words", []))
-        + f" (served as “{respelling.get('text')}” at weight {float(respelling.get('weight', 0)):.2f})")
+        + f" (served as “{respelling.get('text')}” at weight {float(respelling.get('weight', 0)):.2f})"
+        + ("; the rewriter read the corrected text" if explain.get("query") == respelling.get("text") else ""))
     notes = "".join(
         f'<p class="meta">{html.escape(str(n))}</p>'
         for n in (explain.get("reason"), model.get("error") and f"model: {model['error']}", respelled, recovered) if n
