@@ -324,8 +324,13 @@ class RewriteEngine:
         """The text the model rewrites for the user's ``text``: the index's respelling of it when there is one.
         The user meant the respelled words; the model's rewrites of a misspelled text (``boogs`` -> ``boots``),
         and the tagger's verdicts on them, are what the training data least resembles (docs/eval/headroom.md §17d)."""
-        respelling = self.respelling(text, index) if self.config.respell.rewrite_respelled else None
-        return respelling.text if respelling is not None else text
+        if not self.config.respell.rewrite_respelled:
+            return text
+        return self._read_text(text, self.respelling(text, index))
+
+    def _read_text(self, text: str, respelling: Respelling | None) -> str:
+        """``model_text`` once the respelling is known (the request path has it already)."""
+        return respelling.text if respelling is not None and self.config.respell.rewrite_respelled else text
 
     # -- rewriting ---------------------------------------------------------------------------
 
@@ -442,7 +447,7 @@ class RewriteEngine:
             deadline_ms = options.get("deadline_ms")
             deadline_ms = float(deadline_ms) if isinstance(deadline_ms, (int, float)) and 0 < deadline_ms <= 60_000 else None
             respelling = self.respelling(text, index)
-            model_text = respelling.text if respelling is not None and self.config.respell.rewrite_respelled else text
+            model_text = self._read_text(text, respelling)
             weight = self.config.respell.weight
             if not explain:
                 kept = with_respelling(self._kept_rewrites(model_text, deadline_ms), respelling, weight)
