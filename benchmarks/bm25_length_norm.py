@@ -14,8 +14,8 @@ time and applies b and k1 at query time, so no reindex is needed) and reopened, 
 queries are searched with ``DEFAULT_BASELINE`` unchanged. Cross-validation over the training folds as
 in ``qrw baselines`` (each fold scored with the setting best on the other three; ties go to Lucene's
 default b 0.75, k1 1.2). The copy's similarity is always set explicitly, so the figures do not depend
-on the similarity the source index was built with (since this measurement, k1 0.6:
-``qrw.search.baseline.SIMILARITY``). With ``--validation`` the validation fold is scored once with the chosen
+on the similarity the source index was built with (``qrw.search.baseline.SIMILARITY``, Lucene's
+defaults: k1 0.6 was measured here and not adopted). With ``--validation`` the validation fold is scored once with the chosen
 setting, for the report only. With ``--reselect`` the selection of ``qrw baselines`` (fields and weights by
 the same cross-validation) is run again on the copy at the chosen setting, to see whether the query
 it picks stays the shipped one. Deterministic: one run. Needs the index of ``qrw sandbox`` / ``qrw
