@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import platform
 import re
 import statistics
@@ -29,8 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline_companion import cross_validated, emit  # noqa: E402
-from training_candidates import training_queries  # noqa: E402
+from baseline_companion import cross_validated, emit
+from training_candidates import training_queries
 
 HARM = 0.05
 MIN_DF = 3
@@ -51,10 +52,10 @@ def specializations(query: str, pair_df: collections.Counter, allowed) -> list[s
 
 def main(argv: list[str] | None = None) -> int:
     from opensearchpy import OpenSearch
-
-    from qrw.eval.metrics import ndcg_at_k
     from qrw.plugin import guards
     from qrw.plugin.config import GuardConfig
+
+    from qrw.eval.metrics import ndcg_at_k
     from qrw.search.baseline import DEFAULT_BASELINE
     from qrw.search.catalog import load_catalog
     from qrw.search.runner import search_many
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     pair_df: collections.Counter = collections.Counter()
     for product in products:
         words = _WORD.findall(product.title.casefold())
-        pair_df.update(set(zip(words, words[1:])))
+        pair_df.update(set(itertools.pairwise(words)))
     config = GuardConfig()
     brands = guards.load_brands(config, extra=sorted({p.supplier for p in products if p.supplier}))
     proposed = {q: specializations(q, pair_df, lambda q, p: guards.check(q, [p], config, brands)[0] is None)[:3] for q in train}

@@ -4,12 +4,13 @@ Why: every candidate source measured so far (the trainer's candidates, encoder-c
 phrases, WordNet) reaches at most 1.02x the baseline on the validation fold through a perfect gate
 (``docs/eval/headroom.md`` section 7), so the issue's 1.03x looks out of reach. That is a statement
 about the sources measured. This script removes the source from the question: it tries, for every
-judged query, *every* word and adjacent word pair found in at least ``--min-df`` catalog titles as the
-rewrite, merged the way section 7 merges (``bool.should[baseline, text mirror^boost]``, the mirror
-being the baseline's own clause with ``operator: and``), at each boost of ``--boosts``, and keeps
-the best per query (or none): a perfect gate over a perfect source of single catalog phrases. A
-rewrite that uses words the catalog does not hold retrieves nothing, so this bounds what a rewriter
-that writes one phrase can do here, whatever model writes it.
+judged query, *every* run of adjacent words (up to ``--max-words``) found in at least ``--min-df``
+catalog titles as the rewrite, merged two ways at each boost of ``--boosts``: ``expand``
+(``bool.should[baseline, text mirror^boost]``, as section 7; the mirror is the baseline's own clause
+with ``operator: and``) and ``rerank`` (``bool.must[baseline]`` + ``should[text mirror^boost]``, no
+new hits). It keeps the best per query (or none): a perfect gate over a perfect source of catalog
+phrases. A rewrite that uses words the catalog does not hold retrieves nothing, so this bounds what a
+rewriter that writes one phrase can do here, whatever model writes it.
 
 Candidates pass the plugin's guards first (``plugin.guards``: no brand or number the query does not
 name, no words appended after all of the query's, no copy of the query): those are never served.
@@ -20,13 +21,26 @@ positively judged product of the query holds all of its terms, read with the ind
 (``_analyze``, ``qrw_stemmed``: the analysis of the catch-all field). Phrases the shortcut skips
 cannot help; they can only hurt, which a perfect gate never serves.
 
+With ``--source relevant-texts`` the phrases are instead every run of up to ``--max-words`` words of
+the text of the products judged relevant to the query (title, name, brand, description, attributes):
+more than any rewriter can know, the widest pool. There only the phrases that pass a relevance test
+below are merged.
+
+Each phrase is also searched alone, and two narrower pools are reported beside "any phrase":
+"relevant", the issue's test as ``qrw eval`` applies it (the phrase's own top 10 has a mean judged
+grade >= 2, unjudged products counting 0), and "relevant among judged" (the same mean over judged
+products only, at least ``MIN_JUDGED`` of them).
+
 The perfect gate reads the judgments, so the figures are ceilings, not a system. ``--fold train``
 (the 75 training-fold queries) and ``--fold valid`` (the 18 validation queries) report separately;
 nothing is chosen or tuned here. With ``--pairs`` the best second phrase is added to each query's
 best first one (greedy), a ceiling for a rewriter that serves two phrases.
 
-    .venv/bin/python benchmarks/vocabulary_ceiling.py --fold train --json docs/eval/vocabulary_ceiling_train.json
+    .venv/bin/python benchmarks/vocabulary_ceiling.py --fold train --pairs --json docs/eval/vocabulary_ceiling_train.json
     .venv/bin/python benchmarks/vocabulary_ceiling.py --fold valid --pairs --json docs/eval/vocabulary_ceiling_valid.json
+    .venv/bin/python benchmarks/vocabulary_ceiling.py --fold valid --source relevant-texts --max-words 3 --pairs --json docs/eval/vocabulary_ceiling_valid_relevant_texts.json
+
+(``docs/eval/headroom.md`` section 18 lists every committed run.)
 
 Needs the index of ``qrw sandbox`` / ``qrw index`` at ``--url``. Deterministic: one run.
 """
@@ -43,9 +57,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training_candidates import emit  # noqa: E402
+from training_candidates import emit
 
 HARM = 0.05
+SEARCHED_FIELDS = ("title", "name", "supplier", "short_description", "attributes")  # what the catch-all field holds
 MIN_JUDGED = 3  # "relevant among judged": at least this many judged products in the phrase's own top 10
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -54,9 +69,14 @@ def title_phrases(titles: list[str], min_df: int, max_words: int = 2) -> list[st
     """Title word runs of 1 to ``max_words`` adjacent words (lowercased) found in at least ``min_df`` titles."""
     df: collections.Counter[str] = collections.Counter()
     for title in titles:
-        words = _WORD.findall(title.casefold())
-        df.update({" ".join(words[i:i + n]) for n in range(1, max_words + 1) for i in range(len(words) - n + 1)})
+        df.update(word_runs(title, max_words))
     return sorted(p for p, n in df.items() if n >= min_df)
+
+
+def word_runs(text: str, max_words: int) -> set[str]:
+    """Every run of 1 to ``max_words`` adjacent words (lowercased) of ``text``."""
+    words = _WORD.findall(text.casefold())
+    return {" ".join(words[i:i + n]) for n in range(1, max_words + 1) for i in range(len(words) - n + 1)}
 
 
 def analyzed(client, index: str, texts: list[str], analyzer: str, max_chars: int = 20_000) -> list[frozenset[str]]:
@@ -89,10 +109,10 @@ def analyzed(client, index: str, texts: list[str], analyzer: str, max_chars: int
 
 def main(argv: list[str] | None = None) -> int:
     from opensearchpy import OpenSearch
-    from tqdm import tqdm
-
     from qrw.plugin import guards
     from qrw.plugin.config import GuardConfig
+    from tqdm import tqdm
+
     from qrw.eval.folds import fold_of
     from qrw.eval.judgments import load_judgments
     from qrw.eval.metrics import RELEVANT_GRADE, ndcg_at_k
@@ -104,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:9200")
     parser.add_argument("--index", default="products")
     parser.add_argument("--fold", choices=("train", "valid"), default="train")
+    parser.add_argument("--source", choices=("titles", "relevant-texts"), default="titles",
+                        help="titles: word runs found in --min-df catalog titles; relevant-texts: every word run of "
+                             "the text of the products judged relevant to the query (only phrases that pass a "
+                             "relevance test are merged)")
     parser.add_argument("--min-df", type=int, default=3)
     parser.add_argument("--max-words", type=int, default=2, help="longest phrase, in adjacent title words")
     parser.add_argument("--boosts", default="0.1,0.3,0.5,1.0,2.0")
@@ -120,21 +144,27 @@ def main(argv: list[str] | None = None) -> int:
     products = load_catalog(None)
     client = OpenSearch(args.url, timeout=300)
 
-    phrases = title_phrases([p.title for p in products], args.min_df, args.max_words)
     guard_config = GuardConfig()
     brands = guards.load_brands(guard_config, extra=sorted({p.supplier for p in products if p.supplier}))
-    phrase_terms = dict(zip(phrases, analyzed(client, args.index, phrases, STEMMED_ANALYZER)))
     by_id = {p.id: p for p in products}
     positive = {q: [d for d, g in qrels[q].items() if g >= 1 and d in by_id] for q in queries}
     docs = sorted({d for ds in positive.values() for d in ds})
-    doc_terms = dict(zip(docs, analyzed(client, args.index, [" ; ".join(str(v) for v in by_id[d].to_document().values()
-                                                                       if isinstance(v, str)) for d in docs], STEMMED_ANALYZER)))
+    doc_text = {d: " ; ".join(v for k, v in by_id[d].to_document().items() if k in SEARCHED_FIELDS and isinstance(v, str)) for d in docs}
 
     candidates: dict[str, list[str]] = {}
-    for q in tqdm(queries, desc="candidates", unit="query"):
-        sets = [doc_terms[d] for d in positive[q]]
-        matching = [p for p in phrases if phrase_terms[p] and any(phrase_terms[p] <= s for s in sets)]
-        candidates[q] = [p for p in matching if guards.check(q, [p], guard_config, brands)[0] is None]
+    if args.source == "titles":
+        phrases = title_phrases([p.title for p in products], args.min_df, args.max_words)
+        phrase_terms = dict(zip(phrases, analyzed(client, args.index, phrases, STEMMED_ANALYZER)))
+        doc_terms = dict(zip(docs, analyzed(client, args.index, [doc_text[d] for d in docs], STEMMED_ANALYZER)))
+        for q in tqdm(queries, desc="candidates", unit="query"):
+            sets = [doc_terms[d] for d in positive[q]]
+            matching = [p for p in phrases if phrase_terms[p] and any(phrase_terms[p] <= s for s in sets)]
+            candidates[q] = [p for p in matching if guards.check(q, [p], guard_config, brands)[0] is None]
+    else:
+        phrases = []
+        for q in tqdm(queries, desc="candidates", unit="query"):
+            runs = sorted({run for d in positive[q] for run in word_runs(doc_text[d], args.max_words)})
+            candidates[q] = [p for p in runs if guards.check(q, [p], guard_config, brands)[0] is None]
 
     def ndcgs(bodies: dict) -> dict:
         ranked = search_many(client, args.index, bodies, depth=10, batch_size=50, progress=True, desc="searching")
@@ -151,19 +181,23 @@ def main(argv: list[str] | None = None) -> int:
             return {"query": {"bool": {"must": [DEFAULT_BASELINE.clause(q)], "should": extra}}}
         return {"query": {"bool": {"should": [DEFAULT_BASELINE.clause(q), *extra]}}}
 
-    scores = ndcgs({(q, p, st): merged(q, [p], st) for q in queries for p in candidates[q] for st in settings})
     alone = search_many(client, args.index, {(q, p): DEFAULT_BASELINE.build(p) for q in queries for p in candidates[q]},
                         depth=10, batch_size=50, progress=True, desc="each phrase alone")
     relevant = {key: sum(qrels[key[0]].get(d, 0) for d in ranking.ids[:10]) / 10 >= RELEVANT_GRADE
                 for key, ranking in alone.items()}
     judged_grades = {key: [qrels[key[0]][d] for d in ranking.ids[:10] if d in qrels[key[0]]] for key, ranking in alone.items()}
     relevant_judged = {key: len(g) >= MIN_JUDGED and statistics.fmean(g) >= RELEVANT_GRADE for key, g in judged_grades.items()}
+    every = args.source == "titles"  # from the judged products' own texts only the phrases that pass a test are merged
+    scores = ndcgs({(q, p, st): merged(q, [p], st) for q in queries for p in candidates[q]
+                    if every or relevant[(q, p)] or relevant_judged[(q, p)] for st in settings})
     baseline_mean = statistics.fmean(base.values())
-    report: dict = {"fold": args.fold, "queries": len(queries), "phrases_in_vocabulary": len(phrases),
-                    "baseline_ndcg@10": round(baseline_mean, 4)}
+    report: dict = {"fold": args.fold, "source": args.source, "queries": len(queries),
+                    "phrases_in_vocabulary": len(phrases) if every else None,
+                    "phrases_tried": sum(len(c) for c in candidates.values()), "baseline_ndcg@10": round(baseline_mean, 4)}
     best: dict[str, tuple[str, tuple[str, float], float]] = {}
-    for name, admit in (("any_phrase", lambda q, p: True),
-                        ("relevant_among_judged", lambda q, p: relevant_judged[(q, p)]), ("relevant_phrase", lambda q, p: relevant[(q, p)])):
+    pools = [("any_phrase", lambda q, p: True)] if every else []
+    pools += [("relevant_among_judged", lambda q, p: relevant_judged[(q, p)]), ("relevant_phrase", lambda q, p: relevant[(q, p)])]
+    for name, admit in pools:
         best = {}
         helped: collections.Counter[str] = collections.Counter()
         for (q, p, st), s in scores.items():
