@@ -70,16 +70,26 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
         only the respelling."""
         timeout = self.qrw.config.respell.timeout_ms / 1000.0
 
+        async def send(ask: RespellAsk) -> Any:
+            return await super(AsyncRewritingOpenSearch, self).search(body=ask.body, index=ask.index, headers=headers,
+                                                                      request_timeout=timeout)
+
         async def one(ask: RespellAsk) -> None:
             try:
-                answer = await super(AsyncRewritingOpenSearch, self).search(body=ask.body, index=ask.index, headers=headers,
-                                                                            request_timeout=timeout)
+                answer = await send(ask)
             except OpenSearchException as exc:  # a 400 (e.g. no such field) turns respelling off for that index a while
                 self.qrw.respell_answer(ask, getattr(exc, "info", None), refused=getattr(exc, "status_code", None) == 400)
                 return
             except asyncio.TimeoutError:
                 return
-            self.qrw.respell_answer(ask, answer)
+            held = None
+            check = self.qrw.respell_check(ask, answer)  # a multi-shard answer's corrections, confirmed index-wide
+            if check is not None:
+                try:
+                    held = await send(check)
+                except (OpenSearchException, asyncio.TimeoutError):
+                    held = None  # unconfirmed: no respelling this time
+            self.qrw.respell_answer(ask, answer, held=held)
 
         if asks:
             await asyncio.gather(*(one(ask) for ask in asks))

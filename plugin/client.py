@@ -281,7 +281,14 @@ class RewritingOpenSearch(OpenSearch):
             except OpenSearchException as exc:  # a 400 (e.g. no such field) turns respelling off for that index a while
                 self.qrw.respell_answer(ask, getattr(exc, "info", None), refused=getattr(exc, "status_code", None) == 400)
                 continue
-            self.qrw.respell_answer(ask, answer)
+            held = None
+            check = self.qrw.respell_check(ask, answer)  # a multi-shard answer's corrections, confirmed index-wide
+            if check is not None:
+                try:
+                    held = super().search(body=check.body, index=check.index, headers=headers, request_timeout=timeout)
+                except OpenSearchException:
+                    held = None  # unconfirmed: no respelling this time
+            self.qrw.respell_answer(ask, answer, held=held)
 
     def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         parsed = search_parse(body)

@@ -140,7 +140,8 @@ class RespellConfig(_Frozen):
     prefix_length: int = Field(1, ge=0, le=10, description="leading letters a correction must keep (term suggester prefix_length)")
     min_word_length: int = Field(4, ge=1, le=50, description="shorter words are never corrected")
     suggestions: int = Field(3, ge=1, le=20, description="suggestions read per word; the first plausible typo fix is taken")
-    timeout_ms: float = Field(100.0, gt=0.0, le=60_000.0, description="a slower suggest answer is given up (the query goes without a respelling)")
+    timeout_ms: float = Field(100.0, gt=0.0, le=60_000.0, description="a slower suggest answer (or index-wide check of a multi-shard answer's "
+                              "corrections) is given up (the query goes without a respelling)")
 
 
 class ChainConfig(_Frozen):

@@ -23,7 +23,16 @@ from qrw.plugin.merge import WeightedRewrite, find_text_query, rewrite_name, str
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.msearch import target_index
 from qrw.plugin.prompt import normalize_text
-from qrw.plugin.respell import Respelling, respelled, suggest_body, with_respelling, worth_asking
+from qrw.plugin.respell import (
+    Respelling,
+    held_body,
+    held_words,
+    respelled,
+    suggest_body,
+    with_respelling,
+    words_to_confirm,
+    worth_asking,
+)
 from qrw.plugin.rules import RuleSet
 from qrw.plugin.widening import may_add_documents
 
@@ -404,10 +413,22 @@ class RewriteEngine:
             return None
         return RespellAsk(text, suggest_body(text, config), index)
 
-    def respell_answer(self, ask: RespellAsk, response: Any, *, refused: bool = False) -> Respelling | None:
+    def respell_check(self, ask: RespellAsk, response: Any) -> RespellAsk | None:
+        """The follow-up request to send before ``respell_answer`` when the answer to ``ask`` came from several
+        shards and proposes a correction (``respell.words_to_confirm``): it counts, index-wide, the documents
+        holding each typed word. None when no check is needed."""
+        if not isinstance(response, Mapping) or "error" in response:
+            return None
+        config = self.config.respell
+        words = words_to_confirm(ask.text, response, vowel_slips=config.vowel_slips, sound_slips=config.sound_slips)
+        return RespellAsk(ask.text, held_body(words, config), ask.index) if words else None
+
+    def respell_answer(self, ask: RespellAsk, response: Any, *, refused: bool = False, held: Any = None) -> Respelling | None:
         """Remember the index's answer to ``ask`` (``response``: the parsed search response; None when the request
         failed or timed out, which is not remembered, so the next request asks again). ``refused``: the index
-        answered 400 (typically: it has no ``respell.field``); it is then not asked again until the cache TTL."""
+        answered 400 (typically: it has no ``respell.field``); it is then not asked again until the cache TTL.
+        ``held``: the answer to ``respell_check``'s request when it gave one (None when that failed: the
+        corrections stay unconfirmed, nothing is remembered and the next request asks again)."""
         if refused:
             if not self._respell_refused.is_fresh(ask.index or ""):
                 reason = _error_reason(response)
@@ -418,8 +439,12 @@ class RewriteEngine:
             return None
         if response is None or not isinstance(response, Mapping) or "error" in response:
             return None
-        found = respelled(ask.text, response, vowel_slips=self.config.respell.vowel_slips,
-                          sound_slips=self.config.respell.sound_slips)
+        config = self.config.respell
+        words = words_to_confirm(ask.text, response, vowel_slips=config.vowel_slips, sound_slips=config.sound_slips)
+        known = held_words(held, words) if words else frozenset()
+        if known is None:
+            return None
+        found = respelled(ask.text, response, vowel_slips=config.vowel_slips, sound_slips=config.sound_slips, held=known)
         self._respellings.put(_respell_key(ask.text, ask.index), found if found is not None else NO_RESPELLING)
         return found
 

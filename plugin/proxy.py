@@ -685,19 +685,31 @@ class Proxy:
         headers = [(k, v) for k, v in forward if k.lower() != b"content-type"] + [(b"content-type", b"application/json")]
         timeout = self.engine.config.respell.timeout_ms / 1000.0
 
-        async def one(ask: Any) -> None:
+        async def send(ask: Any) -> tuple[Any, bytes | None]:
             target = (f"/{quote(ask.index, safe=',*')}/_search" if ask.index else "/_search").encode()
+            return await asyncio.wait_for(self._upstreams().request(
+                "POST", target, headers, _encode(jsonbody.dumps(ask.body), encoding), retryable=True,
+                buffer_response=True), timeout)
+
+        async def one(ask: Any) -> None:
             try:
-                response, data = await asyncio.wait_for(self._upstreams().request(
-                    "POST", target, headers, _encode(jsonbody.dumps(ask.body), encoding), retryable=True,
-                    buffer_response=True), timeout)
+                response, data = await send(ask)
             except (ProxyError, asyncio.TimeoutError):
                 self.metrics.respell("failed")
                 return
             refused = response.status == 400  # e.g. no such field on this index: not asked again for a while
             answer = _parsed(data or b"", response) if response.status in (200, 400) else None
-            found = self.engine.respell_answer(ask, answer, refused=refused)
-            outcome = "refused" if refused else ("unchanged" if response.status == 200 else "failed")
+            held, confirmed = None, True
+            check = None if refused else self.engine.respell_check(ask, answer)
+            if check is not None:  # a multi-shard answer proposes a correction: does any shard hold the word after all?
+                try:
+                    checked, checked_data = await send(check)
+                    held = _parsed(checked_data or b"", checked) if checked.status == 200 else None
+                except (ProxyError, asyncio.TimeoutError):
+                    held = None
+                confirmed = held is not None
+            found = self.engine.respell_answer(ask, answer, refused=refused, held=held)
+            outcome = "refused" if refused else ("unchanged" if response.status == 200 and confirmed else "failed")
             self.metrics.respell("respelled" if found is not None else outcome)
 
         await asyncio.gather(*(one(ask) for ask in asks))

@@ -15,14 +15,18 @@ replaced by a neighbouring key on a QWERTY keyboard, or, in words of five letter
 written for another (``moniter``; ``docs/eval/headroom.md`` §17). Words with digits
 are never changed (``rtx 2060`` -> ``rtx 2070`` is another product).
 
-Pure and JSON in/out: builds the suggest request and reads its answer; the callers (proxy, clients,
+``suggest_mode: missing`` is decided per shard, so an answer from several shards that proposes a
+correction is confirmed by one more request, which counts index-wide the documents that hold each
+typed word (``held_body``): a word some shard holds is kept as typed.
+
+Pure and JSON in/out: builds the requests and reads their answers; the callers (proxy, clients,
 ``qrw eval``) do the I/O and the engine remembers the answers (``RewriteEngine.respelling``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from qrw.plugin.config import RespellConfig
@@ -30,6 +34,7 @@ from qrw.plugin.merge import WeightedRewrite
 from qrw.plugin.widening import within_one_edit
 
 SUGGEST_NAME = "qrw_respell"
+HELD_NAME = "qrw_held"
 
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _KEY_AT = {ch: (row, col + row * 0.5) for row, keys in enumerate(_ROWS) for col, ch in enumerate(keys)}
@@ -117,14 +122,10 @@ def _entries(response: Any) -> list | None:
     return entries if isinstance(entries, list) else None
 
 
-def respelled(text: str, response: Any, *, vowel_slips: bool = True, sound_slips: bool = True) -> Respelling | None:
-    """``text`` with each unknown word replaced by the suggester's first plausible typo fix; None when no word
-    changes or the answer is not a term-suggester answer to ``suggest_body(text, ...)``."""
-    entries = _entries(response)
-    if not entries:
-        return None
+def _corrections(text: str, response: Any, vowel_slips: bool, sound_slips: bool) -> list[tuple[int, int, str, str]]:
+    """(offset, length, typed word, correction) for each word the suggester answers with a plausible typo fix."""
     changes: list[tuple[int, int, str, str]] = []
-    for entry in entries:
+    for entry in _entries(response) or []:
         if not isinstance(entry, Mapping):
             continue
         offset, length, options = entry.get("offset"), entry.get("length"), entry.get("options")
@@ -138,12 +139,74 @@ def respelled(text: str, response: Any, *, vowel_slips: bool = True, sound_slips
             if isinstance(candidate, str) and plausible_typo(typed, candidate, vowel_slips=vowel_slips, sound_slips=sound_slips):
                 changes.append((offset, length, typed, candidate))
                 break
+    return changes
+
+
+def respelled(text: str, response: Any, *, vowel_slips: bool = True, sound_slips: bool = True,
+              held: Collection[str] = ()) -> Respelling | None:
+    """``text`` with each unknown word replaced by the suggester's first plausible typo fix; None when no word
+    changes or the answer is not a term-suggester answer to ``suggest_body(text, ...)``. Words in ``held``
+    (casefolded: the words a ``held_body`` check found in the index) are kept as typed."""
+    changes = [c for c in _corrections(text, response, vowel_slips, sound_slips) if c[2].casefold() not in held]
     if not changes:
         return None
     out = text
     for offset, length, _typed, candidate in sorted(changes, reverse=True):
         out = out[:offset] + candidate + out[offset + length:]
     return Respelling(out, tuple((typed, candidate) for _o, _l, typed, candidate in sorted(changes)))
+
+
+# -- words the index holds after all: a multi-shard answer is checked ------------------------------------
+#
+# ``suggest_mode: missing`` is decided per shard: a word held by some shards of the index (or of the indices
+# behind an alias) but not by others is "missing" on those, and they suggest its nearest words. On a
+# five-shard index a rare, correctly spelled word (``tripod`` in one product) would be "corrected" to a
+# neighbour (``tripods``). So when the answer came from more than one shard and proposes a correction, the
+# typed words are checked once more, index-wide, with a count of the documents that match each of them:
+# a second request, sent only for such answers (typos, and words a shard lacks), and cheap, since it only
+# visits the documents that hold those rare words.
+
+
+def shards_answered(response: Any) -> int | None:
+    """How many shards a search answer came from (``_shards.total``), or None when the answer does not say."""
+    shards = response.get("_shards") if isinstance(response, Mapping) else None
+    total = shards.get("total") if isinstance(shards, Mapping) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+def words_to_confirm(text: str, response: Any, *, vowel_slips: bool = True, sound_slips: bool = True) -> tuple[str, ...]:
+    """The typed words (casefolded) whose proposed corrections need an index-wide check: none for an answer from
+    a single shard, where "missing" already means missing from the whole index."""
+    if shards_answered(response) == 1:
+        return ()
+    return tuple(sorted({typed.casefold() for _o, _l, typed, _c in _corrections(text, response, vowel_slips, sound_slips)}))
+
+
+def held_body(words: Sequence[str], config: RespellConfig) -> dict:
+    """The search body that counts, index-wide, the documents holding each of ``words`` in ``config.field``
+    (a ``filters`` aggregation, one bucket per word, over the documents that hold any of them)."""
+    matches = {word: {"match": {config.field: {"query": word}}} for word in words}
+    return {
+        "size": 0,
+        "track_total_hits": False,
+        "query": {"bool": {"should": list(matches.values())}},
+        "aggs": {HELD_NAME: {"filters": {"filters": matches}}},
+    }
+
+
+def held_words(response: Any, words: Sequence[str]) -> frozenset[str] | None:
+    """Which of ``words`` the index holds, read from the answer to ``held_body(words, ...)``; None when the answer
+    is not one (a failure, an error, a bucket missing): the corrections then stay unconfirmed."""
+    if not isinstance(response, Mapping) or "error" in response:
+        return None
+    aggregations = response.get("aggregations")
+    if not isinstance(aggregations, Mapping):
+        return None
+    found = aggregations.get(HELD_NAME, aggregations.get(f"filters#{HELD_NAME}"))  # ?typed_keys prefixes the type
+    buckets = found.get("buckets") if isinstance(found, Mapping) else None
+    if not isinstance(buckets, Mapping) or any(not isinstance(buckets.get(w), Mapping) for w in words):
+        return None
+    return frozenset(w for w in words if (buckets[w].get("doc_count") or 0) > 0)
 
 
 def with_respelling(kept: Sequence[WeightedRewrite], respelling: Respelling | None, weight: float) -> list[WeightedRewrite]:

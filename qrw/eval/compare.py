@@ -253,9 +253,11 @@ def recover_empty(client: OpenSearch, index: str, bodies: Mapping[str, dict], hi
 
 def index_respellings(client: OpenSearch, index: str, queries: Sequence[str], respell) -> dict:
     """The plugin's index respelling (``qrw.plugin.respell``) of each query, as the proxy and the clients ask for
-    it: one suggest request per query; queries the index spells as typed are left out."""
+    it: one suggest request per query (and, when a multi-shard answer proposes a correction, one request that
+    checks index-wide whether a shard holds the typed word after all); queries the index spells as typed are
+    left out."""
     from qrw.plugin.prompt import normalize_text
-    from qrw.plugin.respell import respelled, suggest_body
+    from qrw.plugin.respell import held_body, held_words, respelled, suggest_body, words_to_confirm
 
     from opensearchpy.exceptions import RequestError
 
@@ -268,7 +270,12 @@ def index_respellings(client: OpenSearch, index: str, queries: Sequence[str], re
             log.warning("index respelling skipped: %s refused the suggest request on %s (%s)", index, respell.field,
                         getattr(exc, "error", exc))
             return {}
-        respelling = respelled(text, answer, vowel_slips=respell.vowel_slips, sound_slips=respell.sound_slips)
+        slips = {"vowel_slips": respell.vowel_slips, "sound_slips": respell.sound_slips}
+        words = words_to_confirm(text, answer, **slips)  # a multi-shard answer's corrections, confirmed index-wide
+        held = held_words(client.search(index=index, body=held_body(words, respell)), words) if words else frozenset()
+        if held is None:
+            continue  # unconfirmed, as the plugin treats it: no respelling
+        respelling = respelled(text, answer, **slips, held=held)
         if respelling is not None:
             found[q] = respelling
     return found

@@ -12,7 +12,18 @@ from qrw.plugin.config import RespellConfig, load_config
 from qrw.plugin.engine import RewriteEngine
 from qrw.plugin.merge import WeightedRewrite
 from qrw.plugin.proxy import create_app
-from qrw.plugin.respell import Respelling, neighbouring_keys, plausible_typo, respelled, suggest_body, with_respelling, worth_asking
+from qrw.plugin.respell import (
+    Respelling,
+    held_body,
+    held_words,
+    neighbouring_keys,
+    plausible_typo,
+    respelled,
+    suggest_body,
+    with_respelling,
+    words_to_confirm,
+    worth_asking,
+)
 from qrw.plugin.table import TableRewriteModel
 
 DEBUG = {"debug_networks": ["127.0.0.1/32"]}
@@ -105,6 +116,31 @@ def test_respelled_replaces_each_word_by_its_first_plausible_fix():
     assert respelled("labtop", typed_keys).text == "laptop"  # but they sound alike
     assert respelled("lapyop", {"suggest": {"term#qrw_respell": answer(("lapyop", 0, ["laptop"]))["suggest"]["qrw_respell"]}}).text == "laptop"
     assert respelled("abc", answer(("abcdef", 0, ["abcdeg"]))) is None  # an entry outside the text is ignored
+
+
+def test_only_a_multi_shard_answer_that_proposes_a_correction_is_checked():
+    single = {**answer(("Tripdos", 0, ["tripods"])), "_shards": {"total": 1, "successful": 1}}
+    several = {**answer(("Tripdos", 0, ["tripods"]), ("camera", 8, [])), "_shards": {"total": 3, "successful": 3}}
+    assert words_to_confirm("Tripdos camera", single) == ()  # one shard: "missing" already means the whole index
+    assert words_to_confirm("Tripdos camera", several) == ("tripdos",)
+    assert words_to_confirm("frying pan", {**answer(("frying", 0, ["flying"])), "_shards": {"total": 3}}) == ()  # no fix
+    assert words_to_confirm("Tripdos", answer(("Tripdos", 0, ["tripods"]))) == ("tripdos",)  # shards unknown: check
+    check = held_body(["tripdos", "tripod"], RespellConfig(field="text"))
+    assert check["size"] == 0 and check["aggs"]["qrw_held"]["filters"]["filters"]["tripod"] == {"match": {"text": {"query": "tripod"}}}
+    assert len(check["query"]["bool"]["should"]) == 2
+
+
+def test_a_word_the_check_finds_in_the_index_is_kept_as_typed():
+    def counts(**words):
+        return {"aggregations": {"qrw_held": {"buckets": {w: {"doc_count": n} for w, n in words.items()}}}}
+    assert held_words(counts(tripod=1, tripdos=0), ["tripod", "tripdos"]) == {"tripod"}
+    typed_keys = {"aggregations": {"filters#qrw_held": counts(tripod=0)["aggregations"]["qrw_held"]}}
+    assert held_words(typed_keys, ["tripod"]) == frozenset()
+    assert held_words(counts(tripod=1), ["tripod", "tripdos"]) is None  # a bucket missing: unconfirmed
+    assert held_words(None, ["tripod"]) is None and held_words({"error": {}}, ["tripod"]) is None
+    both = answer(("tripod", 0, ["tripods"]), ("stik", 7, ["stick"]))
+    assert respelled("tripod stik", both, held={"tripod"}) == Respelling("tripod stick", (("stik", "stick"),))
+    assert respelled("tripod", answer(("tripod", 0, ["tripods"])), held={"tripod"}) is None
 
 
 def test_a_respelling_the_model_also_served_is_merged_once_at_the_larger_weight():
@@ -329,3 +365,75 @@ def test_eval_gated_system_respells_like_the_proxy(opensearch_url, indexed_catal
     no_field = compare_systems(client, indexed_catalog, qrels, [SystemSpec("gated", str(table))], progress=False,
                                plugin_config=load_config(None, respell={"field": "no_such_field.std"}))
     assert no_field["systems"][f"gated:{table.name}"]["index_respellings"] == 0
+
+
+@pytest.fixture(scope="module")
+def sharded_index(opensearch_url):
+    """A three-shard index where ``tripod`` is held by one product (so by one shard) and ``tripods`` by thirty."""
+    from opensearchpy import helpers
+
+    client = OpenSearch(hosts=[opensearch_url])
+    name = "qrw-respell-sharded"
+    client.indices.delete(index=name, ignore_unavailable=True)
+    client.indices.create(index=name, body={"settings": {"number_of_shards": 3, "number_of_replicas": 0},
+                                            "mappings": {"properties": {"text": {"type": "text"}}}})
+    docs = [{"_index": name, "_id": f"p{i}", "_source": {"text": f"camera tripods model {i}"}} for i in range(30)]
+    docs.append({"_index": name, "_id": "solo", "_source": {"text": "compact travel tripod"}})
+    helpers.bulk(client, docs, refresh=True)
+    shards = {client.search_shards(index=name, routing=doc["_id"])["shards"][0][0]["shard"] for doc in docs}
+    assert shards == {0, 1, 2}  # the thirty spread over every shard, so two shards lack "tripod"
+    yield name
+    client.indices.delete(index=name, ignore_unavailable=True)
+
+
+def text_body(text):
+    return {"query": {"match": {"text": text}}, "size": 40}
+
+
+@pytest.mark.opensearch
+def test_a_word_one_shard_holds_is_not_corrected(opensearch_url, sharded_index, serve, async_search_and_msearch):
+    """``suggest_mode: missing`` is per shard: the two shards without ``tripod`` suggest ``tripods`` for it. The
+    index-wide check keeps the correctly spelled word, on every path; a real typo is still corrected."""
+    client = OpenSearch(hosts=[opensearch_url])
+    suggest = client.search(index=sharded_index, body=suggest_body("tripod", RespellConfig(field="text")))
+    assert respelled("tripod", suggest) == Respelling("tripods", (("tripod", "tripods"),))  # what the check prevents
+
+    rewriting = engine(field="text")
+    for text, expected in (("tripod", None), ("tripdos", Respelling("tripods", (("tripdos", "tripods"),)))):
+        ask = rewriting.respell_ask(text_body(text), sharded_index)
+        first = client.search(index=sharded_index, body=ask.body)
+        check = rewriting.respell_check(ask, first)
+        assert check is not None  # three shards and a proposed fix: checked
+        assert rewriting.respell_answer(ask, first, held=None) is None  # an unconfirmed answer is not remembered
+        assert rewriting.respell_ask(text_body(text), sharded_index) is not None
+        held = client.search(index=sharded_index, body=check.body)
+        assert rewriting.respell_answer(ask, first, held=held) == expected
+    rewriting.close()
+
+    def ids(response):
+        return sorted(hit["_id"] for hit in response["hits"]["hits"])
+
+    plain = ids(client.search(index=sharded_index, body=text_body("tripod")))
+    assert plain == ["solo"]
+    wrapped = RewritingOpenSearch(hosts=[opensearch_url], engine=engine(field="text"))
+    answer_ = wrapped.search(index=sharded_index, body=text_body("tripod"), headers={"X-QRW-Explain": "true"})
+    assert ids(answer_) == plain and "respelling" not in answer_["qrw"]
+    typo = wrapped.search(index=sharded_index, body=text_body("tripdos"), headers={"X-QRW-Explain": "true"})
+    assert typo["qrw"]["respelling"]["text"] == "tripods" and len(typo["hits"]["hits"]) == 30
+    wrapped.close()
+
+    one, many = async_search_and_msearch(engine(field="text"), sharded_index, text_body("tripod"))
+    assert ids(one) == plain and ids(many["responses"][0]) == plain
+
+    with serve(create_app(engine(field="text"), opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
+        through = proxy.post(f"/{sharded_index}/_search", json=text_body("tripod"), headers={"X-QRW-Explain": "true"}).json()
+        assert ids(through) == plain and "respelling" not in through["qrw"]
+        fixed = proxy.post(f"/{sharded_index}/_search", json=text_body("tripdos"), headers={"X-QRW-Explain": "true"}).json()
+        assert fixed["qrw"]["respelling"]["text"] == "tripods"
+        metrics = proxy.get("/_qrw/metrics").text
+        assert 'qrw_index_respellings_total{outcome="unchanged"} 1.0' in metrics
+        assert 'qrw_index_respellings_total{outcome="respelled"} 1.0' in metrics
+
+    from qrw.eval.compare import index_respellings
+    found = index_respellings(client, sharded_index, ["tripod", "tripdos"], RespellConfig(field="text"))
+    assert list(found) == ["tripdos"] and found["tripdos"].text == "tripods"
