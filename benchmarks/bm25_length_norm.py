@@ -66,6 +66,60 @@ def set_similarity(client, index: str, b: float, k1: float) -> None:
     client.cluster.health(index=index, wait_for_status="green")
 
 
+def joint_selection(client, args, qrels, train, valid, k1s, search_many, ndcg_at_k, cross_validated) -> dict:
+    """k1 and the baseline's fields chosen together: every fixed variant and weight-grid spec of ``qrw baselines``
+    at every k1 (b 0.75), nested CV over the training folds as there (ties: Lucene's k1, then fewer fields), against
+    the same CV restricted to Lucene's k1 (what ``qrw baselines`` does today); validation once, for the report."""
+    from tqdm import tqdm
+
+    from qrw.eval.baselines import weight_grid
+    from qrw.search.baseline import VARIANTS
+
+    default_k1 = LUCENE_DEFAULT[1]
+    specs = {spec.name: spec for spec in [*VARIANTS.values(), *weight_grid()]}
+    scores: dict[tuple[float, str], dict[str, float]] = {}
+    for k1 in k1s:
+        set_similarity(client, args.side_index, LUCENE_DEFAULT[0], k1)
+        bodies = {(name, q): spec.build(q) for name, spec in specs.items() for q in train}
+        ranked = search_many(client, args.side_index, bodies, depth=10, batch_size=100, progress=True, desc=f"k1 {k1:g}")
+        for name in specs:
+            scores[(k1, name)] = {q: ndcg_at_k(ranked[(name, q)].ids, qrels[q]) for q in train}
+
+    def pick(keys):
+        def best(queries):
+            return max(keys, key=lambda key: (round(statistics.fmean(scores[key][q] for q in queries), 6),
+                                               key[0] == default_k1, -len(specs[key[1]].fields)))
+        return best
+
+    every = list(scores)
+    lucene = [key for key in every if key[0] == default_k1]
+    label = lambda key: f"k1 {key[0]:g} {key[1]}"  # noqa: E731
+    score = lambda key, q: scores[key][q]  # noqa: E731
+    joint_folds, joint_held = cross_validated(train, pick(every), score, label, pick(lucene)(train), reference_key="outer_reference_pick")
+    reference_folds, reference_held = cross_validated(train, pick(lucene), score, label, pick(lucene)(train))
+    deltas = {q: joint_held[q] - reference_held[q] for q in train}
+    chosen, reference = pick(every)(train), pick(lucene)(train)
+    out = {
+        "k1": k1s, "specs_per_k1": len(specs),
+        "joint_cv_ndcg@10": statistics.fmean(joint_held.values()), "reference_cv_ndcg@10": statistics.fmean(reference_held.values()),
+        "joint_folds": joint_folds, "reference_folds": reference_folds,
+        "cv_won": sorted(((q, round(d, 3)) for q, d in deltas.items() if d > HARM), key=lambda x: -x[1]),
+        "cv_harmed": sorted(((q, round(d, 3)) for q, d in deltas.items() if d < -HARM), key=lambda x: x[1]),
+        "chosen_on_all_training": label(chosen), "reference_on_all_training": label(reference),
+        "best_per_k1": {f"{k1:g}": label(pick([key for key in every if key[0] == k1])(train)) for k1 in k1s},
+        "train_mean_of_best_per_k1": {f"{k1:g}": statistics.fmean(scores[pick([key for key in every if key[0] == k1])(train)].values())
+                                      for k1 in k1s},
+    }
+    if valid:
+        on_valid = {}
+        for key in dict.fromkeys((reference, chosen)):
+            set_similarity(client, args.side_index, LUCENE_DEFAULT[0], key[0])
+            ranked = search_many(client, args.side_index, {q: specs[key[1]].build(q) for q in valid}, depth=10)
+            on_valid[label(key)] = statistics.fmean(ndcg_at_k(ranked[q].ids, qrels[q]) for q in valid)
+        out["valid_ndcg@10_once"] = on_valid
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from opensearchpy import OpenSearch
 
@@ -89,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reselect", action="store_true",
                         help="also run the baseline selection of `qrw baselines` on the copy at the chosen setting: "
                              "does the query it picks stay the shipped one?")
+    parser.add_argument("--joint-k1", default="",
+                        help="comma-separated k1 values (b 0.75): choose k1 and the baseline's fields together by the same "
+                             "nested CV as `qrw baselines` (every fixed variant and weight-grid spec at every k1)")
     parser.add_argument("--keep", action="store_true", help="keep the side index afterwards")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -151,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             "chosen": selection["chosen"]["name"], "shipped": DEFAULT_BASELINE.name,
             "best_fixed": selection["best_fixed"], "best_fixed_cv_ndcg@10": selection["best_fixed_cv_ndcg@10"],
             "tuned_cv_ndcg@10": selection["tuned_cv_ndcg@10"], "shipped_train_ndcg@10": mean(chosen, train)}
+    if args.joint_k1:
+        report["joint_k1_and_fields"] = joint_selection(client, args, qrels, train, valid if args.validation else [],
+                                                        [float(k) for k in args.joint_k1.split(",")], search_many, ndcg_at_k,
+                                                        cross_validated)
     if not args.keep:
         client.indices.delete(index=args.side_index)
     report["seconds"] = round(time.perf_counter() - started, 1)
