@@ -146,8 +146,9 @@ def respelled(text: str, response: Any, *, vowel_slips: bool = True, sound_slips
               held: Collection[str] = ()) -> Respelling | None:
     """``text`` with each unknown word replaced by the suggester's first plausible typo fix; None when no word
     changes or the answer is not a term-suggester answer to ``suggest_body(text, ...)``. Words in ``held``
-    (casefolded: the words a ``held_body`` check found in the index) are kept as typed."""
-    changes = [c for c in _corrections(text, response, vowel_slips, sound_slips) if c[2].casefold() not in held]
+    (lowercased as the index's lowercase filter does: the words a ``held_body`` check found in the index) are
+    kept as typed."""
+    changes = [c for c in _corrections(text, response, vowel_slips, sound_slips) if c[2].lower() not in held]
     if not changes:
         return None
     out = text
@@ -175,11 +176,12 @@ def shards_answered(response: Any) -> int | None:
 
 
 def words_to_confirm(text: str, response: Any, *, vowel_slips: bool = True, sound_slips: bool = True) -> tuple[str, ...]:
-    """The typed words (casefolded) whose proposed corrections need an index-wide check: none for an answer from
-    a single shard, where "missing" already means missing from the whole index."""
+    """The typed words whose proposed corrections need an index-wide check (lowercased as the index's lowercase
+    filter does, not casefolded: ``ß`` stays ``ß``): none for an answer from a single shard, where "missing"
+    already means missing from the whole index."""
     if shards_answered(response) == 1:
         return ()
-    return tuple(sorted({typed.casefold() for _o, _l, typed, _c in _corrections(text, response, vowel_slips, sound_slips)}))
+    return tuple(sorted({typed.lower() for _o, _l, typed, _c in _corrections(text, response, vowel_slips, sound_slips)}))
 
 
 def held_body(words: Sequence[str], config: RespellConfig) -> dict:
