@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline_companion import emit  # noqa: E402
-from typo_queries import EDITS  # noqa: E402
+from baseline_companion import emit
+from typo_queries import EDITS
 
 
 def copy_sharded(client, source: str, target: str, shards: int) -> None:
@@ -50,7 +50,13 @@ def copy_sharded(client, source: str, target: str, shards: int) -> None:
 
 def respell_all(client, index: str, texts: list[str], config, *, check: bool) -> dict[str, str]:
     """{text: respelled text} for the texts the plugin would respell on ``index`` (with or without the check)."""
-    from qrw.plugin.respell import held_body, held_words, respelled, suggest_body, words_to_confirm
+    from qrw.plugin.respell import (
+        held_body,
+        held_words,
+        respelled,
+        suggest_body,
+        words_to_confirm,
+    )
 
     out = {}
     for text in texts:
@@ -65,10 +71,10 @@ def respell_all(client, index: str, texts: list[str], config, *, check: bool) ->
 
 def main(argv: list[str] | None = None) -> int:
     from opensearchpy import OpenSearch
-
-    from qrw.eval.judgments import load_judgments
     from qrw.plugin.config import RespellConfig
     from qrw.plugin.prompt import normalize_text
+
+    from qrw.eval.judgments import load_judgments
     from qrw.search.catalog import default_data_dir
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
