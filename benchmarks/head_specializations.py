@@ -19,7 +19,6 @@ training queries harmed (drop > 0.05). The validation fold is never searched.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import itertools
 import platform
@@ -31,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_companion import cross_validated, emit
-from training_candidates import training_queries
+from training_candidates import node_parser, training_queries
 
 HARM = 0.05
 MIN_DF = 3
@@ -60,11 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from qrw.search.catalog import load_catalog
     from qrw.search.runner import search_many
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:9200")
-    parser.add_argument("--index", default="products")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
+    args = node_parser(__doc__).parse_args(argv)
     started = time.perf_counter()
 
     qrels, train = training_queries()

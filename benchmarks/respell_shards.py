@@ -19,7 +19,6 @@ this is a correctness check, not a quality figure. Deterministic: one run.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_companion import emit
+from training_candidates import node_parser
 from typo_queries import EDITS
 
 
@@ -77,12 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     from qrw.eval.judgments import load_judgments
     from qrw.search.catalog import default_data_dir
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:9200")
-    parser.add_argument("--index", default="products")
+    parser = node_parser(__doc__)
     parser.add_argument("--side-index", default="qrw-bench-respell-shards")
     parser.add_argument("--shards", type=int, default=5)
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     started = time.perf_counter()
 

@@ -8,6 +8,7 @@ fold (fold 0); they must build them the same way.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -37,3 +38,14 @@ def emit(report: dict, path: Path | None) -> None:
     print(text)
     if path:
         path.write_text(text + "\n")
+
+
+def node_parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser described by the first line of ``doc``, with the node (``--url``), the baseline's index
+    alias (``--index``) and the report file (``--json``) every measurement here takes."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:9200")
+    parser.add_argument("--index", default="products", help="alias of the baseline's index (`qrw sandbox` / `qrw index`)")
+    parser.add_argument("--json", type=Path, default=None)
+    return parser
+

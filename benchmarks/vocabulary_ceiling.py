@@ -47,7 +47,6 @@ Needs the index of ``qrw sandbox`` / ``qrw index`` at ``--url``. Deterministic: 
 
 from __future__ import annotations
 
-import argparse
 import collections
 import platform
 import re
@@ -57,7 +56,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training_candidates import emit
+from training_candidates import emit, node_parser
 
 HARM = 0.05
 SEARCHED_FIELDS = ("title", "name", "supplier", "short_description", "attributes")  # what the catch-all field holds
@@ -120,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from qrw.search.catalog import default_data_dir, load_catalog
     from qrw.search.runner import search_many
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:9200")
-    parser.add_argument("--index", default="products")
+    parser = node_parser(__doc__)
     parser.add_argument("--fold", choices=("train", "valid"), default="train")
     parser.add_argument("--source", choices=("titles", "relevant-texts"), default="titles",
                         help="titles: word runs found in --min-df catalog titles; relevant-texts: every word run of "
@@ -134,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merges", default="expand,rerank",
                         help="expand: bool.should[baseline, phrase]; rerank: bool.must[baseline] + should[phrase] (adds no hits)")
     parser.add_argument("--pairs", action="store_true", help="also a greedy second phrase on top of each query's best")
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     settings = [(merge, float(b)) for merge in args.merges.split(",") for b in args.boosts.split(",")]
