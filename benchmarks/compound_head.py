@@ -49,14 +49,17 @@ def type_heads(type_counts: collections.Counter) -> set[str]:
     return {h for h, n in heads.items() if n >= MIN_TYPE_PRODUCTS and h.isalpha()}
 
 
-def modifier_phrases(query: str, pair_titles: collections.Counter, heads: set[str]) -> list[str]:
-    """The title phrases ``q x`` in which the query's last word ``q`` modifies another product noun ``x``."""
+def modifier_phrases(query: str, pair_titles: collections.Counter, heads: set[str], types: set[str] | None = None) -> list[str]:
+    """The title phrases ``q x`` in which the query's last word ``q`` modifies another product noun ``x``.
+    With ``types`` (the ``type-phrase`` noun test), ``q x`` must itself be one of the catalog's product types and
+    ``q`` a word of letters."""
     words = _WORD.findall(query.casefold())
-    if not words:
+    if not words or (types is not None and not words[-1].isalpha()):
         return []
     last = words[-1]
     return sorted(f"{q} {x}" for (q, x), n in pair_titles.items()
-                  if q == last and n >= MIN_PAIR_TITLES and x in heads and x != last and x not in words and x.isalpha())
+                  if q == last and n >= MIN_PAIR_TITLES and x in heads and x != last and x not in words and x.isalpha()
+                  and (types is None or f"{q} {x}" in types))
 
 
 def demoted(baseline_clause: dict, phrases: list[str], negative_boost: float) -> dict:
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = node_parser(__doc__)
     parser.add_argument("--negative-boosts", default="0.1,0.25,0.5,0.75")
+    parser.add_argument("--noun-test", choices=("head-word", "type-phrase"), default="head-word",
+                        help="head-word: x ends catalog product types (the first run); type-phrase: 'q x' is itself a "
+                             "catalog product type (the variant written down after it)")
     parser.add_argument("--validation", action="store_true", help="also score fold 0 once with the training folds' choice")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -90,11 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     pair_titles: collections.Counter = collections.Counter()
     for product in products:
         pair_titles.update(set(itertools.pairwise(_WORD.findall(product.title.casefold()))))
-    heads = type_heads(TrainingCatalog.icecat().facets().type_counts)
+    facets = TrainingCatalog.icecat().facets()
+    heads = type_heads(facets.type_counts)
+    types = set(facets.types) if args.noun_test == "type-phrase" else None
     client = OpenSearch(args.url, timeout=300)
 
     def run(queries):
-        phrases = {q: modifier_phrases(q, pair_titles, heads) for q in queries}
+        phrases = {q: modifier_phrases(q, pair_titles, heads, types) for q in queries}
         bodies = {(q, nb): demoted(DEFAULT_BASELINE.clause(q), phrases[q], nb) for q in queries for nb in settings}
         ranked = search_many(client, args.index, bodies, depth=10, batch_size=50)
         return phrases, {key: ndcg_at_k(ranked[key].ids, qrels[key[0]]) for key in bodies}
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     gains = {q: held_out[q] - score(OFF, q) for q in train}
     chosen = best(train)
     report: dict = {
-        "train_queries": len(train), "queries_with_modifier_phrases": sum(1 for q in train if phrases[q]),
+        "noun_test": args.noun_test, "train_queries": len(train), "queries_with_modifier_phrases": sum(1 for q in train if phrases[q]),
         "type_heads": len(heads), "baseline_ndcg@10": round(statistics.fmean(score(OFF, q) for q in train), 4),
         "by_negative_boost": {f"{nb:g}": {"ndcg@10": round(statistics.fmean(score(nb, q) for q in train), 4),
                                           "win": sum(score(nb, q) - score(OFF, q) > HARM for q in train),
