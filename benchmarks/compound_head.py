@@ -22,7 +22,6 @@ fold once with the training folds' choice, for the report only.
 from __future__ import annotations
 
 import collections
-import itertools
 import platform
 import re
 import statistics
@@ -32,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_companion import cross_validated, emit
+from head_specializations import title_pairs
 from training_candidates import node_parser, training_queries
 
 HARM = 0.05
@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     qrels, train = training_queries()
     valid = [q for q in qrels if fold_of(q) == 0]
     products = load_catalog(None)
-    pair_titles: collections.Counter = collections.Counter()
-    for product in products:
-        pair_titles.update(set(itertools.pairwise(_WORD.findall(product.title.casefold()))))
+    pair_titles = title_pairs(p.title for p in products)
     facets = TrainingCatalog.icecat().facets()
     heads = type_heads(facets.type_counts)
     types = set(facets.types) if args.noun_test == "type-phrase" else None

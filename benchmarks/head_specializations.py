@@ -39,6 +39,14 @@ NOTHING = (0, 0.0)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+def title_pairs(titles) -> collections.Counter:
+    """How many titles hold each pair of adjacent words (lowercased); also read by ``compound_head.py``."""
+    counts: collections.Counter = collections.Counter()
+    for title in titles:
+        counts.update(set(itertools.pairwise(_WORD.findall(title.casefold()))))
+    return counts
+
+
 def specializations(query: str, pair_df: collections.Counter, allowed) -> list[str]:
     """The title word pairs ``x w`` that end with the query's last word ``w``, most frequent first."""
     words = _WORD.findall(query.casefold())
@@ -64,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     qrels, train = training_queries()
     products = load_catalog(None)
-    pair_df: collections.Counter = collections.Counter()
-    for product in products:
-        words = _WORD.findall(product.title.casefold())
-        pair_df.update(set(itertools.pairwise(words)))
+    pair_df = title_pairs(p.title for p in products)
     config = GuardConfig()
     brands = guards.load_brands(config, extra=sorted({p.supplier for p in products if p.supplier}))
     proposed = {q: specializations(q, pair_df, lambda q, p: guards.check(q, [p], config, brands)[0] is None)[:3] for q in train}

@@ -49,24 +49,16 @@ def copy_sharded(client, source: str, target: str, shards: int) -> None:
 
 
 def respell_all(client, index: str, texts: list[str], config, *, check: bool) -> dict[str, str]:
-    """{text: respelled text} for the texts the plugin would respell on ``index`` (with or without the check)."""
-    from qrw.plugin.respell import (
-        held_body,
-        held_words,
-        respelled,
-        suggest_body,
-        words_to_confirm,
-    )
+    """{text: respelled text} for the texts the plugin would respell on ``index``: with the check, exactly what
+    ``qrw eval`` asks (``index_respellings``); without it, the suggester's answer alone (the old behaviour)."""
+    from qrw.plugin.respell import respelled, suggest_body
 
-    out = {}
-    for text in texts:
-        answer = client.search(index=index, body=suggest_body(text, config))
-        words = words_to_confirm(text, answer) if check else ()
-        held = held_words(client.search(index=index, body=held_body(words, config)), words) if words else frozenset()
-        found = respelled(text, answer, held=held or frozenset())
-        if found is not None:
-            out[text] = found.text
-    return out
+    from qrw.eval.compare import index_respellings
+
+    if check:
+        return {text: found.text for text, found in index_respellings(client, index, texts, config).items()}
+    answers = {text: client.search(index=index, body=suggest_body(text, config)) for text in texts}
+    return {text: found.text for text, answer in answers.items() if (found := respelled(text, answer)) is not None}
 
 
 def main(argv: list[str] | None = None) -> int:

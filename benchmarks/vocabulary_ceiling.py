@@ -64,8 +64,10 @@ MIN_JUDGED = 3  # "relevant among judged": at least this many judged products in
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def title_phrases(titles: list[str], min_df: int, max_words: int = 2) -> list[str]:
-    """Title word runs of 1 to ``max_words`` adjacent words (lowercased) found in at least ``min_df`` titles."""
+def title_word_runs(titles: list[str], min_df: int, max_words: int = 2) -> list[str]:
+    """Title word runs of 1 to ``max_words`` adjacent words (lowercased) found in at least ``min_df`` titles.
+    Every word counts, digits and short words too (``a1``, ``tv``): the ceiling must not depend on a filter, so
+    this is not ``trainer.encoder_bridge.title_phrases`` (letters only, 3+ characters, at most two words)."""
     df: collections.Counter[str] = collections.Counter()
     for title in titles:
         df.update(word_runs(title, max_words))
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     candidates: dict[str, list[str]] = {}
     if args.source == "titles":
-        phrases = title_phrases([p.title for p in products], args.min_df, args.max_words)
+        phrases = title_word_runs([p.title for p in products], args.min_df, args.max_words)
         phrase_terms = dict(zip(phrases, analyzed(client, args.index, phrases, STEMMED_ANALYZER)))
         doc_terms = dict(zip(docs, analyzed(client, args.index, [doc_text[d] for d in docs], STEMMED_ANALYZER)))
         for q in tqdm(queries, desc="candidates", unit="query"):

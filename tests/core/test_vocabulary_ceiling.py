@@ -32,9 +32,9 @@ def test_batched_analysis_matches_one_call_per_text(opensearch_url, indexed_cata
     assert ceiling.analyzed(client, indexed_catalog, texts, STEMMED_ANALYZER) == one_by_one
 
 
-def test_title_phrases_keep_runs_found_in_enough_titles():
+def test_title_word_runs_keep_runs_found_in_enough_titles():
     ceiling = _module()
     titles = ["HP Laser Printer", "Canon laser printer A4", "Brother Laser Printer", "laser pointer"]
-    assert ceiling.title_phrases(titles, min_df=3) == ["laser", "laser printer", "printer"]
-    assert "hp laser printer" not in ceiling.title_phrases(titles, min_df=1, max_words=2)
-    assert "hp laser printer" in ceiling.title_phrases(titles, min_df=1, max_words=3)
+    assert ceiling.title_word_runs(titles, min_df=3) == ["laser", "laser printer", "printer"]
+    assert "hp laser printer" not in ceiling.title_word_runs(titles, min_df=1, max_words=2)
+    assert "hp laser printer" in ceiling.title_word_runs(titles, min_df=1, max_words=3)
