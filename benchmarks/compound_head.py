@@ -14,7 +14,9 @@ products whose title holds the phrase ``q x`` (``match_phrase`` on ``title.stem`
 ``--negative-boosts``. 4-fold cross-validation inside the training folds (each fold's nb picked on
 the other three; "off" is a setting). Worth building only if the CV gain is at least +0.010 nDCG@10
 with at most 5 % of the training queries harmed (drop > 0.05). ``--validation`` scores the validation
-fold once with the training folds' choice, for the report only.
+fold once with the training folds' choice, for the report only. ``--pair-field name`` (stop 29, written down
+before its run with the same rule) counts the pairs in, and matches the phrases on, the product's own name
+instead of its title.
 
     .venv/bin/python benchmarks/compound_head.py --validation --json docs/eval/compound_head.json
 """
@@ -62,11 +64,11 @@ def modifier_phrases(query: str, pair_titles: collections.Counter, heads: set[st
                   and (types is None or f"{q} {x}" in types))
 
 
-def demoted(baseline_clause: dict, phrases: list[str], negative_boost: float) -> dict:
-    """The search body: the baseline, with products whose title holds one of ``phrases`` scored ``negative_boost`` times."""
+def demoted(baseline_clause: dict, phrases: list[str], negative_boost: float, field: str = "title") -> dict:
+    """The search body: the baseline, with products whose ``field`` holds one of ``phrases`` scored ``negative_boost`` times."""
     if not phrases or negative_boost == OFF:
         return {"query": baseline_clause}
-    negative = {"bool": {"should": [{"match_phrase": {"title.stem": phrase}} for phrase in phrases]}}
+    negative = {"bool": {"should": [{"match_phrase": {f"{field}.stem": phrase}} for phrase in phrases]}}
     return {"query": {"boosting": {"positive": baseline_clause, "negative": negative, "negative_boost": negative_boost}}}
 
 
@@ -85,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noun-test", choices=("head-word", "type-phrase"), default="head-word",
                         help="head-word: x ends catalog product types (the first run); type-phrase: 'q x' is itself a "
                              "catalog product type (the variant written down after it)")
+    parser.add_argument("--pair-field", choices=("title", "name"), default="title",
+                        help="where pairs are counted and phrases matched. title: the first run; name: the product's own "
+                             "name, since an Icecat title appends the product type to it and a title pair can straddle that "
+                             "seam ('AC Adapter power adapter/inverter' -> 'adapter power'); written down before its run")
     parser.add_argument("--validation", action="store_true", help="also score fold 0 once with the training folds' choice")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     qrels, train = training_queries()
     valid = [q for q in qrels if fold_of(q) == 0]
     products = load_catalog(None)
-    pair_titles = title_pairs(p.title for p in products)
+    pair_titles = title_pairs(getattr(p, args.pair_field) for p in products)
     facets = TrainingCatalog.icecat().facets()
     heads = type_heads(facets.type_counts)
     types = set(facets.types) if args.noun_test == "type-phrase" else None
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(queries):
         phrases = {q: modifier_phrases(q, pair_titles, heads, types) for q in queries}
-        bodies = {(q, nb): demoted(DEFAULT_BASELINE.clause(q), phrases[q], nb) for q in queries for nb in settings}
+        bodies = {(q, nb): demoted(DEFAULT_BASELINE.clause(q), phrases[q], nb, args.pair_field) for q in queries for nb in settings}
         ranked = search_many(client, args.index, bodies, depth=10, batch_size=50)
         return phrases, {key: ndcg_at_k(ranked[key].ids, qrels[key[0]]) for key in bodies}
 
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     gains = {q: held_out[q] - score(OFF, q) for q in train}
     chosen = best(train)
     report: dict = {
-        "noun_test": args.noun_test, "train_queries": len(train), "queries_with_modifier_phrases": sum(1 for q in train if phrases[q]),
+        "noun_test": args.noun_test, "pair_field": args.pair_field, "train_queries": len(train), "queries_with_modifier_phrases": sum(1 for q in train if phrases[q]),
         "type_heads": len(heads), "baseline_ndcg@10": round(statistics.fmean(score(OFF, q) for q in train), 4),
         "by_negative_boost": {f"{nb:g}": {"ndcg@10": round(statistics.fmean(score(nb, q) for q in train), 4),
                                           "win": sum(score(nb, q) - score(OFF, q) > HARM for q in train),
