@@ -1,14 +1,16 @@
 """What index respelling costs OpenSearch: the suggest request beside the search it comes before.
 
 Why: with ``respell.enabled`` (the default) the proxy and the clients send one suggest request
-(``qrw.plugin.respell.suggest_body``: ``match_none`` plus a term suggester with ``suggest_mode:
-missing``) for every query text they have not seen within the cache TTL, before the search. This
+(``qrw.plugin.respell.suggest_body``: a term suggester with ``suggest_mode: missing``, and, with
+``respell.join_split_words`` (the default since stop 29), a ``filters`` aggregation counting each adjacent
+word pair joined and as a phrase, over only the documents holding one of them; ``match_none`` otherwise) for every query text they have not seen within the cache TTL, before the search. This
 measures that request against the search itself, on the same node, for the same texts, interleaved.
 
 Method: the judged training-fold queries, correctly spelled and with the label-free misspelling of
 ``typo_queries.py``; for each round and each text, the suggest request and the shipped baseline's
-search (``DEFAULT_BASELINE.build``, size 10) are timed back to back (order alternating per round) on
-one keep-alive connection with opensearch-py; the figure is the client-side round trip. Medians and
+search (``DEFAULT_BASELINE.build``, size 10) are timed back to back on
+one keep-alive connection with opensearch-py, beside the same suggest request without the join counts (each of the
+three first, second and third in turn); the figure is the client-side round trip. Medians and
 p95 over all (round, text) pairs; the ratio is suggest over search. The node's request cache is off
 for both (``request_cache=false``), so repeated rounds measure the work, not a cached answer.
 
@@ -58,33 +60,37 @@ def main(argv: list[str] | None = None) -> int:
         clean = sorted({r["query"] for r in csv.DictReader(handle) if fold_of(r["query"]) != 0})
     texts = clean + [t for t in (misspell(q) for q in clean) if t is not None]
     config = RespellConfig()
+    plain = RespellConfig(join_split_words=False)  # the suggest request before stop 29: no join counts
     client = OpenSearch(args.url, timeout=60)
     for text in texts[:10]:  # warm the connection and the node's code paths
         client.search(index=args.index, body=suggest_body(text, config))
         client.search(index=args.index, body={**DEFAULT_BASELINE.build(text), "size": 10})
     params = {"request_cache": "false"}
-    timings: dict[str, list[float]] = {"suggest": [], "search": []}
+    timings: dict[str, list[float]] = {"suggest": [], "suggest_without_join": [], "search": []}
     for round_no in range(args.rounds):
         for i, text in enumerate(texts):
-            pair = [("suggest", suggest_body(text, config)), ("search", {**DEFAULT_BASELINE.build(text), "size": 10})]
-            if (round_no + i) % 2:
-                pair.reverse()
-            for name, body in pair:
+            trio = [("suggest", suggest_body(text, config)), ("suggest_without_join", suggest_body(text, plain)),
+                    ("search", {**DEFAULT_BASELINE.build(text), "size": 10})]
+            shift = (round_no + i) % 3  # each request goes first, second and third equally often
+            for name, body in trio[shift:] + trio[:shift]:
                 started = time.perf_counter()
                 client.search(index=args.index, body=body, params=params)
                 timings[name].append((time.perf_counter() - started) * 1000.0)
     result = {name: {"median_ms": round(statistics.median(v), 3), "p95_ms": round(percentile(v, 95), 3), "n": len(v)}
               for name, v in timings.items()}
     result["suggest_over_search_median"] = round(result["suggest"]["median_ms"] / result["search"]["median_ms"], 3)
+    result["suggest_without_join_over_search_median"] = round(result["suggest_without_join"]["median_ms"] / result["search"]["median_ms"], 3)
     result["method"] = {
         "texts": f"{len(clean)} judged training-fold queries and {len(texts) - len(clean)} misspelled copies",
         "rounds": args.rounds, "interleaved": True, "client": f"opensearch-py {opensearchpy.__version__}",
         "machine": platform.platform(), "python": platform.python_version(), "node": client.info()["version"]["number"],
         "suggester": suggest_body("x", config)["suggest"]["qrw_respell"]["term"],
+        "join_split_words": config.join_split_words,
     }
-    for name in ("suggest", "search"):
-        print(f"{name:8s} median {result[name]['median_ms']:.3f} ms  p95 {result[name]['p95_ms']:.3f} ms  (n={result[name]['n']})")
-    print(f"suggest / search (medians): {result['suggest_over_search_median']:.3f}")
+    for name in ("suggest", "suggest_without_join", "search"):
+        print(f"{name:20s} median {result[name]['median_ms']:.3f} ms  p95 {result[name]['p95_ms']:.3f} ms  (n={result[name]['n']})")
+    print(f"suggest / search (medians): {result['suggest_over_search_median']:.3f}; without the join counts: "
+          f"{result['suggest_without_join_over_search_median']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

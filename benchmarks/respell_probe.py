@@ -12,7 +12,8 @@ the default ``respell`` settings) against the index for any query list, and writ
 
     .venv/bin/python benchmarks/respell_probe.py --queries benchmarks/queries/probe_not_judged.txt \
         benchmarks/queries/everyday_electronics.txt benchmarks/queries/misspelled_by_hand.txt \
-        benchmarks/queries/misspelled_vowels_by_hand.txt --training-queries --json docs/eval/respell_probe.json
+        benchmarks/queries/misspelled_vowels_by_hand.txt benchmarks/queries/split_compounds_by_hand.txt \
+        --training-queries --json docs/eval/respell_probe.json
 
 Needs a node with the catalog under the alias ``products`` (``qrw opensearch start``, ``qrw index``).
 """

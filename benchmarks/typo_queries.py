@@ -17,7 +17,8 @@ from its figures: the edit rule and the systems are fixed):
   serving chain's zero-hit recovery turned off (``recovery.zero_hits: false``, how gated rewriting
   served before it; ``qrw.plugin.recovery``). ``original`` there is that profile's baseline;
 * index respelling (``qrw.plugin.respell``, headroom §17): the shipped chain with it off
-  (``respell.enabled: false``, the run ``shipped_no_respell``), and a sweep of ``respell.weight``
+  (``respell.enabled: false``, the run ``shipped_no_respell``), without joining split words
+  (``respell.join_split_words: false``, the run ``shipped_no_join``, §20), and a sweep of ``respell.weight``
   over ``--respell-weights`` (clean and misspelled, with the queries each run respelled and harmed);
 * the baseline plus a fuzzy copy of itself at a low weight (``BaselineSpec.fuzzy_boost``, an index
   profile's ``baseline.fuzzy_boost``; the copy leaves out the joined-pairs field): once through
@@ -29,6 +30,7 @@ from its figures: the edit rule and the systems are fixed):
     .venv/bin/python benchmarks/typo_queries.py --fold valid --respelling-sweep "" --respell-weights "" --json docs/eval/typo_queries_valid.json
     .venv/bin/python benchmarks/typo_queries.py --edit vowel --respelling-sweep "" --respell-weights "" --fuzzy-weights "" --json docs/eval/typo_queries_vowel.json
     .venv/bin/python benchmarks/typo_queries.py --edit sound --respelling-sweep "" --respell-weights "" --fuzzy-weights "" --json docs/eval/typo_queries_sound.json
+    .venv/bin/python benchmarks/typo_queries.py --edit split --respelling-sweep "" --respell-weights "" --fuzzy-weights "" --json docs/eval/typo_queries_split.json
 
 Needs a node with the catalog under the alias ``products`` (``qrw opensearch start``, ``qrw index``).
 """
@@ -119,7 +121,58 @@ def misspell_sound(query: str) -> str | None:
     return _respell_inner_letter(query, SOUND_ALIKE, lambda letter, _digest: SOUND_ALIKE[letter])
 
 
-EDITS = {"slip": misspell, "vowel": misspell_vowel, "sound": misspell_sound}
+MIN_SPLIT_WORD = 6
+MIN_SPLIT_PART = 3
+MIN_PART_TITLES = 3
+
+
+def title_word_counts() -> "collections.Counter[str]":
+    """How many catalog titles hold each word (lowercased): the words a split may leave."""
+    import collections
+    import re
+
+    from qrw.search.catalog import load_catalog
+
+    counts: collections.Counter[str] = collections.Counter()
+    for product in load_catalog(None):
+        counts.update(set(re.findall(r"\w+", product.title.casefold())))
+    return counts
+
+
+def misspell_split(query: str, title_words=None) -> str | None:
+    """A compound written as two words (``keyboard`` -> ``key board``): the query's longest alphabetic word of
+    >= ``MIN_SPLIT_WORD`` letters (the first on a tie) split into two parts of >= ``MIN_SPLIT_PART`` letters that are
+    each a word of at least ``MIN_PART_TITLES`` catalog titles, at the cut nearest the middle (the first on a tie);
+    None: no such word or cut. Label-free (headroom §20)."""
+    title_words = _TITLE_WORDS() if title_words is None else title_words
+    words = query.split()
+    eligible = [i for i, w in enumerate(words) if w.isalpha() and len(w) >= MIN_SPLIT_WORD]
+    if not eligible:
+        return None
+    i = max(eligible, key=lambda k: (len(words[k]), -k))
+    word = words[i]
+    cuts = [c for c in range(MIN_SPLIT_PART, len(word) - MIN_SPLIT_PART + 1)
+            if title_words[word[:c].casefold()] >= MIN_PART_TITLES and title_words[word[c:].casefold()] >= MIN_PART_TITLES]
+    if not cuts:
+        return None
+    cut = min(cuts, key=lambda c: (abs(c - len(word) / 2), c))
+    return " ".join([*words[:i], word[:cut], word[cut:], *words[i + 1:]])
+
+
+def _title_words_once():
+    cached: dict = {}
+
+    def read():
+        if "counts" not in cached:
+            cached["counts"] = title_word_counts()
+        return cached["counts"]
+
+    return read
+
+
+_TITLE_WORDS = _title_words_once()
+
+EDITS = {"slip": misspell, "vowel": misspell_vowel, "sound": misspell_sound, "split": misspell_split}
 
 
 def fuzzy_should(url: str, rows: list[dict], typo_of: dict[str, str], weights: list[float]) -> dict:
@@ -171,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzzy-weights", default="0.05,0.1,0.2,0.3,0.5,1.0", help="weights of the fuzzy should clause")
     parser.add_argument("--edit", choices=tuple(EDITS), default="slip",
                         help="how queries are misspelled: slip (swap, drop or double a letter; misspell), vowel "
-                             "(one vowel for another; misspell_vowel, headroom §17b) or sound (one consonant for "
-                             "its sound-alike; misspell_sound, headroom §17c)")
+                             "(one vowel for another; misspell_vowel, headroom §17b), sound (one consonant for "
+                             "its sound-alike; misspell_sound, headroom §17c) or split (a compound written as two "
+                             "words; misspell_split, headroom §20)")
     parser.add_argument("--respell-weights", default="0.3,0.5,1",
                         help="respell.weight values run through qrw eval (index respelling, headroom §17); empty: skip")
     parser.add_argument("--respelling-sweep", default="1.01,0.2,0.1,0.05,0",
@@ -202,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                   "baseline": {**shipped["baseline"], "name": shipped["baseline"]["name"] + "_fuzzy_copy", "fuzzy_boost": args.fuzzy_boost}}
     profiles = {"shipped": None, "fuzzy": args.work_dir / "icecat_fuzzy.yaml", "fuzzy_copy": args.work_dir / "icecat_fuzzy_copy.yaml",
                 "shipped_no_recovery": None, "shipped_no_respell": None, "shipped_no_vowel_slips": None,
-                "shipped_no_sound_slips": None, "shipped_model_on_typed": None}
+                "shipped_no_sound_slips": None, "shipped_model_on_typed": None, "shipped_no_join": None}
     profiles["fuzzy"].write_text(yaml.safe_dump(fuzzy, sort_keys=False))
     profiles["fuzzy_copy"].write_text(yaml.safe_dump(fuzzy_copy, sort_keys=False))
     no_recovery = args.work_dir / "plugin_no_recovery.yaml"  # the serving chain as before zero-hit recovery
@@ -215,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     no_sound_slips.write_text(yaml.safe_dump({"respell": {"sound_slips": False}}))
     model_on_typed = args.work_dir / "plugin_model_on_typed.yaml"  # the model rewrites the text as typed (§17d)
     model_on_typed.write_text(yaml.safe_dump({"respell": {"rewrite_respelled": False}}))
+    no_join = args.work_dir / "plugin_no_join.yaml"  # index respelling without joining split words (§20)
+    no_join.write_text(yaml.safe_dump({"respell": {"join_split_words": False}}))
 
     qrw = str(Path(sys.executable).with_name("qrw"))
     results: dict = {"queries": len(kept), "left_out_no_long_word": len(typo_of) - len(kept),
@@ -236,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                 command += ["--plugin-config", str(no_sound_slips)]
             if profile_name == "shipped_model_on_typed":
                 command += ["--plugin-config", str(model_on_typed)]
+            if profile_name == "shipped_no_join":
+                command += ["--plugin-config", str(no_join)]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             report = json.loads(out.read_text())
             systems = {name.split(":")[0]: s for name, s in report["systems"].items()}
@@ -287,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"respelling_keep_min {value}: clean {row['clean']['gated_ndcg@10']:.4f} (harm {row['clean']['harm_rate']:.1%}), "
               f"misspelled {row['typo']['gated_ndcg@10']:.4f} (harm {row['typo']['harm_rate']:.1%})")
     base = results["runs"]["clean/shipped"]["original_ndcg@10"]
-    print(f"{len(kept)} {args.fold}-fold queries misspelled ({args.edit}; {results['left_out_no_long_word']} left out: no word of 5+ letters)")
+    print(f"{len(kept)} {args.fold}-fold queries misspelled ({args.edit}; {results['left_out_no_long_word']} left out: no word the edit applies to)")
     print(f"{'run':16s} {'original':>9s} {'gated':>7s} {'gated/orig':>10s} {'x clean original':>17s} {'harm':>6s} {'win':>6s} {'0-hit':>6s} {'retry':>6s}")
     for name, r in results["runs"].items():
         print(f"{name:16s} {r['original_ndcg@10']:9.4f} {r['gated_ndcg@10']:7.4f} {r['gated_x_original']:10.3f} "

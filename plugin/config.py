@@ -140,6 +140,11 @@ class RespellConfig(_Frozen):
     prefix_length: int = Field(1, ge=0, le=10, description="leading letters a correction must keep (term suggester prefix_length)")
     min_word_length: int = Field(4, ge=1, le=50, description="shorter words are never corrected")
     suggestions: int = Field(3, ge=1, le=20, description="suggestions read per word; the first plausible typo fix is taken")
+    join_split_words: bool = Field(True, description="also join two adjacent query words the catalog writes as one "
+                                                     "(key board -> keyboard, head set -> headset) when more documents hold "
+                                                     "the joined word than the two words as a phrase; counted in the same "
+                                                     "request (docs/eval/headroom.md §20)")
+    join_min_docs: int = Field(3, ge=1, le=1_000_000, description="documents that must hold the joined word before a split pair is joined")
     timeout_ms: float = Field(100.0, gt=0.0, le=60_000.0, description="a slower suggest answer (or index-wide check of a multi-shard answer's "
                               "corrections) is given up (the query goes without a respelling)")
 

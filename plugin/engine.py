@@ -444,7 +444,8 @@ class RewriteEngine:
         known = held_words(held, words) if words else frozenset()
         if known is None:
             return None
-        found = respelled(ask.text, response, vowel_slips=config.vowel_slips, sound_slips=config.sound_slips, held=known)
+        found = respelled(ask.text, response, vowel_slips=config.vowel_slips, sound_slips=config.sound_slips, held=known,
+                          join_min_docs=config.join_min_docs)
         self._respellings.put(_respell_key(ask.text, ask.index), found if found is not None else NO_RESPELLING)
         return found
 

@@ -15,6 +15,12 @@ replaced by a neighbouring key on a QWERTY keyboard, or, in words of five letter
 written for another (``moniter``; ``docs/eval/headroom.md`` §17). Words with digits
 are never changed (``rtx 2060`` -> ``rtx 2070`` is another product).
 
+Split compounds (``key board``, ``head set``) are no typo the suggester sees: both words are in the
+index. The same request counts, index-wide, the documents that hold each adjacent pair of query words
+joined into one word and the documents that hold the pair as a phrase (a ``filters`` aggregation over
+only the documents holding one of them); a pair the catalog writes joined more often than split is
+joined (``docs/eval/headroom.md`` §20).
+
 ``suggest_mode: missing`` is decided per shard, so an answer from several shards that proposes a
 correction is confirmed by one more request, which counts index-wide the documents that hold each
 typed word (``held_body``): a word some shard holds is kept as typed.
@@ -26,6 +32,7 @@ Pure and JSON in/out: builds the requests and reads their answers; the callers (
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +42,10 @@ from qrw.plugin.widening import within_one_edit
 
 SUGGEST_NAME = "qrw_respell"
 HELD_NAME = "qrw_held"
+JOIN_NAME = "qrw_join"
+MAX_JOIN_PAIRS = 8
+"""Adjacent pairs counted per query at most (the first ones): a query is a few words, a pasted paragraph is not."""
+_TOKEN = re.compile(r"\S+")
 
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _KEY_AT = {ch: (row, col + row * 0.5) for row, keys in enumerate(_ROWS) for col, ch in enumerate(keys)}
@@ -90,16 +101,44 @@ def plausible_typo(typed: str, suggested: str, *, vowel_slips: bool = True, soun
     return neighbouring_keys(a, b)
 
 
+def split_pairs(text: str, min_length: int = 1) -> list[tuple[int, int, str, str]]:
+    """(offset, length, the pair as the index's lowercase filter reads it, the two words joined) for each two
+    adjacent words of ``text`` made of letters only whose joined form has at least ``min_length`` letters; the
+    first ``MAX_JOIN_PAIRS``."""
+    tokens = [(m.start(), m.group()) for m in _TOKEN.finditer(text)]
+    pairs = []
+    for (start, first), (second_start, second) in zip(tokens, tokens[1:]):
+        if first.isalpha() and second.isalpha() and len(first) + len(second) >= min_length:
+            pairs.append((start, second_start + len(second) - start, f"{first} {second}".lower(), (first + second).lower()))
+    return pairs[:MAX_JOIN_PAIRS]
+
+
+def _join_filters(text: str, config: RespellConfig) -> dict[str, dict]:
+    """The ``filters`` aggregation's buckets: for each split pair, the documents holding the joined word and the
+    documents holding the pair as a phrase, in ``config.field``."""
+    if not config.join_split_words:
+        return {}
+    filters: dict[str, dict] = {}
+    for _offset, _length, pair, joined in split_pairs(text, config.min_word_length):
+        filters[f"joined:{joined}"] = {"term": {config.field: joined}}
+        filters[f"split:{pair}"] = {"match_phrase": {config.field: pair}}
+    return filters
+
+
 def worth_asking(text: str, config: RespellConfig) -> bool:
-    """Whether ``text`` has a word the suggester could correct (letters only, at least ``min_word_length``): a
-    query of short words and numbers costs no suggest request."""
-    return any(word.isalpha() and len(word) >= config.min_word_length for word in text.split())
+    """Whether ``text`` has a word the suggester could correct (letters only, at least ``min_word_length``) or two
+    adjacent words that could be joined (``join_split_words``): a query of short words and numbers costs no
+    suggest request."""
+    return (any(word.isalpha() and len(word) >= config.min_word_length for word in text.split())
+            or bool(_join_filters(text, config)))
 
 
 def suggest_body(text: str, config: RespellConfig) -> dict:
-    """The search body that asks the index which words of ``text`` it does not hold, and their nearest words.
-    It matches no document: only the suggester runs."""
-    return {
+    """The search body that asks the index which words of ``text`` it does not hold, and their nearest words, and
+    (``join_split_words``) how many documents hold each adjacent pair of its words joined and as a phrase. It
+    returns no hit: without pairs it matches no document and only the suggester runs; with pairs it visits only
+    the documents holding one of the counted forms."""
+    body: dict = {
         "size": 0,
         "track_total_hits": False,
         "query": {"match_none": {}},
@@ -108,6 +147,11 @@ def suggest_body(text: str, config: RespellConfig) -> dict:
             "max_edits": config.max_edits, "prefix_length": config.prefix_length,
             "min_word_length": config.min_word_length, "string_distance": "internal"}}},
     }
+    filters = _join_filters(text, config)
+    if filters:  # the counts behind joining split words: only the documents that hold one of them are visited
+        body["query"] = {"bool": {"should": list(filters.values())}}
+        body["aggs"] = {JOIN_NAME: {"filters": {"filters": filters}}}
+    return body
 
 
 def _entries(response: Any) -> list | None:
@@ -142,13 +186,48 @@ def _corrections(text: str, response: Any, vowel_slips: bool, sound_slips: bool)
     return changes
 
 
+def _join_counts(response: Any) -> Mapping | None:
+    """The buckets of the split-word counts in an answer to ``suggest_body``, or None when it has none."""
+    aggregations = response.get("aggregations") if isinstance(response, Mapping) else None
+    if not isinstance(aggregations, Mapping):
+        return None
+    found = aggregations.get(JOIN_NAME, aggregations.get(f"filters#{JOIN_NAME}"))  # ?typed_keys prefixes the type
+    buckets = found.get("buckets") if isinstance(found, Mapping) else None
+    return buckets if isinstance(buckets, Mapping) else None
+
+
+def _doc_count(buckets: Mapping, key: str) -> int | None:
+    bucket = buckets.get(key)
+    count = bucket.get("doc_count") if isinstance(bucket, Mapping) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def _joins(text: str, response: Any, min_docs: int) -> list[tuple[int, int, str, str]]:
+    """(offset, length, typed pair, joined word) for each split pair the answer counted whose joined word at least
+    ``min_docs`` documents hold, and more documents than hold the pair as a phrase."""
+    buckets = _join_counts(response)
+    if buckets is None:
+        return []
+    joins = []
+    for offset, length, pair, joined in split_pairs(text):
+        together, apart = _doc_count(buckets, f"joined:{joined}"), _doc_count(buckets, f"split:{pair}")
+        if together is not None and apart is not None and together >= min_docs and together > apart:
+            joins.append((offset, length, text[offset:offset + length], joined))
+    return joins
+
+
 def respelled(text: str, response: Any, *, vowel_slips: bool = True, sound_slips: bool = True,
-              held: Collection[str] = ()) -> Respelling | None:
-    """``text`` with each unknown word replaced by the suggester's first plausible typo fix; None when no word
-    changes or the answer is not a term-suggester answer to ``suggest_body(text, ...)``. Words in ``held``
-    (lowercased as the index's lowercase filter does: the words a ``held_body`` check found in the index) are
-    kept as typed."""
+              held: Collection[str] = (), join_min_docs: int = 3) -> Respelling | None:
+    """``text`` with each unknown word replaced by the suggester's first plausible typo fix, and each split pair the
+    answer counted joined where the catalog writes it as one word (``join_min_docs``: see ``_joins``); None when
+    nothing changes or the answer is not an answer to ``suggest_body(text, ...)``. Words in ``held`` (lowercased
+    as the index's lowercase filter does: the words a ``held_body`` check found in the index) are kept as typed.
+    A pair is joined only where no typo fix touches it and no pair to its left was joined."""
     changes = [c for c in _corrections(text, response, vowel_slips, sound_slips) if c[2].lower() not in held]
+    for join in _joins(text, response, join_min_docs):
+        start, end = join[0], join[0] + join[1]
+        if all(end <= offset or start >= offset + length for offset, length, _t, _c in changes):
+            changes.append(join)
     if not changes:
         return None
     out = text

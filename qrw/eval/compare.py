@@ -275,7 +275,7 @@ def index_respellings(client: OpenSearch, index: str, queries: Sequence[str], re
         held = held_words(client.search(index=index, body=held_body(words, respell)), words) if words else frozenset()
         if held is None:
             continue  # unconfirmed, as the plugin treats it: no respelling
-        respelling = respelled(text, answer, **slips, held=held)
+        respelling = respelled(text, answer, **slips, held=held, join_min_docs=respell.join_min_docs)
         if respelling is not None:
             found[q] = respelling
     return found

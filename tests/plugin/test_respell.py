@@ -87,8 +87,9 @@ def test_neighbouring_keys_follow_the_qwerty_rows():
 
 
 def test_suggest_body_matches_nothing_and_asks_only_for_missing_words():
-    request = suggest_body("usb stik", RespellConfig(field="title.std", max_edits=1))
-    assert request["query"] == {"match_none": {}} and request["size"] == 0
+    request = suggest_body("usb stik", RespellConfig(field="title.std", max_edits=1, join_split_words=False))
+    assert request["query"] == {"match_none": {}} and request["size"] == 0 and "aggs" not in request
+    assert suggest_body("keybord", RespellConfig())["query"] == {"match_none": {}}  # one word: nothing to join
     term = request["suggest"]["qrw_respell"]["term"]
     assert term["field"] == "title.std" and term["suggest_mode"] == "missing" and term["max_edits"] == 1
     assert request["suggest"]["qrw_respell"]["text"] == "usb stik"
@@ -98,6 +99,44 @@ def test_only_queries_with_a_long_enough_word_are_asked_about():
     config = RespellConfig()
     assert worth_asking("usb stik", config) and not worth_asking("tv 55", config) and not worth_asking("rtx2060 ps4", config)
     assert not worth_asking("labtop", RespellConfig(min_word_length=7))
+    assert worth_asking("ear pad", config)  # short words, but "earpad" could be what the catalog writes
+    assert not worth_asking("ear pad", RespellConfig(join_split_words=False)) and not worth_asking("tv 4k", config)
+
+
+def test_suggest_body_counts_each_adjacent_pair_joined_and_as_a_phrase():
+    request = suggest_body("Gaming key board 2060", RespellConfig(field="title.std"))
+    filters = request["aggs"]["qrw_join"]["filters"]["filters"]
+    assert filters == {"joined:gamingkey": {"term": {"title.std": "gamingkey"}},
+                       "split:gaming key": {"match_phrase": {"title.std": "gaming key"}},
+                       "joined:keyboard": {"term": {"title.std": "keyboard"}},
+                       "split:key board": {"match_phrase": {"title.std": "key board"}}}  # "board 2060": digits
+    assert request["query"] == {"bool": {"should": list(filters.values())}} and request["size"] == 0  # no hit comes back
+    assert request["suggest"]["qrw_respell"]["text"] == "Gaming key board 2060"
+    assert len(suggest_body(" ".join(["word"] * 30), RespellConfig())["aggs"]["qrw_join"]["filters"]["filters"]) == 2  # capped
+
+
+def test_a_pair_the_catalog_writes_joined_more_often_is_joined():
+    counted = {"aggregations": {"qrw_join": {"buckets": {
+        "joined:gamingkey": {"doc_count": 0}, "split:gaming key": {"doc_count": 0},
+        "joined:keyboard": {"doc_count": 233}, "split:key board": {"doc_count": 0}}}}}
+    assert respelled("Gaming Key Board", counted) == Respelling("Gaming keyboard", (("Key Board", "keyboard"),))
+    assert respelled("Gaming Key Board", counted, join_min_docs=300) is None  # too few documents hold "keyboard"
+    split_more = {"aggregations": {"filters#qrw_join": {"buckets": {"joined:harddrive": {"doc_count": 1},
+                                                                   "split:hard drive": {"doc_count": 95}}}}}
+    assert respelled("hard drive", split_more, join_min_docs=1) is None  # the catalog writes it as two words
+    tie = {"aggregations": {"qrw_join": {"buckets": {"joined:harddrive": {"doc_count": 5}, "split:hard drive": {"doc_count": 5}}}}}
+    assert respelled("hard drive", tie) is None
+    # a typo fix and a join never overlap: the counts were for the typed words
+    both = {**answer(("bord", 4, ["board"])), "aggregations": {"qrw_join": {"buckets": {
+        "joined:keybord": {"doc_count": 9}, "split:key bord": {"doc_count": 0}}}}}
+    assert respelled("key bord", both) == Respelling("key board", (("bord", "board"),))
+    # of two overlapping pairs the left one is joined; a missing bucket or a bad count joins nothing
+    chain = {"aggregations": {"qrw_join": {"buckets": {"joined:ab": {"doc_count": 4}, "split:a b": {"doc_count": 0},
+                                                      "joined:bc": {"doc_count": 9}, "split:b c": {"doc_count": 0}}}}}
+    assert respelled("a b c", chain) == Respelling("ab c", (("a b", "ab"),))
+    assert respelled("a b", {"aggregations": {"qrw_join": {"buckets": {"joined:ab": {"doc_count": 4}}}}}) is None
+    assert respelled("a b", {"aggregations": {"qrw_join": {"buckets": {"joined:ab": {"doc_count": True},
+                                                                      "split:a b": {"doc_count": 0}}}}}) is None
 
 
 def answer(*entries):
@@ -198,6 +237,31 @@ def test_engine_asks_once_and_serves_the_respelling(opensearch_url, indexed_cata
     assert rewriting.respell_answer(ask, None) is None and rewriting.respell_ask(body("usb stik"), indexed_catalog) is not None
     assert engine(enabled=False).respell_ask(body(TYPO), indexed_catalog) is None
     rewriting.close()
+
+
+@pytest.mark.opensearch
+def test_a_split_word_the_catalog_writes_joined_is_joined_by_the_engine_the_proxy_and_eval(opensearch_url, indexed_catalog, serve):
+    """``key board``: both words are in the index, so the suggester has nothing to say, and the baseline ranks
+    boards and keys; the catalog writes "keyboard" (hundreds of products) and never "key board"."""
+    from qrw.eval.compare import index_respellings
+
+    client = OpenSearch(hosts=[opensearch_url])
+    split = "gaming key board"
+    assert keyboards(client.search(index=indexed_catalog, body=body(split))) <= 2  # a key, a board game, a case
+    rewriting = engine()
+    ask = rewriting.respell_ask(body(split), indexed_catalog)
+    found = rewriting.respell_answer(ask, client.search(index=indexed_catalog, body=ask.body))
+    assert found == Respelling("gaming keyboard", (("key board", "keyboard"),))
+    assert keyboards(client.search(index=indexed_catalog, body=rewriting.rewrite_body(body(split), index=indexed_catalog)[0])) >= 4
+    for two_words in ("hard drive", "power bank"):  # the catalog writes these apart: nothing to join
+        ask = rewriting.respell_ask(body(two_words), indexed_catalog)
+        assert rewriting.respell_answer(ask, client.search(index=indexed_catalog, body=ask.body)) is None
+    rewriting.close()
+    with serve(create_app(engine(), opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
+        answer = proxy.post(f"/{indexed_catalog}/_search", json=body(split), headers={"X-QRW-Explain": "true"}).json()
+        assert answer["qrw"]["respelling"]["words"] == [["key board", "keyboard"]] and keyboards(answer) >= 4
+    assert index_respellings(client, indexed_catalog, [split, "hard drive"], RespellConfig()) == {split: found}
+    assert index_respellings(client, indexed_catalog, [split], RespellConfig(join_split_words=False)) == {}
 
 
 @pytest.mark.opensearch
