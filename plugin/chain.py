@@ -17,12 +17,14 @@ The model step owns the latency budget and the fallback ladder (``ModelSource``)
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import dataclasses
 import functools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, Protocol
@@ -225,6 +227,22 @@ def _reason(exc: ModelError) -> str:
 CLOSE_WAIT_S = 30.0
 """How long ``ModelSource.close`` waits for a model call still running (one call takes well under this)."""
 
+_STARTED: weakref.WeakSet = weakref.WeakSet()
+"""Model sources whose worker threads are running: closed at interpreter exit (``_close_at_exit``)."""
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close every model source still open when the interpreter exits.
+
+    Why: the workers are daemon threads (a forgotten client must not keep a process alive), and a script
+    that ends without ``client.close()`` while a call that outlived its request is still inside ONNX
+    Runtime's native code had the runtime torn down under it: the process aborted ("terminate called
+    without an active exception", exit status 134). ``atexit`` runs before that teardown, so the call is
+    waited for (up to ``CLOSE_WAIT_S``)."""
+    for source in list(_STARTED):
+        source.close()
+
 
 class ModelSource:
     """Model outputs for a query through the fallback ladder (see the module docstring). Thread-safe.
@@ -276,6 +294,7 @@ class ModelSource:
                 call.future.cancel()
             self._pending.clear()
             self._cond.notify_all()
+        _STARTED.discard(self)
         deadline = time.monotonic() + wait_s
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -314,6 +333,7 @@ class ModelSource:
 
     def _start_workers(self) -> None:
         if not self._threads:
+            _STARTED.add(self)
             for i in range(self.config.model_workers):
                 thread = threading.Thread(target=self._work, name=f"qrw-model-{i}", daemon=True)
                 thread.start()

@@ -147,6 +147,38 @@ def test_rewrite_body_never_raises_on_odd_input(table_file):
         assert engine.rewrite_body(body)[0] is not None or body is None
 
 
+def test_a_process_that_never_closes_its_engine_waits_for_the_running_call_at_exit(tmp_path):
+    """A script that forgets ``close()`` while a call that outlived its deadline still runs: the interpreter
+    used to exit under it (with ONNX Runtime inside the call, the process aborted: exit status 134). The
+    workers are daemon threads, so only the exit hook can wait for it; the call writes a file when done."""
+    import subprocess
+    import sys
+
+    done = tmp_path / "finished"
+    script = tmp_path / "forgetful.py"
+    script.write_text(f"""
+import pathlib, time
+from qrw.plugin.config import load_config
+from qrw.plugin.engine import RewriteEngine
+
+class SlowModel:
+    name = "slow"
+    def generate(self, queries, n):
+        time.sleep(1.0)
+        pathlib.Path({str(done)!r}).write_text("done")
+        return [[] for _ in queries]
+    def tag(self, pairs):
+        return []
+
+engine = RewriteEngine(load_config(None, chain={{"deadline_ms": 50}}), SlowModel())
+body = {BODY!r}
+assert engine.rewrite_body(body)[0] == body  # past the deadline: the original query goes through
+""")
+    finished = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr
+    assert done.read_text() == "done"  # the exit waited for the call instead of killing it mid-way
+
+
 def test_close_waits_for_a_model_call_still_running(faulty_model_cls):
     """A call that outlived its deadline has finished when close() returns: nothing of the model runs
     after its owner closed it (a process exiting then would pull the runtime out from under it)."""
