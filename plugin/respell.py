@@ -103,23 +103,23 @@ def plausible_typo(typed: str, suggested: str, *, vowel_slips: bool = True, soun
 
 def split_pairs(text: str, min_length: int = 1) -> list[tuple[int, int, str, str]]:
     """(offset, length, the pair as the index's lowercase filter reads it, the two words joined) for each two
-    adjacent words of ``text`` made of letters only whose joined form has at least ``min_length`` letters; the
-    first ``MAX_JOIN_PAIRS``."""
+    adjacent words of ``text`` made of letters only whose joined form has at least ``min_length`` letters."""
     tokens = [(m.start(), m.group()) for m in _TOKEN.finditer(text)]
     pairs = []
     for (start, first), (second_start, second) in zip(tokens, tokens[1:]):
         if first.isalpha() and second.isalpha() and len(first) + len(second) >= min_length:
             pairs.append((start, second_start + len(second) - start, f"{first} {second}".lower(), (first + second).lower()))
-    return pairs[:MAX_JOIN_PAIRS]
+    return pairs
 
 
 def _join_filters(text: str, config: RespellConfig) -> dict[str, dict]:
     """The ``filters`` aggregation's buckets: for each split pair, the documents holding the joined word and the
-    documents holding the pair as a phrase, in ``config.field``."""
+    documents holding the pair as a phrase, in ``config.field``; the first ``MAX_JOIN_PAIRS`` pairs. The answer's
+    reader (``_joins``) takes the pairs it finds buckets for."""
     if not config.join_split_words:
         return {}
     filters: dict[str, dict] = {}
-    for _offset, _length, pair, joined in split_pairs(text, config.min_word_length):
+    for _offset, _length, pair, joined in split_pairs(text, config.min_word_length)[:MAX_JOIN_PAIRS]:
         filters[f"joined:{joined}"] = {"term": {config.field: joined}}
         filters[f"split:{pair}"] = {"match_phrase": {config.field: pair}}
     return filters
