@@ -157,6 +157,13 @@ def _action_class(action: str) -> str:
     return "kept"
 
 
+def respelled_word(typed: str, fixed: str) -> str:
+    """One change of an index respelling, as the page says it: a split compound joined, or a word fixed."""
+    if " " in typed.strip() and "".join(typed.split()).casefold() == fixed.casefold():
+        return f"{typed} → {fixed} (joined: the catalog writes it as one word)"
+    return f"{typed} → {fixed} (a word the index does not hold, corrected by its term suggester)"
+
+
 def why(item: dict) -> str:
     """Who decided a rewrite's fate, and on what grounds: gate, guard or rule."""
     dropped_by = str(item.get("dropped_by") or "")
@@ -208,9 +215,9 @@ def _explain_html(explain: dict | None, ranking: Ranking) -> str:
         f"{recovery.get('hits', 0)} hits" + ("" if recovery.get("hits") else ", the empty answer stands"))
     respelling = explain.get("respelling") or {}
     respelled = respelling and (
-        "words the index does not hold were corrected by its term suggester: "
-        + ", ".join(f"{typed} → {fixed}" for typed, fixed in respelling.get("words", []))
-        + f" (served as “{respelling.get('text')}” at weight {float(respelling.get('weight', 0)):.2f})"
+        "the index respelled the query: "
+        + ", ".join(respelled_word(typed, fixed) for typed, fixed in respelling.get("words", []))
+        + f"; served as “{respelling.get('text')}” at weight {float(respelling.get('weight', 0)):.2f}"
         + ("; the rewriter read the corrected text" if explain.get("query") == respelling.get("text") else ""))
     notes = "".join(
         f'<p class="meta">{html.escape(str(n))}</p>'

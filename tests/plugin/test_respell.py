@@ -157,6 +157,13 @@ def test_respelled_replaces_each_word_by_its_first_plausible_fix():
     assert respelled("abc", answer(("abcdef", 0, ["abcdeg"]))) is None  # an entry outside the text is ignored
 
 
+def test_the_page_tells_a_joined_compound_from_a_fixed_typo():
+    from qrw.sandbox.page import respelled_word
+
+    assert respelled_word("Key Board", "keyboard").endswith("(joined: the catalog writes it as one word)")
+    assert "term suggester" in respelled_word("stik", "stick") and "term suggester" in respelled_word("key bord", "keyboard")
+
+
 def test_only_a_multi_shard_answer_that_proposes_a_correction_is_checked():
     single = {**answer(("Tripdos", 0, ["tripods"])), "_shards": {"total": 1, "successful": 1}}
     several = {**answer(("Tripdos", 0, ["tripods"]), ("camera", 8, [])), "_shards": {"total": 3, "successful": 3}}

@@ -128,7 +128,7 @@ def test_with_url_the_sandbox_serves_and_never_stops_that_node(opensearch_node, 
         page = get_page(f"http://127.0.0.1:{page_port}/?q=couch")
         assert "profile shop" in page and "sofa" in page and "gate: P(exact)=1.000" in page
         misspelled = get_page(f"http://127.0.0.1:{page_port}/?q=sofaa")  # a slip the index's suggester fixes
-        assert "sofaa → sofa (served as “sofa”" in misspelled and "sent again with fuzzy" not in misspelled
+        assert "sofaa → sofa (a word the index does not hold, corrected by its term suggester); served as “sofa”" in misspelled and "sent again with fuzzy" not in misspelled
         assert "the rewriter read the corrected text" in misspelled
         far = get_page(f"http://127.0.0.1:{page_port}/?q=sefa")  # o and e are far apart: no respelling, nothing matches
         assert "sent again with fuzzy text clauses (AUTO)" in far and "sofa" in far.lower() and "index does not hold" not in far
