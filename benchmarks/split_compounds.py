@@ -17,9 +17,7 @@ Needs a node with the catalog under the alias ``products`` (``qrw opensearch sta
 
 from __future__ import annotations
 
-import collections
 import platform
-import re
 import statistics
 import sys
 import time
@@ -28,9 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_companion import emit
 from training_candidates import node_parser
-from typo_queries import misspell_split
-
-_WORD = re.compile(r"\w+")
+from typo_queries import misspell_split, title_word_counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,19 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     from qrw.plugin.merge import WeightedRewrite, merge_rewrites
     from qrw.plugin.respell import respelled, suggest_body
     from qrw.search.baseline import DEFAULT_BASELINE
-    from qrw.search.catalog import load_catalog
 
     parser = node_parser(__doc__)
     parser.add_argument("--words", type=int, default=100, help="compounds checked: the most frequent title words that split")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    titles = [p.title for p in load_catalog(None)]
-    df: collections.Counter[str] = collections.Counter()
-    for title in titles:
-        df.update(set(_WORD.findall(title.casefold())))
+    df = title_word_counts()
     compounds = []
     for word, _n in df.most_common():
-        if word.isalpha() and (split := misspell_split(word, df)) is not None:
+        if word.isalpha() and (split := misspell_split(word)) is not None:
             compounds.append((word, split))
         if len(compounds) == args.words:
             break

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import json
 import subprocess
@@ -126,6 +127,7 @@ MIN_SPLIT_PART = 3
 MIN_PART_TITLES = 3
 
 
+@functools.cache
 def title_word_counts() -> "collections.Counter[str]":
     """How many catalog titles hold each word (lowercased): the words a split may leave."""
     import collections
@@ -139,12 +141,12 @@ def title_word_counts() -> "collections.Counter[str]":
     return counts
 
 
-def misspell_split(query: str, title_words=None) -> str | None:
+def misspell_split(query: str) -> str | None:
     """A compound written as two words (``keyboard`` -> ``key board``): the query's longest alphabetic word of
     >= ``MIN_SPLIT_WORD`` letters (the first on a tie) split into two parts of >= ``MIN_SPLIT_PART`` letters that are
     each a word of at least ``MIN_PART_TITLES`` catalog titles, at the cut nearest the middle (the first on a tie);
     None: no such word or cut. Label-free (headroom §20)."""
-    title_words = _TITLE_WORDS() if title_words is None else title_words
+    title_words = title_word_counts()
     words = query.split()
     eligible = [i for i, w in enumerate(words) if w.isalpha() and len(w) >= MIN_SPLIT_WORD]
     if not eligible:
@@ -158,19 +160,6 @@ def misspell_split(query: str, title_words=None) -> str | None:
     cut = min(cuts, key=lambda c: (abs(c - len(word) / 2), c))
     return " ".join([*words[:i], word[:cut], word[cut:], *words[i + 1:]])
 
-
-def _title_words_once():
-    cached: dict = {}
-
-    def read():
-        if "counts" not in cached:
-            cached["counts"] = title_word_counts()
-        return cached["counts"]
-
-    return read
-
-
-_TITLE_WORDS = _title_words_once()
 
 EDITS = {"slip": misspell, "vowel": misspell_vowel, "sound": misspell_sound, "split": misspell_split}
 
@@ -259,18 +248,17 @@ def main(argv: list[str] | None = None) -> int:
                 "shipped_no_sound_slips": None, "shipped_model_on_typed": None, "shipped_no_join": None}
     profiles["fuzzy"].write_text(yaml.safe_dump(fuzzy, sort_keys=False))
     profiles["fuzzy_copy"].write_text(yaml.safe_dump(fuzzy_copy, sort_keys=False))
-    no_recovery = args.work_dir / "plugin_no_recovery.yaml"  # the serving chain as before zero-hit recovery
-    no_recovery.write_text(yaml.safe_dump({"recovery": {"zero_hits": False}}))
-    no_respell = args.work_dir / "plugin_no_respell.yaml"  # the serving chain without index respelling
-    no_respell.write_text(yaml.safe_dump({"respell": {"enabled": False}}))
-    no_vowel_slips = args.work_dir / "plugin_no_vowel_slips.yaml"  # index respelling without vowel slips (§17b)
-    no_vowel_slips.write_text(yaml.safe_dump({"respell": {"vowel_slips": False}}))
-    no_sound_slips = args.work_dir / "plugin_no_sound_slips.yaml"  # index respelling without sound-alike slips (§17c)
-    no_sound_slips.write_text(yaml.safe_dump({"respell": {"sound_slips": False}}))
-    model_on_typed = args.work_dir / "plugin_model_on_typed.yaml"  # the model rewrites the text as typed (§17d)
-    model_on_typed.write_text(yaml.safe_dump({"respell": {"rewrite_respelled": False}}))
-    no_join = args.work_dir / "plugin_no_join.yaml"  # index respelling without joining split words (§20)
-    no_join.write_text(yaml.safe_dump({"respell": {"join_split_words": False}}))
+    layer_settings = {  # the shipped chain with one plugin setting changed, per run
+        "shipped_no_recovery": {"recovery": {"zero_hits": False}},  # as before zero-hit recovery
+        "shipped_no_respell": {"respell": {"enabled": False}},  # without index respelling
+        "shipped_no_vowel_slips": {"respell": {"vowel_slips": False}},  # respelling without vowel slips (§17b)
+        "shipped_no_sound_slips": {"respell": {"sound_slips": False}},  # without sound-alike slips (§17c)
+        "shipped_model_on_typed": {"respell": {"rewrite_respelled": False}},  # the model rewrites the text as typed (§17d)
+        "shipped_no_join": {"respell": {"join_split_words": False}},  # respelling without joining split words (§20)
+    }
+    layers = {name: args.work_dir / f"plugin_{name.removeprefix('shipped_')}.yaml" for name in layer_settings}
+    for name, path in layers.items():
+        path.write_text(yaml.safe_dump(layer_settings[name]))
 
     qrw = str(Path(sys.executable).with_name("qrw"))
     results: dict = {"queries": len(kept), "left_out_no_long_word": len(typo_of) - len(kept),
@@ -282,18 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                        "--url", args.url, "--json", str(out), "--quiet"]
             if profile:
                 command += ["--profile", str(profile)]
-            if profile_name == "shipped_no_recovery":
-                command += ["--plugin-config", str(no_recovery)]
-            if profile_name == "shipped_no_respell":
-                command += ["--plugin-config", str(no_respell)]
-            if profile_name == "shipped_no_vowel_slips":
-                command += ["--plugin-config", str(no_vowel_slips)]
-            if profile_name == "shipped_no_sound_slips":
-                command += ["--plugin-config", str(no_sound_slips)]
-            if profile_name == "shipped_model_on_typed":
-                command += ["--plugin-config", str(model_on_typed)]
-            if profile_name == "shipped_no_join":
-                command += ["--plugin-config", str(no_join)]
+            if profile_name in layers:
+                command += ["--plugin-config", str(layers[profile_name])]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             report = json.loads(out.read_text())
             systems = {name.split(":")[0]: s for name, s in report["systems"].items()}

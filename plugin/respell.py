@@ -130,7 +130,7 @@ def worth_asking(text: str, config: RespellConfig) -> bool:
     adjacent words that could be joined (``join_split_words``): a query of short words and numbers costs no
     suggest request."""
     return (any(word.isalpha() and len(word) >= config.min_word_length for word in text.split())
-            or bool(_join_filters(text, config)))
+            or (config.join_split_words and bool(split_pairs(text, config.min_word_length))))
 
 
 def suggest_body(text: str, config: RespellConfig) -> dict:
