@@ -5,9 +5,11 @@ Systems:
 * ``original``: the strongest baseline (``qrw.search.baseline.DEFAULT_BASELINE``), the reference;
 * ``legacy``: the project's first baseline query (best_fields, standard analyzer), kept for comparison;
 * ``prf``: pseudo-relevance feedback from the top 10 titles (``qrw.eval.prf``), a classic expansion;
-* ``ungated[:MODEL]``: every rewrite of the model (no guard, no gate) OR-merged at the gate's full weight;
+* ``ungated[:MODEL]``: the plugin's serving chain with the gate and the guards taken out: every rewrite of the
+  model OR-merged at the gate's full weight, beside the same index respelling and zero-hit retry as ``gated``;
 * ``gated[:MODEL]``: the plugin's serving policy: guards, then the gate decides full weight,
-  down-weight or drop per rewrite.
+  down-weight or drop per rewrite; the index respelling (``qrw.plugin.respell``) joins the kept rewrites,
+  and a search that finds nothing is retried (``qrw.plugin.recovery``).
 
 Rewrite clauses are merged with the plugin's ``merge.rewrite_operator`` and ``merge.mode``, as serving does. The
 plugin configuration is the model's shipped ``serving.yaml`` (calibrated on training folds) unless
@@ -348,8 +350,7 @@ def compare_systems(
                 else:
                     config = plugin_config
                 brands = load_brands(config.guards, catalog_brands)
-                respellings = (index_respellings(client, index, queries, config.respell)
-                               if spec.kind == "gated" and config.respell.enabled else {})
+                respellings = index_respellings(client, index, queries, config.respell) if config.respell.enabled else {}
                 # as the engine does: the model rewrites the index's respelling of a query when there is one
                 model_text = {q: respellings[q].text if q in respellings and config.respell.rewrite_respelled else q
                               for q in queries}
@@ -366,17 +367,17 @@ def compare_systems(
                     rewritten_text = model_text[q]
                     model_rewrites[q] = outcomes[rewritten_text].rewrites
                     if spec.kind == "ungated":
-                        weighted = [WeightedRewrite(r, config.gate.full_weight) for r in outcomes[q].rewrites]
+                        weighted = [WeightedRewrite(r, config.gate.full_weight) for r in outcomes[rewritten_text].rewrites]
                         decisions_by_query[q] = [{"text": r, "action": "full", "weight": config.gate.full_weight}
-                                                 for r in outcomes[q].rewrites]
+                                                 for r in outcomes[rewritten_text].rewrites]
                     else:
                         weighted, decisions_by_query[q] = gated_rewrites(rewritten_text, outcomes[rewritten_text], config, brands)
-                        if q in respellings:
-                            weighted = with_respelling(weighted, respellings[q], config.respell.weight)
-                            decisions_by_query[q].append({"text": respellings[q].text, "action": "respelling",
-                                                          "weight": config.respell.weight,
-                                                          "reason": "index term suggester: " + ", ".join(
-                                                              f"{a} -> {b}" for a, b in respellings[q].words)})
+                    if q in respellings:  # not the gate's to decide: served alike by both
+                        weighted = with_respelling(weighted, respellings[q], config.respell.weight)
+                        decisions_by_query[q].append({"text": respellings[q].text, "action": "respelling",
+                                                      "weight": config.respell.weight,
+                                                      "reason": "index term suggester: " + ", ".join(
+                                                          f"{a} -> {b}" for a, b in respellings[q].words)})
                     pairs += [(q, rw.text) for rw in weighted if rw.weight > 0]
                     bodies[q] = merge_rewrites(baseline.build(q), weighted, config.merge.rewrite_operator, config.merge.mode)
                 served = len(pairs)
@@ -384,7 +385,8 @@ def compare_systems(
                 if pairs:
                     adds_rate = sum(adds_brand_or_number(q, r, brands) for q, r in pairs) / len(pairs)
             hits = _search_all(client, index, bodies, depth)
-            recovered = recover_empty(client, index, bodies, hits, config.recovery, depth) if spec.kind == "gated" else []
+            recovered = (recover_empty(client, index, bodies, hits, config.recovery, depth)
+                         if spec.kind in ("ungated", "gated") else [])
         rows = per_query_rows(hits, qrels)
         report = system_report(rows, baseline_ndcg if spec.kind != "original" else None)
         if spec.kind == "original":
@@ -395,7 +397,7 @@ def compare_systems(
         report["rewrite_relevance_rate"] = relevance
         report["served_rewrites"] = served
         report["zero_hit_recoveries"] = len(recovered)
-        report["index_respellings"] = len(respellings) if spec.kind == "gated" else 0
+        report["index_respellings"] = len(respellings) if spec.kind in ("ungated", "gated") else 0
         report["adds_brand_or_number_rate"] = adds_rate
         report["latency_ms"] = {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
         report["latency_samples_ms"] = latencies

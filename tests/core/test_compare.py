@@ -112,3 +112,28 @@ def test_plugin_config_sets_the_merge_mode_of_eval(tmp_path, opensearch_url, ind
                              "--systems", "original,gated", "--model", str(table), "--plugin-config", str(bad)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "merge.mode" in result.stderr
+
+
+def test_ungated_differs_from_gated_only_by_the_gate(tmp_path, opensearch_url, indexed_catalog, judgments_path):
+    """A misspelled query: both systems serve the index's respelling and the model's rewrites of the respelled
+    text; only the gate's decisions differ (the drifted rewrite is dropped by one and served by the other)."""
+    lines = judgments_path.read_text().splitlines()
+    rows = [line for line in lines[1:] if line.split(",")[0] == "laptop"]
+    judgments = tmp_path / "j.csv"
+    judgments.write_text("\n".join([lines[0]] + ["labtop" + row[len("laptop"):] for row in rows]) + "\n")
+    table = tmp_path / "rewrites.jsonl"
+    table.write_text("\n".join(json.dumps(row) for row in TABLE) + "\n")
+    out = tmp_path / "cmp.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "qrw.cli", "eval", "--judgments", str(judgments), "--url", opensearch_url,
+         "--systems", "ungated,gated", "--model", str(table), "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    systems = json.loads(out.read_text())["systems"]
+    ungated, gated = systems["ungated:rewrites.jsonl"], systems["gated:rewrites.jsonl"]
+    assert ungated["index_respellings"] == gated["index_respellings"] == 1
+    served = {name: [(d["text"], d["action"]) for d in system["per_query"][0]["decisions"]]
+              for name, system in (("ungated", ungated), ("gated", gated))}
+    assert served["ungated"] == [("notebook", "full"), ("toner cartridge", "full"), ("laptop", "respelling")]
+    assert served["gated"] == [("notebook", "full"), ("toner cartridge", "drop"), ("laptop", "respelling")]
