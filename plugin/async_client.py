@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from typing import Any
 
 from opensearchpy import AsyncOpenSearch
@@ -39,9 +40,11 @@ from qrw.plugin.client import (
     take_search,
 )
 from qrw.plugin.config import PluginConfig
-from qrw.plugin.engine import RespellAsk, RewriteEngine
+from qrw.plugin.engine import BRANDS_TIMEOUT_S, RespellAsk, RewriteEngine
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.rules import RuleSet
+
+log = logging.getLogger("qrw.plugin")
 
 
 class AsyncRewritingOpenSearch(AsyncOpenSearch):
@@ -64,6 +67,18 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
         if needs_model(self.qrw, body, index):
             return await asyncio.to_thread(step, self.qrw, body, index, headers)
         return step(self.qrw, body, index, headers)
+
+    async def _read_brands(self, index: Any, headers: Any) -> None:
+        """Before the first search, read the brand guard's brands from the index (as the sync client does)."""
+        body = self.qrw.brands_ask()
+        if body is None:
+            return
+        try:
+            answer = await super().search(body=body, index=index, headers=headers, request_timeout=BRANDS_TIMEOUT_S)
+        except (OpenSearchException, asyncio.TimeoutError) as exc:
+            log.warning("brand guard: could not read brands from %s: %s", self.qrw.config.guards.brands_field, exc)
+            return
+        log.info("brand guard: %d brands (%s)", self.qrw.add_brands_from(answer), self.qrw.config.guards.brands_field)
 
     async def _respell(self, asks: list[RespellAsk], headers: Any) -> None:
         """Ask the index for each pending respelling, all at once; the engine keeps the answers. A failure costs
@@ -95,6 +110,7 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
             await asyncio.gather(*(one(ask) for ask in asks))
 
     async def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        await self._read_brands(index, headers)
         parsed = search_parse(body)
         await self._respell(respell_asks(self.qrw, parsed, index), headers)
         prepared = await self._prepare(functools.partial(prepare_search, parsed=parsed), body, index, headers)
@@ -109,6 +125,7 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
         return finish(prepared, response)
 
     async def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        await self._read_brands(index, headers)
         body = materialise(body)
         await self._respell(respell_asks(self.qrw, body, index, multi=True), headers)
         prepared = await self._prepare(prepare_msearch, body, index, headers)

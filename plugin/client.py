@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,12 +31,13 @@ from qrw.plugin import lograte
 from qrw.plugin import msearch as msearch_framing
 from qrw.plugin import recovery
 from qrw.plugin.config import PluginConfig
-from qrw.plugin.engine import RespellAsk, RewriteEngine, truthy
+from qrw.plugin.engine import BRANDS_TIMEOUT_S, RespellAsk, RewriteEngine, truthy
 from qrw.plugin.jsonbody import dumps, loads_faithful
 from qrw.plugin.model import RewriteModel
 from qrw.plugin.rules import RuleSet
 
 EXPLAIN_HEADER = "X-QRW-Explain"
+log = logging.getLogger("qrw.plugin")
 
 
 def _index_text(index: Any) -> str | None:
@@ -272,6 +274,19 @@ class RewritingOpenSearch(OpenSearch):
         super().__init__(hosts, **kwargs)
         self.qrw = make_engine(engine, config, model, rules)
 
+    def _read_brands(self, index: Any, headers: Any) -> None:
+        """Before the first search, read the brand guard's brands from the index (``RewriteEngine.brands_ask``); a
+        failure is logged, the guard keeps its configured brands and the request is tried again later."""
+        body = self.qrw.brands_ask()
+        if body is None:
+            return
+        try:
+            answer = super().search(body=body, index=index, headers=headers, request_timeout=BRANDS_TIMEOUT_S)
+        except OpenSearchException as exc:
+            log.warning("brand guard: could not read brands from %s: %s", self.qrw.config.guards.brands_field, exc)
+            return
+        log.info("brand guard: %d brands (%s)", self.qrw.add_brands_from(answer), self.qrw.config.guards.brands_field)
+
     def _respell(self, asks: list[RespellAsk], headers: Any) -> None:
         """Ask the index for each pending respelling; the engine keeps the answers. A failure costs only the respelling."""
         timeout = self.qrw.config.respell.timeout_ms / 1000.0
@@ -291,6 +306,7 @@ class RewritingOpenSearch(OpenSearch):
             self.qrw.respell_answer(ask, answer, held=held)
 
     def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        self._read_brands(index, headers)
         parsed = search_parse(body)
         self._respell(respell_asks(self.qrw, parsed, index), headers)
         prepared = prepare_search(self.qrw, body, index, headers, parsed)
@@ -305,6 +321,7 @@ class RewritingOpenSearch(OpenSearch):
         return finish(prepared, response)
 
     def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        self._read_brands(index, headers)
         body = materialise(body)
         self._respell(respell_asks(self.qrw, body, index, multi=True), headers)
         prepared = prepare_msearch(self.qrw, body, index, headers)

@@ -82,7 +82,8 @@ class GuardConfig(_Frozen):
     brands: tuple[str, ...] = Field((), description="brand names (case-insensitive), e.g. the catalog's suppliers")
     brands_file: Path | None = Field(None, description="a file with one brand per line, added to `brands`")
     brands_field: str | None = Field(None, description="a keyword field of the index whose values are brands "
-                                     "(e.g. supplier.raw); read from the index at start and added to `brands`")
+                                     "(e.g. supplier.raw); read from the index (the proxy at start, a drop-in client before its first "
+                                     "search) and added to `brands`")
     brands_max: int = Field(5000, ge=1, le=100_000, description="at most this many brands are read from brands_field")
 
 

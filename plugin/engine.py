@@ -37,6 +37,10 @@ from qrw.plugin.rules import RuleSet
 from qrw.plugin.widening import may_add_documents
 
 log = logging.getLogger("qrw.plugin")
+BRANDS_RETRY_S = 60.0
+"""After a failed brand request, a drop-in client asks again at most this often (``RewriteEngine.brands_ask``)."""
+BRANDS_TIMEOUT_S = 2.0
+"""The longest a drop-in client's first search waits for the brand request."""
 
 TRUE_STRINGS = ("1", "true", "yes", "on")
 VERDICT_MEMO_SIZE = 50_000
@@ -202,6 +206,9 @@ class RewriteEngine:
         self._respellings: TTLCache[Any] = TTLCache(max(self.config.cache.max_entries, RESPELL_MEMO_MIN), self.config.cache.ttl_s)
         # Indices that refused a suggest request (400: e.g. no such field), not asked again until the cache TTL.
         self._respell_refused: TTLCache[str] = TTLCache(RESPELL_MEMO_MIN, self.config.cache.ttl_s)
+        # The brand guard's vocabulary from the index (guards.brands_field): not read yet, and when it was last asked.
+        self._brands_read = self.config.guards.brands_field is None
+        self._brands_asked_at: float | None = None
         self.warm_ms: float | None = None
         if self.config.chain.warm_up:
             self.warm_up()
@@ -288,11 +295,30 @@ class RewriteEngine:
 
         return brands_aggregation(self.config.guards)
 
+    def brands_ask(self, now: float | None = None) -> dict | None:
+        """The brand request a client should send before its next search, or None: sent until one answer is read
+        (``add_brands_from``), and after a failure again at most every ``BRANDS_RETRY_S``.
+
+        Why: the brand guard needs the index's brands (``guards.brands_field``). The proxy reads them at start;
+        the drop-in clients have no start, so they read them before their first search. Without this a
+        ``RewritingOpenSearch`` served rewrites that add a brand, which the proxy drops."""
+        if self._brands_read:
+            return None
+        now = time.monotonic() if now is None else now
+        if self._brands_asked_at is not None and now - self._brands_asked_at < BRANDS_RETRY_S:
+            return None
+        self._brands_asked_at = now
+        return self.brands_request()
+
     def add_brands_from(self, response: Mapping) -> int:
-        """Add the brands of a ``brands_request`` response to the guards' vocabulary; return how many are known."""
+        """Add the brands of a ``brands_request`` response to the guards' vocabulary; return how many are known.
+        An answer without the aggregation (an error) adds nothing and leaves the brands to be asked again."""
         from qrw.plugin.guards import brands_from_response, load_brands
 
         guards_step = next(f for f in self.chain.factories if isinstance(f, GuardsFactory))
+        if not isinstance(response, Mapping) or not isinstance(response.get("aggregations"), Mapping):
+            return len(guards_step.brands)
+        self._brands_read = True
         guards_step.brands = load_brands(self.config.guards, [*guards_step.brands, *brands_from_response(dict(response))])
         self._verdicts.clear()  # remembered chain verdicts were made with the old vocabulary
         return len(guards_step.brands)

@@ -99,3 +99,18 @@ def test_async_client_never_blocks_the_loop_on_a_slow_model(opensearch_url, inde
 
     response, ticks = run(scenario())
     assert response["qrw"]["rewritten"] and ticks == 20
+
+
+def test_async_brand_guard_reads_its_brands_from_the_index(opensearch_url, indexed_catalog):
+    config = load_config(None, chain={"deadline_ms": 2000}, guards={"brands_field": "supplier.raw"})
+    table = {"toner": [("hp toner", {**ZERO, "exact": 1.0})]}
+
+    async def scenario():
+        client = AsyncRewritingOpenSearch(hosts=[opensearch_url], model=TableRewriteModel(table), config=config)
+        try:
+            return await client.search(index=indexed_catalog, body=body_for("toner", size=1), headers={"X-QRW-Explain": "1"})
+        finally:
+            await client.close()
+
+    answer = run(scenario())
+    assert [(r["text"], r.get("dropped_by")) for r in answer["qrw"]["rewrites"]] == [("hp toner", "guards: adds brand 'hp'")]

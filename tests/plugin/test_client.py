@@ -143,3 +143,38 @@ def test_merge_modes_on_the_real_node(opensearch_url, indexed_catalog):
     finally:
         confident.close()
         expand.close()
+
+
+BRAND_TABLE = {"toner": [("hp toner", {"exact": 1.0, "substitute": 0.0, "weak": 0.0, "irrelevant": 0.0}),
+                         ("laser toner", {"exact": 1.0, "substitute": 0.0, "weak": 0.0, "irrelevant": 0.0})]}
+
+
+def served_texts(response):
+    return {r["text"]: r.get("dropped_by") for r in response["qrw"]["rewrites"]}
+
+
+def test_the_brand_guard_reads_its_brands_from_the_index_before_the_first_search(opensearch_url, indexed_catalog):
+    """With ``guards.brands_field`` the drop-in reads the index's brands as the proxy does at start: a rewrite
+    adding a brand (``toner`` -> ``hp toner``) is dropped, not served."""
+    config = load_config(None, chain={"deadline_ms": 2000}, guards={"brands_field": "supplier.raw"})
+    client = RewritingOpenSearch(hosts=[opensearch_url], model=TableRewriteModel(BRAND_TABLE), config=config)
+    try:
+        first = client.search(index=indexed_catalog, body=body_for("toner", size=1), headers={"X-QRW-Explain": "true"})
+        assert served_texts(first) == {"hp toner": "guards: adds brand 'hp'", "laser toner": None}
+        assert client.qrw.brands_ask() is None  # read once, not before every search
+    finally:
+        client.close()
+
+
+def test_a_failed_brand_request_is_asked_again_later_and_the_search_still_answers(opensearch_url, indexed_catalog):
+    config = load_config(None, chain={"deadline_ms": 2000}, guards={"brands_field": "supplier.raw"})
+    client = RewritingOpenSearch(hosts=[opensearch_url], model=TableRewriteModel(BRAND_TABLE), config=config)
+    try:
+        # an index that does not exist refuses the brand request (404); the search on the real index still runs
+        client._read_brands("no-such-index", None)
+        assert client.qrw.brands_ask() is None  # not again at once
+        assert client.qrw.brands_ask(now=10**9) is not None  # but after BRANDS_RETRY_S
+        answer = client.search(index=indexed_catalog, body=body_for("toner", size=1), headers={"X-QRW-Explain": "true"})
+        assert answer["hits"]["hits"]
+    finally:
+        client.close()
