@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         client.search(index=args.index, body={**DEFAULT_BASELINE.build(text), "size": 10})
     params = {"request_cache": "false"}
     timings: dict[str, list[float]] = {"suggest": [], "suggest_without_join": [], "search": []}
+    by_text: dict[tuple[str, str], list[float]] = {}
     for round_no in range(args.rounds):
         for i, text in enumerate(texts):
             trio = [("suggest", suggest_body(text, config)), ("suggest_without_join", suggest_body(text, plain)),
@@ -76,21 +77,29 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 client.search(index=args.index, body=body, params=params)
                 timings[name].append((time.perf_counter() - started) * 1000.0)
+                by_text.setdefault((name, text), []).append(timings[name][-1])
     result = {name: {"median_ms": round(statistics.median(v), 3), "p95_ms": round(percentile(v, 95), 3), "n": len(v)}
               for name, v in timings.items()}
     result["suggest_over_search_median"] = round(result["suggest"]["median_ms"] / result["search"]["median_ms"], 3)
     result["suggest_without_join_over_search_median"] = round(result["suggest_without_join"]["median_ms"] / result["search"]["median_ms"], 3)
+    # the texts whose join counts cost most: median with the counts minus median without, per text
+    join_cost = {text: statistics.median(by_text[("suggest", text)]) - statistics.median(by_text[("suggest_without_join", text)])
+                 for text in texts}
+    result["join_counts_costliest_texts_ms"] = {text: round(cost, 3) for text, cost in
+                                                sorted(join_cost.items(), key=lambda kv: -kv[1])[:5]}
     result["method"] = {
         "texts": f"{len(clean)} judged training-fold queries and {len(texts) - len(clean)} misspelled copies",
         "rounds": args.rounds, "interleaved": True, "client": f"opensearch-py {opensearchpy.__version__}",
         "machine": platform.platform(), "python": platform.python_version(), "node": client.info()["version"]["number"],
         "suggester": suggest_body("x", config)["suggest"]["qrw_respell"]["term"],
         "join_split_words": config.join_split_words,
+        "index": args.index, "documents": client.count(index=args.index)["count"],
     }
     for name in ("suggest", "suggest_without_join", "search"):
         print(f"{name:20s} median {result[name]['median_ms']:.3f} ms  p95 {result[name]['p95_ms']:.3f} ms  (n={result[name]['n']})")
     print(f"suggest / search (medians): {result['suggest_over_search_median']:.3f}; without the join counts: "
           f"{result['suggest_without_join_over_search_median']:.3f}")
+    print("join counts, costliest texts (median ms with minus without):", result["join_counts_costliest_texts_ms"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0
