@@ -295,6 +295,11 @@ class RewriteEngine:
 
         return brands_aggregation(self.config.guards)
 
+    @property
+    def brands_read(self) -> bool:
+        """Whether the brand guard has its brands from the index (or needs none: no ``guards.brands_field``)."""
+        return self._brands_read
+
     def brands_ask(self, now: float | None = None) -> dict | None:
         """The brand request a client should send before its next search, or None: sent until one answer is read
         (``add_brands_from``), and after a failure again at most every ``BRANDS_RETRY_S``.

@@ -51,7 +51,7 @@ from qrw.plugin import recovery
 from qrw.plugin.access import TOKEN_HEADER, DebugAccess
 from qrw.plugin.chain import cache_key
 from qrw.plugin.config import ProxyConfig
-from qrw.plugin.engine import RewriteEngine, truthy
+from qrw.plugin.engine import BRANDS_TIMEOUT_S, RewriteEngine, truthy
 from qrw.plugin.errors import BodyTooDeep, BodyTooLarge, BodyUnreadable, Forbidden, NotFound, ProxyError, to_response
 from qrw.plugin.metrics import Metrics
 from qrw.plugin.upstream import HOP_BY_HOP, StreamBody, Upstreams, UpstreamSettings
@@ -675,6 +675,29 @@ class Proxy:
                 return remembered[2], [None]
         return None
 
+    async def _read_brands(self, forward: list) -> None:
+        """Read the brand guard's brands (``guards.brands_field``) when the read at start failed, e.g. the proxy
+        started before OpenSearch: before a search that may need the model, at most every ``BRANDS_RETRY_S``
+        (``RewriteEngine.brands_ask``). A failure is logged; the search goes on with the configured brands."""
+        body = self.engine.brands_ask()
+        if body is None:
+            return
+        headers = [(k, v) for k, v in forward if k.lower() not in (b"content-type", b"content-encoding")]
+        headers.append((b"content-type", b"application/json"))
+        try:
+            response, data = await asyncio.wait_for(self._upstreams().request(
+                "POST", b"/_search", headers, jsonbody.dumps(body), retryable=True, buffer_response=True), BRANDS_TIMEOUT_S)
+        except (ProxyError, asyncio.TimeoutError) as exc:
+            log.warning("brand guard: could not read brands from %s: %s", self.engine.config.guards.brands_field, exc)
+            return
+        answer = _parsed(data or b"", response) if response.status == 200 else None
+        known = self.engine.add_brands_from(answer) if isinstance(answer, dict) else 0
+        if not self.engine.brands_read:
+            log.warning("brand guard: could not read brands from %s: status %s", self.engine.config.guards.brands_field,
+                        response.status)
+            return
+        log.info("brand guard: %d brands (%s)", known, self.engine.config.guards.brands_field)
+
     async def _respell(self, bodies: list[tuple[Any, str | None]], forward: list, encoding: bytes) -> None:
         """Ask the index which query words it does not hold (``qrw.plugin.respell``) for each (body, index) whose
         answer the engine does not remember, all at once; the engine keeps the answers for ``rewrite_body``. A
@@ -720,6 +743,7 @@ class Proxy:
         body = self._parse(plain, debug)
         if body is None:
             return None, []
+        await self._read_brands(forward)
         await self._respell([(body, index)], forward, encoding)
         if self._needs_model(body, index):
             changed, report = await self._in_thread(self._rewrite_parsed, body, index, explain)
@@ -772,6 +796,7 @@ class Proxy:
             if jsonbody.deeper_than(line, self.config.max_json_depth):
                 raise BodyTooDeep(self._depth_reason())
             bodies.append(self._parse(line, debug) if line.strip() else None)
+        await self._read_brands(forward)
         await self._respell([(b, msearch_framing.target_index(it.header, index)) for it, b in zip(items, bodies) if b is not None],
                             forward, encoding)
         if any(b is not None and self._needs_model(b, msearch_framing.target_index(it.header, index)) for it, b in zip(items, bodies)):

@@ -316,3 +316,19 @@ def test_scaled_down_load_test(opensearch_url, indexed_catalog, serve, tmp_path)
         result = asyncio.run(loadtest.run_phase(server.url, queries, 10, 30, 0, None))
     engine.close()
     assert result["sent"] == 300 and result["classes"] == {"correct": 300}, result
+
+
+def test_a_proxy_that_could_not_read_its_brands_at_start_reads_them_before_a_search(opensearch_url, indexed_catalog, serve):
+    """Started before OpenSearch (its brand read at start failed), the proxy reads ``guards.brands_field`` before
+    the next search that needs the model, so the brand guard drops ``toner`` -> ``hp toner``."""
+    table = {"toner": [("hp toner", {**ALL_TAGS, "exact": 1.0})]}
+    engine = RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, guards={"brands_field": "supplier.raw"},
+                                       proxy={**DEBUG_FROM_LOOPBACK, "rewrite_indices": ["products*"]}),
+                           TableRewriteModel(table))
+    assert not engine.brands_read
+    with serve(create_app(engine, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
+        answer = proxy.post(f"/{indexed_catalog}/_search", json=search_body("toner", size=1),
+                            headers={"X-QRW-Explain": "true"}).json()
+    engine.close()
+    assert engine.brands_read
+    assert [(r["text"], r.get("dropped_by")) for r in answer["qrw"]["rewrites"]] == [("hp toner", "guards: adds brand 'hp'")]
