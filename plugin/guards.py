@@ -39,6 +39,8 @@ UNITS = {
     "w": "w", "kw": "kw", "v": "v", "a": "a", "kg": "kg", "g": "g", "l": "l", "ml": "ml",
     "mp": "mp", "ppm": "ppm", "dpi": "dpi", "rpm": "rpm", "p": "p", "k": "k", "x": "x",
     "port": "port", "ports": "port", "pcs": "pcs", "pack": "pack", "bit": "bit",
+    # data rates, as catalog titles write them (``1000Mbit``, ``100 Mbps``): without them ``1000mbit`` was no number
+    "kbit": "kbit", "mbit": "mbit", "gbit": "gbit", "kbps": "kbit", "mbps": "mbit", "gbps": "gbit",
 }
 _UNIT_ALTERNATION = "|".join(sorted((re.escape(u) for u in UNITS), key=len, reverse=True))
 _NUMBER = re.compile(

@@ -246,6 +246,9 @@ def test_guard_helpers():
     assert guards.numbers('samsung 16GB ram 27" monitor 3') == {("16", "gb"), ("27", "inch"), ("3", None)}
     assert guards.numbers("xerox 006R90321") == set()  # a model code is not a number
     assert guards.numbers("1,50 m cable") == {("1.5", "m")}
+    assert guards.numbers("network media converter 1000mbit") == {("1000", "mbit")}
+    assert guards.numbers("100 Mbps switch") == guards.numbers("100mbit switch") == {("100", "mbit")}
+    assert guards.lost_number("media converter 1000mbit", "media converter") == "loses 1000mbit"
     assert guards.negations("mouse -wireless without cable") == {"wireless", "cable"}
     assert guards.copy_key("  HP-Toner!! ") == "hp toner"
 
