@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
                    "before": titles(before, profile.title_field, args.top),
                    "after": titles(after, profile.title_field, args.top)}
             row["changed"] = row["before"] != row["after"]
+            row["zero_hit_retry"] = bool(((after.get("qrw") or {}).get("recovery") or {}).get("hits"))
             rows.append(row)
             mark = "*" if row["changed"] else " "
             shown = "; ".join(f"{s['text']!r} {s['action']}" for s in row["served"]) or "-"
+            shown += "  [zero hits: fuzzy retry answered]" if row["zero_hit_retry"] else ""
             print(f"{mark} {query!r:34} {shown}")
             if row["changed"]:
                 for i, (b, a) in enumerate(zip(row["before"] + [""] * args.top, row["after"] + [""] * args.top)):
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         chain.close()
     summary = {"queries": len(rows), "with_a_served_rewrite": sum(bool(r["served"]) for r in rows),
-               "top_changed": sum(r["changed"] for r in rows)}
+               "top_changed": sum(r["changed"] for r in rows), "zero_hit_retries": sum(r["zero_hit_retry"] for r in rows)}
     print(json.dumps(summary))
     if args.json:
         report = {"summary": summary, "rows": rows, "method": {

@@ -107,6 +107,9 @@ class RecoveryConfig(_Frozen):
     zero_hits: bool = Field(True, description="when a first-page search finds nothing, search once more with its match "
                                               "and multi_match clauses made fuzzy; a query with results is never changed")
     fuzziness: str = Field("AUTO", description="OpenSearch fuzziness of that retry: 0, 1, 2, AUTO or AUTO:low,high")
+    prefix_length: int = Field(1, ge=0, le=10, description="leading letters a fuzzy match must keep (OpenSearch "
+                                                       "prefix_length), as the respelling suggester does: a first letter "
+                                                       "is rarely the typo, and without it 'cellphone' finds telephone cords")
     skip_fields: tuple[str, ...] = Field(("*.join",), description="fnmatch patterns of fields the retry keeps exact "
                                                                  "(fuzziness on joined word pairs matches far too much)")
 

@@ -38,6 +38,11 @@ def _skipped(field: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
+def _fuzzy_options(config: RecoveryConfig) -> dict:
+    """What the retry adds to a text clause: the fuzziness, and the prefix a match must keep when one is set."""
+    return {"fuzziness": config.fuzziness, **({"prefix_length": config.prefix_length} if config.prefix_length else {})}
+
+
 def _fuzzy_match(clause: Any, config: RecoveryConfig) -> Any:
     """A ``match`` clause's body ({field: text or options}) with fuzziness added where it can be."""
     if not isinstance(clause, Mapping) or len(clause) != 1:
@@ -48,9 +53,9 @@ def _fuzzy_match(clause: Any, config: RecoveryConfig) -> Any:
     if isinstance(spec, Mapping):
         if "fuzziness" in spec or "query" not in spec:
             return clause
-        return {field: {**spec, "fuzziness": config.fuzziness}}
+        return {field: {**spec, **_fuzzy_options(config)}}
     if isinstance(spec, str):
-        return {field: {"query": spec, "fuzziness": config.fuzziness}}
+        return {field: {"query": spec, **_fuzzy_options(config)}}
     return clause
 
 
@@ -61,7 +66,7 @@ def _fuzzy_multi_match(clause: Any, config: RecoveryConfig) -> Any:
         return clause
     fields = clause.get("fields")
     if fields is None:
-        return {**clause, "fuzziness": config.fuzziness}
+        return {**clause, **_fuzzy_options(config)}
     if isinstance(fields, str):
         fields = [fields]
     if not isinstance(fields, list):
@@ -69,7 +74,7 @@ def _fuzzy_multi_match(clause: Any, config: RecoveryConfig) -> Any:
     kept = [f for f in fields if not (isinstance(f, str) and _skipped(f, config.skip_fields))]
     if not kept:
         return clause
-    return {**clause, "fields": kept, "fuzziness": config.fuzziness}
+    return {**clause, "fields": kept, **_fuzzy_options(config)}
 
 
 def _walk(node: Any, config: RecoveryConfig) -> Any:

@@ -34,10 +34,12 @@ def test_match_and_multi_match_become_fuzzy_and_nothing_else_changes():
         "aggs": {"brands": {"filter": {"match": {"title": "keyboaard"}}}}, "size": 10}
     retry = fuzzy_body(body, ON)
     should = retry["query"]["bool"]["should"]
-    assert should[0] == {"match": {"title": {"query": "keyboaard", "fuzziness": "AUTO"}}}
-    assert should[1]["match"]["name"] == {"query": "keyboaard", "operator": "and", "_name": "qrw:rewrite:0", "fuzziness": "AUTO"}
+    assert should[0] == {"match": {"title": {"query": "keyboaard", "fuzziness": "AUTO", "prefix_length": 1}}}
+    assert should[1]["match"]["name"] == {"query": "keyboaard", "operator": "and", "_name": "qrw:rewrite:0", "fuzziness": "AUTO",
+                                          "prefix_length": 1}
     assert should[2]["multi_match"]["fields"] == ["all_text", "supplier.stem^1"]  # the joined pairs stay exact
     assert should[2]["multi_match"]["fuzziness"] == "AUTO" and should[2]["multi_match"]["type"] == "most_fields"
+    assert should[2]["multi_match"]["prefix_length"] == 1
     assert retry["query"]["bool"]["filter"] == body["query"]["bool"]["filter"]
     assert retry["aggs"] == body["aggs"] and retry["size"] == 10  # only the query changes
     assert body["query"]["bool"]["should"][0] == {"match": {"title": "keyboaard"}}  # the caller's body is not mutated
@@ -191,3 +193,21 @@ def test_eval_gated_system_recovers_like_the_proxy(opensearch_url, indexed_catal
     original, gated = result["systems"]["original"], result["systems"][f"gated:{table.name}"]
     assert original["per_query"][0]["total_hits"] == 0 and original["ndcg@10"] == 0.0
     assert gated["zero_hit_recoveries"] == 1 and gated["per_query"][0]["total_hits"] > 0 and gated["ndcg@10"] > 0
+
+
+def test_the_retry_keeps_the_first_letter_so_an_unknown_word_is_not_answered_with_another_product(
+        opensearch_url, indexed_catalog):
+    """``cellphone`` is in no product; fuzzy with no prefix it finds ``telephone`` cords (two edits, first letter
+    changed). With the default ``prefix_length`` 1 the retry finds nothing and the empty answer stands, while a
+    typo that keeps its first letter (``keyboaard``) is still recovered."""
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(opensearch_url)
+
+    def total(text, config):
+        body = fuzzy_body({"query": {"match": {"all_text": text}}, "size": 3}, config)
+        return client.search(index=indexed_catalog, body=body)["hits"]["total"]["value"]
+
+    assert total("cellphone", RecoveryConfig(prefix_length=0)) > 0
+    assert total("cellphone", ON) == 0
+    assert total(TYPO, ON) > 0
