@@ -304,9 +304,10 @@ class RewriteEngine:
         """The brand request a client should send before its next search, or None: sent until one answer is read
         (``add_brands_from``), and after a failure again at most every ``BRANDS_RETRY_S``.
 
-        Why: the brand guard needs the index's brands (``guards.brands_field``). The proxy reads them at start;
-        the drop-in clients have no start, so they read them before their first search. Without this a
-        ``RewritingOpenSearch`` served rewrites that add a brand, which the proxy drops."""
+        Why: the brand guard needs the index's brands (``guards.brands_field``). The proxy reads them at start,
+        and through this again when that failed (it started before OpenSearch); the drop-in clients have no
+        start, so they read them before their first search. Without this a ``RewritingOpenSearch`` served
+        rewrites that add a brand, which the proxy drops."""
         if self._brands_read:
             return None
         now = time.monotonic() if now is None else now
