@@ -13,7 +13,7 @@ Method: the judged queries as ``{"query": {"multi_match": ...}, "size": 10}``, t
 ``TableRewriteModel`` with every query precomputed into the cache (every request is a cache hit),
 ``--concurrency`` client connections (each with its own upstream connection) sending in turn.
 
-Usage: ``.venv/bin/python benchmarks/bench_hot_path.py [--requests 20000] [--rounds 5] [--compare-recovery] [--compare-respell]``
+Usage: ``.venv/bin/python benchmarks/bench_hot_path.py [--requests 20000] [--rounds 5] [--compare-recovery] [--compare-respell] [--compare-announce]``
 """
 
 from __future__ import annotations
@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-respell", action="store_true",
                         help="also run a proxy with index respelling off (respell.enabled: false), rounds interleaved, "
                              "and report the ratio (respelling's cost on cached searches: nothing once a body is remembered)")
+    parser.add_argument("--compare-announce", action="store_true",
+                        help="also run a proxy with proxy.announce_changes off, rounds interleaved, and report the ratio "
+                             "(the cost of checking, on each search, whether to announce a respelling or a retry)")
     args = parser.parse_args(argv)
     if not (100 <= args.requests <= 1_000_000 and 1 <= args.rounds <= 50 and 1 <= args.concurrency <= 64):
         parser.error("bounded: 100..1,000,000 requests, 1..50 rounds, 1..64 connections")
@@ -163,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare_respell:
             engines["respell off"] = RewriteEngine(load_config(Path(tmp) / "config.yaml", respell={"enabled": False}),
                                                    TableRewriteModel.from_file(table))
+        if args.compare_announce:
+            engines["announce off"] = RewriteEngine(load_config(Path(tmp) / "config.yaml", proxy={"announce_changes": False}),
+                                                    TableRewriteModel.from_file(table))
         for engine in engines.values():
             engine.warm_up()
 
@@ -202,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         report["respell_off"] = {"cpu_us_per_request_median": round(statistics.median(off), 2),
                                  "cpu_us_per_request_min": round(min(off), 2), "rounds": [round(r, 2) for r in off]}
         report["ratio_on_over_respell_off_median"] = round(statistics.median(rounds) / statistics.median(off), 3)
+    if args.compare_announce:
+        off = by_setup["announce off"]
+        report["announce_off"] = {"cpu_us_per_request_median": round(statistics.median(off), 2),
+                                  "cpu_us_per_request_min": round(min(off), 2), "rounds": [round(r, 2) for r in off]}
+        report["ratio_on_over_announce_off_median"] = round(statistics.median(rounds) / statistics.median(off), 3)
     print(json.dumps(report, indent=2))
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2))

@@ -211,6 +211,10 @@ class ProxyConfig(_Frozen):
     retry_reads: bool = Field(True, description="retry idempotent reads (GET/HEAD, _search, _msearch, _count, ...) on another node when a node fails or answers 503")
     debug_networks: tuple[str, ...] = Field((), description="client networks (CIDR, e.g. 127.0.0.1/32) allowed to use the debug surfaces: the X-QRW-Explain header, ext.qrw.explain, /_qrw/stats, /_qrw/metrics. Empty and no debug_token: debug surfaces are off")
     debug_token: str | None = Field(None, min_length=16, description="shared secret; a request carrying it in the X-QRW-Debug-Token header may use the debug surfaces from any network")
+    announce_changes: bool = Field(True, description="tell the client when a _search was changed in a way a shop should show: "
+                                   "X-QRW-Respelling (the index respelling served beside the query, percent-encoded UTF-8: "
+                                   "'including results for ...') and X-QRW-Zero-Hit-Retry: fuzzy (the answer comes from the "
+                                   "fuzzy retry of a search that found nothing: 'no exact match; similar products')")
     workers: int = Field(1, ge=1, le=64, description="proxy worker processes (`qrw proxy --workers`); each loads its own model and cache")
 
     @model_validator(mode="after")

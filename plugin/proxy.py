@@ -60,6 +60,8 @@ log = logging.getLogger("qrw.proxy")
 
 SEARCH_PATH = re.compile(r"^/(?:(?P<index>[^/]+)/)?(?P<api>_search|_msearch)/?$")
 EXPLAIN_HEADER = b"x-qrw-explain"
+RESPELLING_HEADER = b"x-qrw-respelling"
+ZERO_HIT_RETRY_HEADER = b"x-qrw-zero-hit-retry"
 REWRITE_MARK = b'"_name":"qrw:rewrite:'
 """Present in a forwarded body exactly when at least one rewrite clause was merged into it."""
 QRW_HEADERS = frozenset({EXPLAIN_HEADER, TOKEN_HEADER})
@@ -302,7 +304,7 @@ class Proxy:
         self.access = DebugAccess(self.config.debug_networks, self.config.debug_token)
         self.metrics = metrics or Metrics()
         self.upstreams: Upstreams | None = None
-        self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None, bool, str]] = {}
+        self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None, bool, str, str | None]] = {}
         """(client bytes, index) -> (query text, verdict token, forwarded bytes or None, rewrite merged, cache key)."""
         self._startup_lock = asyncio.Lock()
         self.last_error: dict | None = None
@@ -501,6 +503,7 @@ class Proxy:
         encoding = _header(headers, b"content-encoding") or b""
         content = raw
         reports: list[dict | None] = []
+        respelled: str | None = None  # the index respelling served with a _search, for X-QRW-Respelling
         forward = _forward_headers(headers, drop=QRW_HEADERS)
         plain = _decode(raw, encoding, self.config.max_body_bytes) if raw else raw
         sent = plain
@@ -510,8 +513,8 @@ class Proxy:
                 remembered = self._remembered(memo_key)  # remembered bodies passed the depth check below
                 if remembered is None and jsonbody.deeper_than(plain, self.config.max_json_depth):
                     raise BodyTooDeep(self._depth_reason())
-                changed, reports = remembered or await self._rewrite_fresh(plain, index, explain, debug, memo_key,
-                                                                            forward, encoding)
+                changed, reports, respelled = remembered or await self._rewrite_fresh(plain, index, explain, debug, memo_key,
+                                                                                       forward, encoding)
             else:
                 changed, reports = await self._rewrite_msearch(plain, index, explain, debug, forward, encoding)
             if changed is not None:
@@ -520,24 +523,42 @@ class Proxy:
         response, data = await self._upstreams().request(method, target, forward, content,
                                                          retryable=True, buffer_response=True)
         assert data is not None
-        resized = False
+        resized = retried = False
         empty = (_maybe_empty(data, response, whole=api != "_search")
                  if response.status == 200 and sent and self.engine.config.recovery.zero_hits else None)
         if empty is not None and not _is_scroll(target):  # the cheap byte test first: most answers stop there
             if api == "_search":
                 if self.engine.enabled_for(index):  # recovery rewrites too: only where rewriting is on
+                    empty_response = response
                     response, data = await self._recover_search(method, target, forward, encoding, sent, response,
                                                                  data, reports, empty)
+                    retried = response is not empty_response
             else:
                 data, resized = await self._recover_msearch(method, target, forward, encoding, sent, response, data,
                                                             reports, index, empty)
+        announced = (self._announcements(respelled, retried)
+                     if (respelled is not None or retried) and self.config.announce_changes else None)
         report_wanted = debug and any(r is not None for r in reports)
         if not report_wanted:
-            return response.status, _response_headers(response.headers, replace_length=len(data) if resized else None), data
+            out_headers = _response_headers(response.headers, replace_length=len(data) if resized else None)
+            return response.status, (out_headers + announced if announced else out_headers), data
         data = self._with_reports(data, response.header(b"content-encoding") or b"", api, reports)
         extra = [(b"x-qrw-explain", _summary(reports).encode()),
                  (b"x-qrw-took-ms", f"{(time.perf_counter() - started) * 1000.0:.3f}".encode())]
-        return response.status, _response_headers(response.headers, replace_length=len(data)) + extra, data
+        return response.status, _response_headers(response.headers, replace_length=len(data)) + extra + (announced or []), data
+
+    @staticmethod
+    def _announcements(respelled: str | None, retried: bool) -> list[tuple[bytes, bytes]]:
+        """The headers that tell a shop how the results differ from the query as typed (``proxy.announce_changes``).
+
+        Why: a shop must be able to say "including results for «microsd card»" or "no exact match; similar
+        products", as search engines do. The debug explain report says it too, but only to debug clients."""
+        headers = []
+        if respelled is not None:
+            headers.append((RESPELLING_HEADER, quote(respelled, safe="").encode("ascii")))
+        if retried:
+            headers.append((ZERO_HIT_RETRY_HEADER, b"fuzzy"))
+        return headers
 
     async def _recover_search(self, method: str, target: bytes, forward: list, encoding: bytes, sent: bytes,
                               response: Any, data: bytes, reports: list[dict | None], answer: dict) -> tuple[Any, bytes]:
@@ -665,14 +686,14 @@ class Proxy:
     def _memo_key(self, plain: bytes, index: str | None, explain: bool) -> tuple[bytes, str | None] | None:
         return (plain, index) if not explain and len(plain) <= MEMO_MAX_BODY and b'"qrw"' not in plain else None
 
-    def _remembered(self, memo_key: tuple[bytes, str | None] | None) -> tuple[bytes | None, list] | None:
-        """(forwarded bytes, reports) of a remembered body whose verdict is current, else None. Synchronous:
-        the cache-hit path awaits nothing before the upstream exchange."""
+    def _remembered(self, memo_key: tuple[bytes, str | None] | None) -> tuple[bytes | None, list, str | None] | None:
+        """(forwarded bytes, reports, the respelling served) of a remembered body whose verdict is current, else
+        None. Synchronous: the cache-hit path awaits nothing before the upstream exchange."""
         if memo_key is not None:
             remembered = self._bodies.get(memo_key)
             if remembered is not None and self.engine.verdict_is_current(remembered[0], remembered[1], key=remembered[4]):
                 self.metrics.body(remembered[3])
-                return remembered[2], [None]
+                return remembered[2], [None], remembered[5]
         return None
 
     async def _read_brands(self, forward: list) -> None:
@@ -739,21 +760,32 @@ class Proxy:
 
     async def _rewrite_fresh(self, plain: bytes, index: str | None, explain: bool, debug: bool,
                              memo_key: tuple[bytes, str | None] | None, forward: list,
-                             encoding: bytes) -> tuple[bytes | None, list]:
+                             encoding: bytes) -> tuple[bytes | None, list, str | None]:
+        """(bytes to forward or None, reports, the index respelling served or None) for a body not remembered."""
         body = self._parse(plain, debug)
         if body is None:
-            return None, []
+            return None, [], None
         await self._read_brands(forward)
         await self._respell([(body, index)], forward, encoding)
         if self._needs_model(body, index):
             changed, report = await self._in_thread(self._rewrite_parsed, body, index, explain)
         else:
             changed, report = self._rewrite_parsed(body, index, explain)
+        respelled = self._served_respelling(body, index, changed)
         if memo_key is not None:
-            self._remember(memo_key, body, index, changed)
-        return changed, [report]
+            self._remember(memo_key, body, index, changed, respelled)
+        return changed, [report], respelled
 
-    def _remember(self, key: tuple[bytes, str | None], body: dict, index: str | None, changed: bytes | None) -> None:
+    def _served_respelling(self, body: dict, index: str | None, changed: bytes | None) -> str | None:
+        """The text of the index respelling that went out with this body (None when the body went out unchanged)."""
+        if changed is None:
+            return None
+        text = self.engine.rewritable_text(body)
+        found = self.engine.respelling(text, index) if text is not None else None
+        return found.text if found is not None else None
+
+    def _remember(self, key: tuple[bytes, str | None], body: dict, index: str | None, changed: bytes | None,
+                  respelled: str | None = None) -> None:
         """Keep the forwarded bytes of a search body whose rewrites came from a remembered verdict: the same
         client bytes then skip parsing, the chain and serialisation while that verdict stays current."""
         if not self.engine.enabled_for(index):
@@ -770,7 +802,7 @@ class Proxy:
             return  # this request was not served from that verdict (e.g. its cache entry had been evicted)
         if len(self._bodies) >= MEMO_ENTRIES:
             self._bodies.clear()
-        self._bodies[key] = (text, token, changed, changed is not None and REWRITE_MARK in changed, cache_key(text))
+        self._bodies[key] = (text, token, changed, changed is not None and REWRITE_MARK in changed, cache_key(text), respelled)
 
     def _rewrite_msearch_sync(self, plain: bytes, items: list, bodies: list, index: str | None, explain: bool) -> tuple[bytes | None, list]:
         replacements: dict[int, bytes] = {}

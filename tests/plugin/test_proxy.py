@@ -332,3 +332,29 @@ def test_a_proxy_that_could_not_read_its_brands_at_start_reads_them_before_a_sea
     engine.close()
     assert engine.brands_read
     assert [(r["text"], r.get("dropped_by")) for r in answer["qrw"]["rewrites"]] == [("hp toner", "guards: adds brand 'hp'")]
+
+
+def test_the_proxy_tells_the_client_what_it_changed(opensearch_url, indexed_catalog, serve):
+    """Without debug access a client still learns, from headers, that its results include an index respelling
+    (X-QRW-Respelling) or come from the fuzzy retry of an empty search (X-QRW-Zero-Hit-Retry); an unchanged
+    search carries neither, and ``proxy.announce_changes: false`` turns both off."""
+    from urllib.parse import unquote
+
+    def answers(announce):
+        engine = RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, respell={"timeout_ms": 10_000},
+                                           proxy={"rewrite_indices": ["products*"], "announce_changes": announce}),
+                               TableRewriteModel({}))
+        out = {}
+        with serve(create_app(engine, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy:
+            for text in ("head set", "head set", "keyboaard xqzv", "usb cable"):  # the second head set: the memo path
+                response = proxy.post(f"/{indexed_catalog}/_search", json={"query": {"match": {"all_text": text}}, "size": 3})
+                assert response.status_code == 200
+                out.setdefault(text, []).append({k: unquote(v) for k, v in response.headers.items() if k.startswith("x-qrw")})
+        engine.close()
+        return out
+
+    on = answers(True)
+    assert on["head set"] == [{"x-qrw-respelling": "headset"}] * 2  # fresh and remembered alike
+    assert on["keyboaard xqzv"] == [{"x-qrw-respelling": "keyboard xqzv", "x-qrw-zero-hit-retry": "fuzzy"}]
+    assert on["usb cable"] == [{}]
+    assert all(headers == {} for rows in answers(False).values() for headers in rows)
