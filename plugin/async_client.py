@@ -26,6 +26,7 @@ from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import OpenSearchException
 
 from qrw.plugin.client import (
+    as_written,
     finish,
     make_engine,
     materialise,
@@ -110,6 +111,9 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
             await asyncio.gather(*(one(ask) for ask in asks))
 
     async def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        plain, headers = as_written(headers)
+        if plain:
+            return await super().search(body=body, index=index, params=params, headers=headers, **kwargs)
         await self._read_brands(index, headers)
         parsed = search_parse(body)
         await self._respell(respell_asks(self.qrw, parsed, index), headers)
@@ -125,6 +129,9 @@ class AsyncRewritingOpenSearch(AsyncOpenSearch):
         return finish(prepared, response)
 
     async def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        plain, headers = as_written(headers)
+        if plain:
+            return await super().msearch(body=body, index=index, params=params, headers=headers, **kwargs)
         await self._read_brands(index, headers)
         body = materialise(body)
         await self._respell(respell_asks(self.qrw, body, index, multi=True), headers)

@@ -37,6 +37,9 @@ from qrw.plugin.model import RewriteModel
 from qrw.plugin.rules import RuleSet
 
 EXPLAIN_HEADER = "X-QRW-Explain"
+REWRITE_HEADER = "X-QRW-Rewrite"
+"""``headers={"X-QRW-Rewrite": "off"}`` sends a search as written, as the proxy does: no rewrites, no respelling,
+no zero-hit retry; the header itself is not sent to OpenSearch."""
 log = logging.getLogger("qrw.plugin")
 
 
@@ -52,6 +55,17 @@ def _explain_header(headers: Mapping | None) -> bool:
     if not headers:
         return False
     return any(key.lower() == EXPLAIN_HEADER.lower() and truthy(value) for key, value in headers.items())
+
+
+def as_written(headers: Mapping | None) -> tuple[bool, Mapping | None]:
+    """(whether ``X-QRW-Rewrite`` asks for the search as written, the headers without it)."""
+    if not headers:
+        return False, headers
+    value = next((v for k, v in headers.items() if k.lower() == REWRITE_HEADER.lower()), None)
+    if value is None:
+        return False, headers
+    rest = {k: v for k, v in headers.items() if k.lower() != REWRITE_HEADER.lower()}
+    return not truthy(value), rest or None
 
 
 def materialise(body: Any) -> Any:
@@ -306,6 +320,9 @@ class RewritingOpenSearch(OpenSearch):
             self.qrw.respell_answer(ask, answer, held=held)
 
     def search(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        plain, headers = as_written(headers)
+        if plain:
+            return super().search(body=body, index=index, params=params, headers=headers, **kwargs)
         self._read_brands(index, headers)
         parsed = search_parse(body)
         self._respell(respell_asks(self.qrw, parsed, index), headers)
@@ -321,6 +338,9 @@ class RewritingOpenSearch(OpenSearch):
         return finish(prepared, response)
 
     def msearch(self, body: Any = None, index: Any = None, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        plain, headers = as_written(headers)
+        if plain:
+            return super().msearch(body=body, index=index, params=params, headers=headers, **kwargs)
         self._read_brands(index, headers)
         body = materialise(body)
         self._respell(respell_asks(self.qrw, body, index, multi=True), headers)

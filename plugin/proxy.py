@@ -64,7 +64,10 @@ RESPELLING_HEADER = b"x-qrw-respelling"
 ZERO_HIT_RETRY_HEADER = b"x-qrw-zero-hit-retry"
 REWRITE_MARK = b'"_name":"qrw:rewrite:'
 """Present in a forwarded body exactly when at least one rewrite clause was merged into it."""
-QRW_HEADERS = frozenset({EXPLAIN_HEADER, TOKEN_HEADER})
+REWRITE_HEADER = b"x-qrw-rewrite"
+"""``X-QRW-Rewrite: off`` sends a search as written: no rewrites, no respelling, no zero-hit retry ("search
+instead for ..." after a respelling was announced; a control arm of an A/B test)."""
+QRW_HEADERS = frozenset({EXPLAIN_HEADER, TOKEN_HEADER, REWRITE_HEADER})
 QUERY_APIS = frozenset({"_search", "_msearch", "_count", "_explain", "_validate", "_delete_by_query", "_update_by_query",
                         "_reindex", "_alias", "_aliases", "_field_caps", "_rank_eval", "_render"})
 """APIs whose bodies may hold query DSL: buffered and depth-checked."""
@@ -507,7 +510,11 @@ class Proxy:
         forward = _forward_headers(headers, drop=QRW_HEADERS)
         plain = _decode(raw, encoding, self.config.max_body_bytes) if raw else raw
         sent = plain
-        if plain is not None and plain.strip():
+        rewrite_value = _header(headers, REWRITE_HEADER)
+        as_written = rewrite_value is not None and not truthy(rewrite_value.decode("latin-1"))
+        if as_written and plain is not None and jsonbody.deeper_than(plain, self.config.max_json_depth):
+            raise BodyTooDeep(self._depth_reason())  # the depth limit protects the node whatever the client asks
+        if plain is not None and plain.strip() and not as_written:
             if api == "_search":
                 memo_key = self._memo_key(plain, index, explain)
                 remembered = self._remembered(memo_key)  # remembered bodies passed the depth check below
@@ -525,7 +532,7 @@ class Proxy:
         assert data is not None
         resized = retried = False
         empty = (_maybe_empty(data, response, whole=api != "_search")
-                 if response.status == 200 and sent and self.engine.config.recovery.zero_hits else None)
+                 if response.status == 200 and sent and self.engine.config.recovery.zero_hits and not as_written else None)
         if empty is not None and not _is_scroll(target):  # the cheap byte test first: most answers stop there
             if api == "_search":
                 if self.engine.enabled_for(index):  # recovery rewrites too: only where rewriting is on

@@ -178,3 +178,18 @@ def test_a_failed_brand_request_is_asked_again_later_and_the_search_still_answer
         assert answer["hits"]["hits"]
     finally:
         client.close()
+
+
+
+def test_x_qrw_rewrite_off_sends_the_search_as_written(clients, indexed_catalog):
+    rewriting, plain = clients
+    for call in (lambda c, **kw: c.search(index=indexed_catalog, body=body_for("chromebook"), **kw),
+                 lambda c, **kw: c.msearch(index=indexed_catalog, body=[{}, body_for("chromebook")], **kw)):
+        as_written = call(rewriting, headers={"X-QRW-Rewrite": "off", "X-QRW-Explain": "true"})
+        expected = call(plain)
+        strip = lambda r: {k: v for k, v in r.items() if k != "took"}  # noqa: E731
+        if "responses" in expected:
+            assert [strip(r)["hits"] for r in as_written["responses"]] == [strip(r)["hits"] for r in expected["responses"]]
+        else:
+            assert as_written["hits"] == expected["hits"] and "qrw" not in as_written
+    assert ids(rewriting.search(index=indexed_catalog, body=body_for("chromebook"))) > ids(expected["responses"][0])

@@ -358,3 +358,25 @@ def test_the_proxy_tells_the_client_what_it_changed(opensearch_url, indexed_cata
     assert on["keyboaard xqzv"] == [{"x-qrw-respelling": "keyboard xqzv", "x-qrw-zero-hit-retry": "fuzzy"}]
     assert on["usb cable"] == [{}]
     assert all(headers == {} for rows in answers(False).values() for headers in rows)
+
+
+
+def test_x_qrw_rewrite_off_sends_the_search_as_written(opensearch_url, indexed_catalog, serve):
+    """``X-QRW-Rewrite: off`` ("search instead for ..."): no respelling, no rewrite, no zero-hit retry; the
+    answer is OpenSearch's own for the body as sent, and the header is not forwarded."""
+    engine = RewriteEngine(load_config(None, chain={"deadline_ms": 2000}, respell={"timeout_ms": 10_000},
+                                       proxy={"rewrite_indices": ["products*"]}), TableRewriteModel(TABLE))
+    body = lambda text: {"query": {"match": {"all_text": text}}, "size": 20, "_source": False}  # noqa: E731
+    with serve(create_app(engine, opensearch_url)) as server, httpx.Client(base_url=server.url, timeout=30) as proxy, \
+            httpx.Client(base_url=opensearch_url, timeout=30) as direct:
+        for text in ("head set", "keyboaard xqzv", "chromebook"):
+            off = proxy.post(f"/{indexed_catalog}/_search", json=body(text), headers={"X-QRW-Rewrite": "off"})
+            own = direct.post(f"/{indexed_catalog}/_search", json=body(text))
+            assert off.status_code == 200 and [h["_id"] for h in off.json()["hits"]["hits"]] == [h["_id"] for h in own.json()["hits"]["hits"]]
+            assert not [k for k in off.headers if k.startswith("x-qrw")]
+            on = proxy.post(f"/{indexed_catalog}/_search", json=body(text))
+            assert on.json()["hits"]["total"]["value"] > own.json()["hits"]["total"]["value"] or "x-qrw-respelling" in on.headers
+        lines = f'{{"index": "{indexed_catalog}"}}\n{{"query": {{"match": {{"all_text": "keyboaard xqzv"}}}}}}\n'
+        off = proxy.post("/_msearch", content=lines, headers={"X-QRW-Rewrite": "off", "content-type": "application/x-ndjson"})
+        assert off.json()["responses"][0]["hits"]["total"]["value"] == 0  # no respelling, no retry
+    engine.close()
