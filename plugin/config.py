@@ -214,7 +214,8 @@ class ProxyConfig(_Frozen):
     announce_changes: bool = Field(True, description="tell the client when a _search was changed in a way a shop should show: "
                                    "X-QRW-Respelling (the index respelling served beside the query, percent-encoded UTF-8: "
                                    "'including results for ...') and X-QRW-Zero-Hit-Retry: fuzzy (the answer comes from the "
-                                   "fuzzy retry of a search that found nothing: 'no exact match; similar products')")
+                                   "fuzzy retry of a search that found nothing: 'no exact match; similar products'); for an _msearch, "
+                                   "by item position: X-QRW-Respelling: 0=headset, X-QRW-Zero-Hit-Retry: 2=fuzzy")
     workers: int = Field(1, ge=1, le=64, description="proxy worker processes (`qrw proxy --workers`); each loads its own model and cache")
 
     @model_validator(mode="after")

@@ -506,7 +506,9 @@ class Proxy:
         encoding = _header(headers, b"content-encoding") or b""
         content = raw
         reports: list[dict | None] = []
-        respelled: str | None = None  # the index respelling served with a _search, for X-QRW-Respelling
+        # for the announcement headers: the index respelling served with a _search (for an _msearch, by item)
+        respelled: str | dict[int, str] | None = None
+        retried: bool | list[int] = False  # the zero-hit retry answered (for an _msearch: which items)
         forward = _forward_headers(headers, drop=QRW_HEADERS)
         plain = _decode(raw, encoding, self.config.max_body_bytes) if raw else raw
         sent = plain
@@ -523,14 +525,14 @@ class Proxy:
                 changed, reports, respelled = remembered or await self._rewrite_fresh(plain, index, explain, debug, memo_key,
                                                                                        forward, encoding)
             else:
-                changed, reports = await self._rewrite_msearch(plain, index, explain, debug, forward, encoding)
+                changed, reports, respelled = await self._rewrite_msearch(plain, index, explain, debug, forward, encoding)
             if changed is not None:
                 content = _encode(changed, encoding)
                 sent = changed
         response, data = await self._upstreams().request(method, target, forward, content,
                                                          retryable=True, buffer_response=True)
         assert data is not None
-        resized = retried = False
+        resized = False
         empty = (_maybe_empty(data, response, whole=api != "_search")
                  if response.status == 200 and sent and self.engine.config.recovery.zero_hits and not as_written else None)
         if empty is not None and not _is_scroll(target):  # the cheap byte test first: most answers stop there
@@ -541,10 +543,9 @@ class Proxy:
                                                                  data, reports, empty)
                     retried = response is not empty_response
             else:
-                data, resized = await self._recover_msearch(method, target, forward, encoding, sent, response, data,
-                                                            reports, index, empty)
-        announced = (self._announcements(respelled, retried)
-                     if (respelled is not None or retried) and self.config.announce_changes else None)
+                data, resized, retried = await self._recover_msearch(method, target, forward, encoding, sent, response,
+                                                                     data, reports, index, empty)
+        announced = self._announcements(respelled, retried) if (respelled or retried) and self.config.announce_changes else None
         report_wanted = debug and any(r is not None for r in reports)
         if not report_wanted:
             out_headers = _response_headers(response.headers, replace_length=len(data) if resized else None)
@@ -555,15 +556,24 @@ class Proxy:
         return response.status, _response_headers(response.headers, replace_length=len(data)) + extra + (announced or []), data
 
     @staticmethod
-    def _announcements(respelled: str | None, retried: bool) -> list[tuple[bytes, bytes]]:
+    def _announcements(respelled: str | dict[int, str] | None, retried: bool | list[int]) -> list[tuple[bytes, bytes]]:
         """The headers that tell a shop how the results differ from the query as typed (``proxy.announce_changes``).
+        For a ``_search``: ``X-QRW-Respelling: microsd%20card`` and ``X-QRW-Zero-Hit-Retry: fuzzy``; for an
+        ``_msearch``, by the item's position in ``responses``: ``0=headset,2=keyboard%20xqzv`` and ``1=fuzzy``.
 
         Why: a shop must be able to say "including results for «microsd card»" or "no exact match; similar
         products", as search engines do. The debug explain report says it too, but only to debug clients."""
         headers = []
-        if respelled is not None:
+        if isinstance(respelled, dict):
+            if respelled:
+                headers.append((RESPELLING_HEADER, ",".join(f"{i}={quote(t, safe='')}" for i, t in sorted(respelled.items()))
+                                .encode("ascii")))
+        elif respelled is not None:
             headers.append((RESPELLING_HEADER, quote(respelled, safe="").encode("ascii")))
-        if retried:
+        if isinstance(retried, list):
+            if retried:
+                headers.append((ZERO_HIT_RETRY_HEADER, ",".join(f"{i}=fuzzy" for i in retried).encode("ascii")))
+        elif retried:
             headers.append((ZERO_HIT_RETRY_HEADER, b"fuzzy"))
         return headers
 
@@ -593,12 +603,12 @@ class Proxy:
 
     async def _recover_msearch(self, method: str, target: bytes, forward: list, encoding: bytes, sent: bytes,
                                response: Any, data: bytes, reports: list[dict | None],
-                               index: str | None, answer: dict) -> tuple[bytes, bool]:
+                               index: str | None, answer: dict) -> tuple[bytes, bool, list[int]]:
         """Zero-hit recovery of the empty items of one ``_msearch`` (its parsed ``answer``), all retried in one
-        more ``_msearch``: (data to answer with, whether it changed)."""
+        more ``_msearch``: (data to answer with, whether it changed, the positions of the items recovered)."""
         items = msearch_framing.split(sent)
         if items is None:
-            return data, False
+            return data, False, []
         pairs: list[tuple[Any, Any]] = []
         for item in items:
             if not self.engine.enabled_for(msearch_framing.target_index(item.header, index)):
@@ -611,22 +621,24 @@ class Proxy:
         config = self.engine.config.recovery
         retries = recovery.msearch_retries(pairs, answer.get("responses"), config)
         if not retries:
-            return data, False
+            return data, False, []
         lines = b"".join(jsonbody.dumps(header) + b"\n" + jsonbody.dumps(body) + b"\n" for _, header, body in retries)
         try:
             second, second_data = await self._upstreams().request(
                 method, target, forward, _encode(lines, encoding), retryable=True, buffer_response=True)
         except ProxyError:
             self.metrics.recovery("failed", len(retries))
-            return data, False
+            return data, False, []
         parsed = _parsed(second_data or b"", second) if second.status == 200 else None
         answers = parsed.get("responses") if isinstance(parsed, dict) else None
+        before = list(answer["responses"])
         recovered = recovery.splice(answer["responses"], retries, answers, reports if reports else None, config)
         self.metrics.recovery("recovered", recovered)
         self.metrics.recovery("empty" if answers is not None else "failed", len(retries) - recovered)
         if not recovered:
-            return data, False
-        return _encode(jsonbody.dumps(answer), response.header(b"content-encoding") or b""), True
+            return data, False, []
+        positions = [i for i, (old, new) in enumerate(zip(before, answer["responses"])) if old is not new]
+        return _encode(jsonbody.dumps(answer), response.header(b"content-encoding") or b""), True, positions
 
     def _depth_reason(self) -> str:
         return (f"the request body is nested deeper than {self.config.max_json_depth} levels "
@@ -811,24 +823,30 @@ class Proxy:
             self._bodies.clear()
         self._bodies[key] = (text, token, changed, changed is not None and REWRITE_MARK in changed, cache_key(text), respelled)
 
-    def _rewrite_msearch_sync(self, plain: bytes, items: list, bodies: list, index: str | None, explain: bool) -> tuple[bytes | None, list]:
+    def _rewrite_msearch_sync(self, plain: bytes, items: list, bodies: list, index: str | None,
+                              explain: bool) -> tuple[bytes | None, list, dict[int, str]]:
+        """(bytes to forward or None, reports, the index respelling served per item position)."""
         replacements: dict[int, bytes] = {}
         reports: list[dict | None] = []
+        respelled: dict[int, str] = {}
         for i, (item, body) in enumerate(zip(items, bodies)):
             if body is None:
                 reports.append(None)
                 continue
-            changed, report = self._rewrite_parsed(body, msearch_framing.target_index(item.header, index), explain)
+            target = msearch_framing.target_index(item.header, index)
+            changed, report = self._rewrite_parsed(body, target, explain)
             if changed is not None:
                 replacements[i] = changed
+                if (found := self._served_respelling(body, target, changed)) is not None:
+                    respelled[i] = found
             reports.append(report)
-        return (msearch_framing.join(plain, items, replacements) if replacements else None), reports
+        return (msearch_framing.join(plain, items, replacements) if replacements else None), reports, respelled
 
     async def _rewrite_msearch(self, plain: bytes, index: str | None, explain: bool, debug: bool, forward: list,
-                               encoding: bytes) -> tuple[bytes | None, list]:
+                               encoding: bytes) -> tuple[bytes | None, list, dict[int, str]]:
         items = msearch_framing.split(plain)
         if items is None:
-            return None, []  # OpenSearch refuses this framing itself: forward it untouched
+            return None, [], {}  # OpenSearch refuses this framing itself: forward it untouched
         bodies = []
         for item in items:
             line = plain[item.body_start:item.body_end]

@@ -350,6 +350,11 @@ def test_the_proxy_tells_the_client_what_it_changed(opensearch_url, indexed_cata
                 response = proxy.post(f"/{indexed_catalog}/_search", json={"query": {"match": {"all_text": text}}, "size": 3})
                 assert response.status_code == 200
                 out.setdefault(text, []).append({k: unquote(v) for k, v in response.headers.items() if k.startswith("x-qrw")})
+            lines = "".join(f'{{"index": "{indexed_catalog}"}}\n{{"query": {{"match": {{"all_text": "{text}"}}}}}}\n'
+                            for text in ("head set", "usb cable", "keyboaard xqzv"))
+            response = proxy.post("/_msearch", content=lines, headers={"content-type": "application/x-ndjson"})
+            assert response.status_code == 200 and len(response.json()["responses"]) == 3
+            out["msearch"] = [{k: v for k, v in response.headers.items() if k.startswith("x-qrw")}]
         engine.close()
         return out
 
@@ -357,6 +362,8 @@ def test_the_proxy_tells_the_client_what_it_changed(opensearch_url, indexed_cata
     assert on["head set"] == [{"x-qrw-respelling": "headset"}] * 2  # fresh and remembered alike
     assert on["keyboaard xqzv"] == [{"x-qrw-respelling": "keyboard xqzv", "x-qrw-zero-hit-retry": "fuzzy"}]
     assert on["usb cable"] == [{}]
+    # an _msearch says it by item position, values percent-encoded
+    assert on["msearch"] == [{"x-qrw-respelling": "0=headset,2=keyboard%20xqzv", "x-qrw-zero-hit-retry": "2=fuzzy"}]
     assert all(headers == {} for rows in answers(False).values() for headers in rows)
 
 
