@@ -308,7 +308,8 @@ class Proxy:
         self.metrics = metrics or Metrics()
         self.upstreams: Upstreams | None = None
         self._bodies: dict[tuple[bytes, str | None], tuple[str, object, bytes | None, bool, str, str | None]] = {}
-        """(client bytes, index) -> (query text, verdict token, forwarded bytes or None, rewrite merged, cache key)."""
+        """(client bytes, index) -> (query text, verdict token, forwarded bytes or None, rewrite merged, cache key,
+        the index respelling served or None)."""
         self._startup_lock = asyncio.Lock()
         self.last_error: dict | None = None
         self._model_threads = concurrent.futures.ThreadPoolExecutor(
@@ -796,8 +797,8 @@ class Proxy:
         return changed, [report], respelled
 
     def _served_respelling(self, body: dict, index: str | None, changed: bytes | None) -> str | None:
-        """The text of the index respelling that went out with this body (None when the body went out unchanged)."""
-        if changed is None:
+        """The text of the index respelling that went out with this body: None when no rewrite clause went out."""
+        if changed is None or REWRITE_MARK not in changed:
             return None
         text = self.engine.rewritable_text(body)
         found = self.engine.respelling(text, index) if text is not None else None
