@@ -38,6 +38,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chain_probe import served  # noqa: E402
+
 HARM = 0.05
 
 
@@ -82,12 +85,9 @@ def facet_queries(facets, judged: set[str], *, min_products: int, min_type: int,
     return sets
 
 
-def served(report: dict | None) -> list[str]:
-    report = report or {}
-    out = [f"{r['text']} ({r['action']})" for r in report.get("rewrites", []) if (r.get("weight") or 0) > 0]
-    if report.get("respelling"):
-        out.append(f"{report['respelling']['text']} (respelling)")
-    return out
+def served_texts(report: dict | None) -> list[str]:
+    """What the chain served (``chain_probe.served``), as ``text (action)``."""
+    return [f"{item['text']} ({item['action']})" for item in served(report)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                         answer = plain.search(index=args.index, body=body)
                     else:
                         answer = clients[system].search(index=args.index, body=body, headers={"X-QRW-Explain": "true"})
-                        row["served"][system] = served(answer.get("qrw"))
+                        row["served"][system] = served_texts(answer.get("qrw"))
                     ranked = [hit["_id"] for hit in answer["hits"]["hits"]]
                     row["ndcg@10"][system] = round(ndcg_at_k(ranked, grades, 10), 4)
                 rows[set_name].append(row)

@@ -320,6 +320,7 @@ def compare_systems(
         catalog_brands = index_brands(client, index, brand_field)
     outcomes_by_model: dict[str, dict[str, RewriteOutcome]] = {}  # per model, per text the model rewrote
     models: dict[str, object] = {}
+    respellings_by_setting: dict[str, dict] = {}  # per respell setting: ungated and gated share one set of asks
     systems: dict[str, dict] = {}
     baseline_ndcg: dict[str, float] | None = None
     ordered = sorted(specs, key=lambda spec: spec.kind != "original")  # original first: the reference
@@ -350,7 +351,13 @@ def compare_systems(
                 else:
                     config = plugin_config
                 brands = load_brands(config.guards, catalog_brands)
-                respellings = index_respellings(client, index, queries, config.respell) if config.respell.enabled else {}
+                if config.respell.enabled:
+                    setting = config.respell.model_dump_json()
+                    if setting not in respellings_by_setting:
+                        respellings_by_setting[setting] = index_respellings(client, index, queries, config.respell)
+                    respellings = respellings_by_setting[setting]
+                else:
+                    respellings = {}
                 # as the engine does: the model rewrites the index's respelling of a query when there is one
                 model_text = {q: respellings[q].text if q in respellings and config.respell.rewrite_respelled else q
                               for q in queries}
